@@ -1,0 +1,407 @@
+//! Go-style durations as Consul reads and writes them: "10s", "1m30s", "250ms", or integer
+//! nanoseconds in JSON.
+//!
+//! Parsing follows Go's `time.ParseDuration` rule for rule (including its overflow limit of
+//! 2^63 ns and its error texts), because clients copy values straight from Consul docs and from
+//! Go programs; anything Consul would refuse must be refused here too.
+
+use std::time::Duration;
+
+/// A duration Consul would refuse. Holds Go's full error text (`time: invalid duration "nope"`,
+/// `time: missing unit in duration "10"`, …) because the HTTP layer forwards it verbatim.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct DurationError(pub String);
+
+impl DurationError {
+    /// Go's generic `time: invalid duration "<input>"`.
+    pub fn invalid(input: &str) -> Self {
+        DurationError(format!("time: invalid duration {}", go_quote(input)))
+    }
+}
+
+/// Go's `strconv.Quote`, close enough for error texts: printable text kept, controls escaped.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's limit: the magnitude of a `time.Duration` is at most 2^63 ns (2^63 itself only when
+/// negative).
+const LIMIT: u64 = 1 << 63;
+
+fn unit_nanos(unit: &str) -> Option<u64> {
+    Some(match unit {
+        "ns" => 1,
+        // Go accepts the micro sign (U+00B5) and the Greek mu (U+03BC).
+        "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    })
+}
+
+/// Parses Go's `time.ParseDuration` syntax (units ns, us, µs, ms, s, m, h; decimals; a sign).
+/// Negative durations parse to zero (Consul treats them as unset).
+pub fn parse_go(s: &str) -> Result<Duration, DurationError> {
+    let orig = s;
+    let invalid = || DurationError::invalid(orig);
+    let mut rest = s.as_bytes();
+    let mut neg = false;
+    if let Some(&c) = rest.first() {
+        if c == b'-' || c == b'+' {
+            neg = c == b'-';
+            rest = &rest[1..];
+        }
+    }
+    // Go special-cases a bare zero: it is the only number allowed without a unit.
+    if rest == b"0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        if !(rest[0] == b'.' || rest[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut whole: u64 = 0;
+        for &c in &rest[..digits] {
+            if whole > LIMIT / 10 {
+                return Err(invalid());
+            }
+            whole = whole * 10 + u64::from(c - b'0');
+            if whole > LIMIT {
+                return Err(invalid());
+            }
+        }
+        let has_whole = digits > 0;
+        rest = &rest[digits..];
+
+        // Like Go, fraction digits past what fits are dropped rather than rejected.
+        let (mut frac, mut scale, mut has_frac) = (0u64, 1f64, false);
+        if rest.first() == Some(&b'.') {
+            rest = &rest[1..];
+            let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            let mut overflow = false;
+            for &c in &rest[..n] {
+                if overflow {
+                    continue;
+                }
+                if frac > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let y = frac * 10 + u64::from(c - b'0');
+                if y > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                frac = y;
+                scale *= 10.0;
+            }
+            has_frac = n > 0;
+            rest = &rest[n..];
+        }
+        if !has_whole && !has_frac {
+            return Err(invalid());
+        }
+
+        let unit_len = rest
+            .iter()
+            .take_while(|&&c| !(c == b'.' || c.is_ascii_digit()))
+            .count();
+        if unit_len == 0 {
+            return Err(DurationError(format!(
+                "time: missing unit in duration {}",
+                go_quote(orig)
+            )));
+        }
+        // The unit ends at an ASCII byte or at the end, so it is whole UTF-8.
+        let unit_text = String::from_utf8_lossy(&rest[..unit_len]);
+        rest = &rest[unit_len..];
+        let Some(unit) = unit_nanos(&unit_text) else {
+            return Err(DurationError(format!(
+                "time: unknown unit {} in duration {}",
+                go_quote(&unit_text),
+                go_quote(orig)
+            )));
+        };
+        if whole > LIMIT / unit {
+            return Err(invalid());
+        }
+        let mut v = whole * unit;
+        if frac > 0 {
+            // Go computes the fractional part in float64 and truncates; so do we.
+            v += (frac as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        total = match total.checked_add(v) {
+            Some(t) if t <= LIMIT => t,
+            _ => return Err(invalid()),
+        };
+    }
+    if neg {
+        return Ok(Duration::ZERO);
+    }
+    if total > LIMIT - 1 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+/// Appends `v`'s last `prec` decimal digits to `out` as a fraction (trailing zeros and a bare
+/// point dropped) and returns `v` without them, as Go's `fmtFrac` does.
+fn frac_prefix(v: u128, prec: u32, out: &mut String) -> u128 {
+    let scale = 10u128.pow(prec);
+    let mut f = v % scale;
+    let mut digits = prec;
+    while digits > 0 && f % 10 == 0 {
+        f /= 10;
+        digits -= 1;
+    }
+    if digits > 0 {
+        out.push('.');
+        out.push_str(&format!("{:0width$}", f, width = digits as usize));
+    }
+    v / scale
+}
+
+/// Go's `time.Duration.String()`: "0s", "1.5s", "100ms", "1m30s", "1h0m0s".
+pub fn format_go(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    if ns < 1_000_000_000 {
+        let (prec, unit) = match ns {
+            n if n < 1_000 => return format!("{n}ns"),
+            n if n < 1_000_000 => (3, "µs"),
+            _ => (6, "ms"),
+        };
+        let mut frac = String::new();
+        let whole = frac_prefix(ns, prec, &mut frac);
+        return format!("{whole}{frac}{unit}");
+    }
+    let mut frac = String::new();
+    let secs = frac_prefix(ns, 9, &mut frac);
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}{frac}s")
+    } else if m > 0 {
+        format!("{m}m{s}{frac}s")
+    } else {
+        format!("{s}{frac}s")
+    }
+}
+
+/// A JSON duration: a Go duration string or a number of nanoseconds.
+///
+/// Numbers follow Consul's decoder (a float64 cast to an int64 of nanoseconds): fractions are
+/// truncated, negatives mean zero, and anything past Go's range is refused.
+pub fn from_json(v: &serde_json::Value) -> Result<Duration, DurationError> {
+    use serde_json::Value;
+    let refuse = || DurationError(format!("time: invalid duration {v}"));
+    match v {
+        Value::String(s) => parse_go(s),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Duration::from_nanos(i.max(0) as u64))
+            } else if n.as_u64().is_some() {
+                // Not an i64, so above i64::MAX: past Go's range.
+                Err(refuse())
+            } else {
+                let f = n.as_f64().ok_or_else(refuse)?;
+                if f <= 0.0 {
+                    Ok(Duration::ZERO)
+                } else if f < LIMIT as f64 {
+                    Ok(Duration::from_nanos(f as u64))
+                } else {
+                    Err(refuse())
+                }
+            }
+        }
+        _ => Err(refuse()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ns(n: u64) -> Duration {
+        Duration::from_nanos(n)
+    }
+
+    #[test]
+    fn parses_go_durations() {
+        let cases: &[(&str, Duration)] = &[
+            ("10s", Duration::from_secs(10)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5h", Duration::from_secs(5400)),
+            ("250ms", Duration::from_millis(250)),
+            ("300us", Duration::from_micros(300)),
+            ("300µs", Duration::from_micros(300)),
+            ("300\u{3bc}s", Duration::from_micros(300)),
+            ("2ns", ns(2)),
+            ("0", Duration::ZERO),
+            ("+0", Duration::ZERO),
+            ("-0", Duration::ZERO),
+            ("0s", Duration::ZERO),
+            ("-1s", Duration::ZERO),
+            ("-1.5h", Duration::ZERO),
+            ("+5s", Duration::from_secs(5)),
+            (".5s", Duration::from_millis(500)),
+            ("5.s", Duration::from_secs(5)),
+            ("1h2m3s4ms5us6ns", ns(3_723_004_005_006)),
+            ("1.000000001s", ns(1_000_000_001)),
+            ("1.0000000001s", ns(1_000_000_000)),
+            ("100.00100s", ns(100_001_000_000)),
+            ("39h9m14.425s", ns(140_954_425_000_000)),
+            ("9223372036854775807ns", ns(i64::MAX as u64)),
+            ("9223372036854775.807us", ns(i64::MAX as u64)),
+            ("0.100000000000000000000h", Duration::from_secs(360)),
+            ("90m", Duration::from_secs(5400)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_go(input), Ok(*want), "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_go_rejects_with_gos_messages() {
+        let invalid = [
+            "",
+            "nope",
+            "-",
+            "+",
+            "s",
+            ".",
+            "-.",
+            ".s",
+            "+.s",
+            "1x",
+            "1.5",
+            "3000000h",
+            "9223372036854775808ns",
+            "9223372036854775807ns1ns",
+            "9999999999999999999h",
+            "99999999999999999999999999999999s",
+            "1s 2s",
+            " 1s",
+        ];
+        for input in invalid {
+            let err = parse_go(input).expect_err(input).0;
+            assert!(err.starts_with("time: "), "{input}: {err}");
+            assert!(err.ends_with(&format!("{input:?}")), "{input}: {err}");
+        }
+        assert_eq!(
+            parse_go("nope").unwrap_err().to_string(),
+            r#"time: invalid duration "nope""#
+        );
+        assert_eq!(
+            parse_go("10").unwrap_err().0,
+            r#"time: missing unit in duration "10""#
+        );
+        assert_eq!(
+            parse_go("1x").unwrap_err().0,
+            r#"time: unknown unit "x" in duration "1x""#
+        );
+        assert_eq!(
+            parse_go("1 s").unwrap_err().0,
+            r#"time: unknown unit " s" in duration "1 s""#
+        );
+        // Go's 2^63 limit: allowed negative (we clamp it to zero), refused positive.
+        assert_eq!(parse_go("-9223372036854775808ns"), Ok(Duration::ZERO));
+        assert!(parse_go("9223372036854775808ns").is_err());
+        assert_eq!(
+            DurationError::invalid("x").0,
+            r#"time: invalid duration "x""#
+        );
+    }
+
+    #[test]
+    fn formats_like_go() {
+        let cases: &[(Duration, &str)] = &[
+            (Duration::ZERO, "0s"),
+            (ns(1), "1ns"),
+            (ns(1_100), "1.1µs"),
+            (ns(1_500), "1.5µs"),
+            (Duration::from_micros(1), "1µs"),
+            (ns(2_200_000), "2.2ms"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (ns(3_300_000_000), "3.3s"),
+            (Duration::from_secs(90), "1m30s"),
+            (ns(4 * 60_000_000_000 + 5_000_000_000), "4m5s"),
+            (ns(4 * 60_000_000_000 + 5_001_000_000), "4m5.001s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (
+                ns(5 * 3_600_000_000_000 + 6 * 60_000_000_000 + 7_001_000_000),
+                "5h6m7.001s",
+            ),
+            (ns(8 * 3_600_000_000_000 + 1), "8h0m0.000000001s"),
+            (ns(i64::MAX as u64), "2562047h47m16.854775807s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_go(*d), *want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn format_and_parse_round_trip() {
+        for n in [
+            1,
+            999,
+            1_000,
+            1_234_567,
+            1_000_000_000,
+            59_999_999_999,
+            86_400_000_000_123,
+        ] {
+            assert_eq!(parse_go(&format_go(ns(n))), Ok(ns(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn reads_json_strings_and_nanoseconds() {
+        assert_eq!(from_json(&json!("1m30s")), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            from_json(&json!(10_000_000_000u64)),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(from_json(&json!(0)), Ok(Duration::ZERO));
+        assert_eq!(from_json(&json!(-5)), Ok(Duration::ZERO));
+        assert_eq!(from_json(&json!(1500.9)), Ok(ns(1500)));
+        assert_eq!(from_json(&json!(-1.5)), Ok(Duration::ZERO));
+        assert_eq!(from_json(&json!(1e10)), Ok(Duration::from_secs(10)));
+        assert!(from_json(&json!("nope")).is_err());
+        assert!(from_json(&json!("10")).is_err());
+        assert!(from_json(&json!(u64::MAX)).is_err());
+        assert!(from_json(&json!(1e300)).is_err());
+        for bad in [json!(null), json!(true), json!([]), json!({"s": 1})] {
+            let err = from_json(&bad).expect_err("non-duration JSON");
+            assert!(err.0.starts_with("time: invalid duration"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `/v1/health/*`, `/v1/catalog/*` and `/v1/status/*`: the cluster-wide reads the mesh and
+//! Consul clients block on. Every read here is a blocking query keyed by the topic its result
+//! depends on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{apply_filter, blocking_read, check_dc, ok, Query, Shared};
+use crate::registry::error::{bad_request, RegistryError};
+use crate::registry::model::{CheckStatus, Service};
+use crate::registry::render;
+use crate::registry::state::State;
+use crate::registry::watch::Topic;
+
+type Reply = Result<Response, RegistryError>;
+
+/// `?tag=` (repeatable, all must match).
+fn has_tags(s: &Service, tags: &[String]) -> bool {
+    tags.iter().all(|t| s.tags.contains(t))
+}
+
+/// `?node-meta=key:value` (repeatable) against this node's meta.
+fn node_meta_matches(query: &Query) -> bool {
+    query.all("node-meta").all(|pair| {
+        let (k, v) = pair.split_once(':').unwrap_or((pair, ""));
+        k == "consul-network-segment" && v.is_empty()
+    })
+}
+
+pub async fn health_service(
+    AxState(reg): AxState<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let passing_only = query.flag("passing")?;
+    let filter = query.filter()?;
+    let tags: Vec<String> = query.all("tag").map(str::to_string).collect();
+    let node_ok = node_meta_matches(&query);
+    let node = render::node(reg.node());
+    let node_name = reg.node().name.clone();
+    let serf = render::serf_check(&node_name);
+    let read = |state: &State| {
+        let mut entries = Vec::new();
+        for s in state
+            .instances(&name)
+            .filter(|s| node_ok && has_tags(s, &tags))
+        {
+            let node_checks = state.node_checks();
+            let own = state.checks_of_service(&s.id);
+            let all: Vec<_> = node_checks.chain(own).collect();
+            if passing_only && all.iter().any(|c| c.status != CheckStatus::Passing) {
+                continue;
+            }
+            let mut checks = vec![serf.clone()];
+            checks.extend(
+                all.iter()
+                    .map(|c| render::health_check(c, state, &node_name)),
+            );
+            entries.push(json!({
+                "Node": node,
+                "Service": render::node_service(s),
+                "Checks": checks,
+            }));
+        }
+        (state.service_index(&name), apply_filter(&filter, entries))
+    };
+    let (index, entries) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
+    Ok(ok(index, &Value::Array(entries)))
+}
+
+pub async fn health_checks(
+    AxState(reg): AxState<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let filter = query.filter()?;
+    let node_name = reg.node().name.clone();
+    let read = |state: &State| {
+        let checks = state
+            .instances(&name)
+            .flat_map(|s| state.checks_of_service(&s.id))
+            .map(|c| render::health_check(c, state, &node_name))
+            .collect();
+        (state.service_index(&name), apply_filter(&filter, checks))
+    };
+    let (index, checks) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
+    Ok(ok(index, &Value::Array(checks)))
+}
+
+pub async fn health_state(
+    AxState(reg): AxState<Shared>,
+    Path(wanted): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let wanted_status = match wanted.as_str() {
+        "any" => None,
+        s => Some(CheckStatus::parse(s).ok_or_else(|| bad_request("Bad check state"))?),
+    };
+    let filter = query.filter()?;
+    let node_name = reg.node().name.clone();
+    let read = |state: &State| {
+        let mut checks = Vec::new();
+        if wanted_status.is_none_or(|s| s == CheckStatus::Passing) {
+            checks.push(render::serf_check(&node_name));
+        }
+        checks.extend(
+            state
+                .checks
+                .values()
+                .filter(|c| wanted_status.is_none_or(|s| s == c.status))
+                .map(|c| render::health_check(c, state, &node_name)),
+        );
+        (state.checks_index(), apply_filter(&filter, checks))
+    };
+    let (index, checks) = blocking_read(&reg, &query, Topic::Checks, read).await?;
+    Ok(ok(index, &Value::Array(checks)))
+}
+
+pub async fn catalog_services(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let node_ok = node_meta_matches(&query);
+    let read = |state: &State| {
+        let mut names: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for s in state.services.values().filter(|_| node_ok) {
+            names
+                .entry(s.name.as_str())
+                .or_default()
+                .extend(s.tags.iter().map(String::as_str));
+        }
+        (state.services_index(), json!(names))
+    };
+    let (index, body) = blocking_read(&reg, &query, Topic::Services, read).await?;
+    Ok(ok(index, &body))
+}
+
+pub async fn catalog_service(
+    AxState(reg): AxState<Shared>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let filter = query.filter()?;
+    let tags: Vec<String> = query.all("tag").map(str::to_string).collect();
+    let node_ok = node_meta_matches(&query);
+    let read = |state: &State| {
+        let entries = state
+            .instances(&name)
+            .filter(|s| node_ok && has_tags(s, &tags))
+            .map(|s| render::catalog_service(s, reg.node()))
+            .collect();
+        (state.service_index(&name), apply_filter(&filter, entries))
+    };
+    let (index, entries) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
+    Ok(ok(index, &Value::Array(entries)))
+}
+
+pub async fn catalog_nodes(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
+    let query = Query::parse(q.as_deref());
+    let filter = query.filter()?;
+    let node = render::node(reg.node());
+    let read = |_: &State| (1, apply_filter(&filter, vec![node.clone()]));
+    let (index, nodes) = blocking_read(&reg, &query, Topic::Nodes, read).await?;
+    Ok(ok(index, &Value::Array(nodes)))
+}
+
+pub async fn datacenters(AxState(reg): AxState<Shared>) -> Reply {
+    Ok(ok(reg.state().index, &json!([reg.config().datacenter])))
+}
+
+/// This registry is its own leader, reachable at the node address on Consul's server port.
+fn leader_address(reg: &Shared) -> String {
+    format!("{}:8300", reg.node().address)
+}
+
+pub async fn leader(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
+    check_dc(&reg, &Query::parse(q.as_deref()))?;
+    Ok(ok(reg.state().index, &json!(leader_address(&reg))))
+}
+
+pub async fn peers(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
+    check_dc(&reg, &Query::parse(q.as_deref()))?;
+    Ok(ok(reg.state().index, &json!([leader_address(&reg)])))
+}

@@ -1,0 +1,348 @@
+//! The embedded, Consul-HTTP-API-compatible registry (`beamline-mesh registry`).
+//!
+//! It speaks the subset of Consul's HTTP API that agents, the mesh and common Consul clients use,
+//! with Consul's semantics (blocking queries with per-result indexes, agent-run checks,
+//! deregister-critical-after, KV) and durable state. It is not a general Consul: one node, one
+//! datacenter, no raft, no sessions, no service mesh proxies.
+//!
+//! This module owns the `Registry` handle: the one lock around state and storage, and the commit
+//! path every write takes (validate → persist → apply → wake watchers → start or stop checks).
+
+pub mod catalog;
+pub mod checks;
+pub mod decode;
+pub mod duration;
+pub mod error;
+pub mod filter;
+pub mod http;
+pub mod kv;
+pub mod model;
+pub mod persist;
+pub mod render;
+pub mod state;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+pub use error::RegistryError;
+
+use model::Check;
+use persist::{Op, Persist};
+use state::{Change, State};
+use watch::Watchers;
+
+/// Settings of one registry process.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub datacenter: String,
+    pub node_name: String,
+    /// When set, every request must carry this token.
+    pub acl_token: Option<String>,
+    /// When set, state is kept in SQLite under this directory.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            datacenter: "dc1".to_string(),
+            node_name: hostname(),
+            acl_token: None,
+            data_dir: None,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "beamline-mesh".to_string())
+}
+
+/// The one node this registry is: what Consul calls the agent's own node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub datacenter: String,
+}
+
+struct Inner {
+    state: State,
+    persist: Option<Persist>,
+}
+
+pub struct Registry {
+    config: RegistryConfig,
+    node: Node,
+    inner: Mutex<Inner>,
+    watchers: Watchers,
+    runners: Mutex<HashMap<String, AbortHandle>>,
+    this: Weak<Registry>,
+}
+
+impl Registry {
+    /// Opens (and with a data dir, restores) a registry. `node_ip` is the address clients reach
+    /// this node at. Call inside a Tokio runtime: restored checks start running at once.
+    pub fn open(config: RegistryConfig, node_ip: IpAddr) -> Result<Arc<Registry>, RegistryError> {
+        let (state, persist) = match &config.data_dir {
+            None => (State::restore(1, vec![], vec![], vec![]), None),
+            Some(dir) => {
+                let persist = Persist::open(dir)?;
+                let snap = persist.load()?;
+                let checks = snap.checks.into_iter().map(checks::restored).collect();
+                let state = State::restore(snap.index, snap.services, checks, snap.kv);
+                (state, Some(persist))
+            }
+        };
+        let node_ip = if node_ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            node_ip
+        };
+        let node = Node {
+            id: node_id(&config.node_name),
+            name: config.node_name.clone(),
+            address: node_ip.to_string(),
+            datacenter: config.datacenter.clone(),
+        };
+        let registry = Arc::new_cyclic(|this| Registry {
+            config,
+            node,
+            inner: Mutex::new(Inner { state, persist }),
+            watchers: Watchers::default(),
+            runners: Mutex::new(HashMap::new()),
+            this: this.clone(),
+        });
+        let restored: Vec<Check> = registry.state().checks.values().cloned().collect();
+        for check in restored {
+            registry.start_runner(&check);
+        }
+        Ok(registry)
+    }
+
+    /// Serves the HTTP API on `listener` until the process ends, with the reaper alongside.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let reaper = tokio::spawn(checks::reap_forever(Arc::downgrade(&self)));
+        let app = http::router(self);
+        let result = axum::serve(listener, app).await;
+        reaper.abort();
+        result
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// A read lock on the state. Keep it short: writers and readers share it.
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard(self.lock())
+    }
+
+    /// Mutable state for runtime-only bookkeeping (check result counters), which is neither
+    /// persisted nor indexed. Every other change goes through [`Registry::write`].
+    pub(crate) fn state_for_counters(&self) -> StateGuardMut<'_> {
+        StateGuardMut(self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied write: writes are applied
+        // to memory only after storage accepted them, in `commit`.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one write: `plan` reads the state and returns the changes (or an error, having
+    /// changed nothing); they are persisted, applied at the next index and announced.
+    pub fn write<R>(
+        &self,
+        plan: impl FnOnce(&State, u64) -> Result<(Vec<Change>, R), RegistryError>,
+    ) -> Result<R, RegistryError> {
+        let mut inner = self.lock();
+        let next = inner.state.index + 1;
+        let (changes, result) = plan(&inner.state, next)?;
+        if changes.is_empty() {
+            return Ok(result);
+        }
+        let Inner { state, persist } = &mut *inner;
+        if let Some(persist) = persist {
+            persist.apply(next, &ops(&changes))?;
+        }
+        let (start, stop) = runner_changes(state, &changes);
+        let topics = state.apply(next, changes);
+        drop(inner);
+        self.watchers.notify(topics, next);
+        for id in stop {
+            self.stop_runner(&id);
+        }
+        for check in start {
+            self.start_runner(&check);
+        }
+        Ok(result)
+    }
+
+    /// Replaces a check's output (and TTL expiry) without a new index: Consul defers output-only
+    /// updates, so they must not wake watchers.
+    pub fn write_quietly(&self, check: Check, durable: bool) -> Result<(), RegistryError> {
+        let mut inner = self.lock();
+        let Inner { state, persist } = &mut *inner;
+        if !state.checks.contains_key(&check.def.id) {
+            return Ok(());
+        }
+        if let (Some(persist), true) = (persist, durable) {
+            persist.apply(state.index, &[Op::PutCheck(&check)])?;
+        }
+        state.checks.insert(check.def.id.clone(), check);
+        Ok(())
+    }
+
+    fn start_runner(&self, check: &Check) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let Some(task) = checks::runner(Arc::downgrade(&this), check) else {
+            return;
+        };
+        let handle = tokio::spawn(task).abort_handle();
+        let previous = self
+            .runners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(check.def.id.clone(), handle);
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+
+    fn stop_runner(&self, id: &str) {
+        let handle = self
+            .runners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(handle) = handle {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for (_, handle) in self
+            .runners
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            handle.abort();
+        }
+    }
+}
+
+/// A locked view of the state.
+pub struct StateGuard<'a>(MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0.state
+    }
+}
+
+pub(crate) struct StateGuardMut<'a>(MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for StateGuardMut<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuardMut<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0.state
+    }
+}
+
+fn ops(changes: &[Change]) -> Vec<Op<'_>> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::PutService(s) => Op::PutService(s),
+            Change::DeleteService(id) => Op::DeleteService(id),
+            Change::PutCheck(c) => Op::PutCheck(c),
+            Change::DeleteCheck(id) => Op::DeleteCheck(id),
+            Change::PutKv(e) => Op::PutKv(e),
+            Change::DeleteKv(k) => Op::DeleteKv(k),
+        })
+        .collect()
+}
+
+/// Which check runners a write starts (new or redefined checks) and stops (removed checks).
+fn runner_changes(state: &State, changes: &[Change]) -> (Vec<Check>, Vec<String>) {
+    let mut start = Vec::new();
+    let mut stop = Vec::new();
+    for change in changes {
+        match change {
+            Change::PutCheck(c) => {
+                let redefined = state
+                    .checks
+                    .get(&c.def.id)
+                    .is_none_or(|old| old.def != c.def);
+                if redefined {
+                    start.push(c.clone());
+                }
+            }
+            Change::DeleteCheck(id) => stop.push(id.clone()),
+            _ => {}
+        }
+    }
+    (start, stop)
+}
+
+/// A stable node ID derived from the node name, so it survives restarts without being stored.
+fn node_id(name: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u64| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, name).hash(&mut h);
+        h.finish()
+    };
+    let bits = (u128::from(half(1)) << 64) | u128::from(half(2));
+    uuid::Builder::from_u128(bits)
+        .with_variant(uuid::Variant::RFC4122)
+        .with_version(uuid::Version::Random)
+        .into_uuid()
+        .to_string()
+}
+
+/// Binds, opens the registry and returns it with the bound address; the caller serves it.
+pub async fn bind(
+    config: RegistryConfig,
+    listen: SocketAddr,
+) -> Result<(Arc<Registry>, TcpListener, SocketAddr), RegistryError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| RegistryError::Internal(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RegistryError::Internal(format!("cannot read bound address: {e}")))?;
+    let registry = Registry::open(config, addr.ip())?;
+    Ok((registry, listener, addr))
+}
