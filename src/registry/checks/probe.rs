@@ -23,10 +23,13 @@ use tokio::time::{timeout_at, Instant};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
-use crate::registry::model::CheckStatus;
+use crate::registry::model::CheckStatus::{self, Critical, Passing, Warning};
 
 /// Consul's OutputMaxSize default; like Consul's ring buffer, the *last* bytes of a body are kept.
 const OUTPUT_MAX_SIZE: usize = 4096;
+/// grpc-go's text for a check that ran out of time, which is what Consul shows.
+const DEADLINE_EXCEEDED: &str =
+    "rpc error: code = DeadlineExceeded desc = context deadline exceeded";
 /// Consul's value, so that services which filter health-check traffic by agent keep doing so.
 const CHECK_USER_AGENT: &str = "Consul Health Check";
 
@@ -58,85 +61,103 @@ pub struct ProbeResult {
     pub output: String,
 }
 
-impl ProbeResult {
-    fn new(status: CheckStatus, output: String) -> Self {
-        ProbeResult { status, output }
-    }
-
-    fn critical(output: String) -> Self {
-        Self::new(CheckStatus::Critical, output)
-    }
+fn done(status: CheckStatus, output: String) -> ProbeResult {
+    ProbeResult { status, output }
 }
 
 /// 2xx passing, 429 warning, anything else (or no answer within `timeout`) critical.
 pub async fn http(probe: &HttpProbe, timeout: Duration) -> ProbeResult {
-    let deadline = deadline_after(timeout);
-    let method = if probe.method.is_empty() {
-        "GET"
-    } else {
-        probe.method.as_str()
-    };
-    // Go's url.Error spelling ("Get", "Post"), which is what Consul's outputs start with.
-    let op = match method.split_at_checked(1) {
-        Some((first, rest)) => format!("{first}{}", rest.to_ascii_lowercase()),
-        None => method.to_owned(),
-    };
-    let fail = |err: String| ProbeResult::critical(format!("{op} {:?}: {err}", probe.url));
-
+    let method = Some(probe.method.as_str())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("GET");
     let Ok(verb) = Method::from_bytes(method.as_bytes()) else {
-        return ProbeResult::critical(format!("net/http: invalid method {method:?}"));
+        return done(Critical, format!("net/http: invalid method {method:?}"));
     };
     let url = match Url::parse(&probe.url) {
         Ok(url) => url,
-        Err(err) => return ProbeResult::critical(format!("parse {:?}: {err}", probe.url)),
+        Err(err) => return done(Critical, format!("parse {:?}: {err}", probe.url)),
     };
-    if !matches!(url.scheme(), "http" | "https") {
-        return fail(format!("unsupported protocol scheme {:?}", url.scheme()));
-    }
-    let (client, url, host) = match http_client(probe, url) {
-        Ok(found) => found,
-        Err(err) => return fail(err),
-    };
-
-    let mut headers = HeaderMap::new();
-    for (name, values) in &probe.header {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-            return fail(format!("net/http: invalid header field name {name:?}"));
-        };
-        for value in values {
-            let Ok(value) = HeaderValue::from_str(value) else {
-                return fail(format!("net/http: invalid header field value for {name:?}"));
+    match http_send(probe, verb, url, deadline_after(timeout)).await {
+        Ok((code, body)) => {
+            let status = match code.as_u16() {
+                200..=299 => Passing,
+                429 => Warning,
+                _ => Critical,
             };
-            headers.append(name.clone(), value);
+            let (url, reason) = (&probe.url, code.canonical_reason().unwrap_or(""));
+            let code = code.as_u16();
+            done(
+                status,
+                format!("HTTP {method} {url}: {code} {reason} Output: {body}"),
+            )
+        }
+        // Go's url.Error spelling ("Get", "Post"), which is what Consul's outputs start with; a
+        // valid method is a non-empty ASCII token, so splitting after one byte is safe.
+        Err(err) => {
+            let (first, rest) = method.split_at(1);
+            let op = format!("{first}{}", rest.to_ascii_lowercase());
+            done(Critical, format!("{op} {:?}: {err}", probe.url))
         }
     }
-    headers
-        .entry(USER_AGENT)
-        .or_insert(HeaderValue::from_static(CHECK_USER_AGENT));
-    headers
-        .entry(ACCEPT)
-        .or_insert(HeaderValue::from_static("text/plain, text/*, */*"));
+}
+
+/// Sends the request; the status code and the tail of the body, or the error text.
+async fn http_send(
+    probe: &HttpProbe,
+    verb: Method,
+    url: Url,
+    deadline: Instant,
+) -> Result<(reqwest::StatusCode, String), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("unsupported protocol scheme {:?}", url.scheme()));
+    }
+    let port = url.port_or_known_default().unwrap_or_default();
+    let dial_addr = format!("{}:{port}", url.host_str().unwrap_or_default());
+    let (client, url, host) = http_client(probe, url)?;
+    let mut headers = HeaderMap::new();
+    for (name, values) in &probe.header {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("net/http: invalid header field name {name:?}"))?;
+        for value in values {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("net/http: invalid header field value for {name:?}"))?;
+            headers.append(&name, value);
+        }
+    }
+    let user_agent = HeaderValue::from_static(CHECK_USER_AGENT);
+    headers.entry(USER_AGENT).or_insert(user_agent);
+    let accept = HeaderValue::from_static("text/plain, text/*, */*");
+    headers.entry(ACCEPT).or_insert(accept);
     if let Some(host) = host {
         headers.entry(HOST).or_insert(host);
     }
-
     let mut request = client.request(verb, url).headers(headers);
     if !probe.body.is_empty() {
         request = request.body(probe.body.clone());
     }
+
     let mut response = match timeout_at(deadline, request.send()).await {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => return fail(describe_error(&err)),
+        Ok(Err(err)) => {
+            // A refused or unreachable socket reads as Go's dial error; anything else (DNS, TLS)
+            // as the chain of causes.
+            let os_error = std::iter::successors(std::error::Error::source(&err), |&e| e.source())
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .find(|e| e.raw_os_error().is_some());
+            return Err(match os_error {
+                Some(os) if err.is_connect() => {
+                    format!("dial tcp {dial_addr}: connect: {}", io_text(os))
+                }
+                _ => describe_error("", &err),
+            });
+        }
         Err(_) => {
-            return fail(
-                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into(),
-            )
+            let text = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+            return Err(text.into());
         }
     };
-
     // A body cut short by the deadline still yields a result from the status code, as in Consul.
-    let mut tail: Vec<u8> = Vec::new();
-    let mut truncated = false;
+    let (mut tail, mut truncated) = (Vec::new(), false);
     while let Ok(Ok(Some(chunk))) = timeout_at(deadline, response.chunk()).await {
         tail.extend_from_slice(&chunk);
         if tail.len() > OUTPUT_MAX_SIZE {
@@ -146,38 +167,19 @@ pub async fn http(probe: &HttpProbe, timeout: Duration) -> ProbeResult {
     }
     if truncated {
         // Do not start the kept tail in the middle of a UTF-8 character.
-        let skip = tail
-            .iter()
-            .take(3)
-            .take_while(|b| (**b & 0xC0) == 0x80)
-            .count();
-        tail.drain(..skip);
+        let partial = tail.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80);
+        tail.drain(..partial.count());
     }
-
-    let code = response.status();
-    let reason = code.canonical_reason().unwrap_or("");
-    let status = match code.as_u16() {
-        200..=299 => CheckStatus::Passing,
-        429 => CheckStatus::Warning,
-        _ => CheckStatus::Critical,
-    };
-    let output = format!(
-        "HTTP {method} {}: {} {reason} Output: {}",
-        probe.url,
-        code.as_u16(),
-        String::from_utf8_lossy(&tail)
-    );
-    ProbeResult::new(status, output)
+    let body = String::from_utf8_lossy(&tail).into_owned();
+    Ok((response.status(), body))
 }
 
 /// Passing when a TCP connection to `addr` (`host:port`) opens within `timeout`.
 pub async fn tcp(addr: &str, timeout: Duration) -> ProbeResult {
     match timeout_at(deadline_after(timeout), dial(addr)).await {
-        Ok(Ok(_stream)) => {
-            ProbeResult::new(CheckStatus::Passing, format!("TCP connect {addr}: Success"))
-        }
-        Ok(Err(err)) => ProbeResult::critical(err),
-        Err(_) => ProbeResult::critical(format!("dial tcp {addr}: i/o timeout")),
+        Ok(Ok(_stream)) => done(Passing, format!("TCP connect {addr}: Success")),
+        Ok(Err(err)) => done(Critical, err),
+        Err(_) => done(Critical, format!("dial tcp {addr}: i/o timeout")),
     }
 }
 
@@ -187,20 +189,17 @@ pub async fn grpc(probe: &GrpcProbe, timeout: Duration) -> ProbeResult {
     let target = probe.target.as_str();
     let (server, service) = target.split_once('/').unwrap_or((target, ""));
     match timeout_at(deadline, grpc_check(probe, server, service, deadline)).await {
-        Ok(Ok(status)) if status == ServingStatus::Serving as i32 => ProbeResult::new(
-            CheckStatus::Passing,
-            format!("gRPC check {target}: success"),
-        ),
+        Ok(Ok(status)) if status == ServingStatus::Serving as i32 => {
+            done(Passing, format!("gRPC check {target}: success"))
+        }
         Ok(Ok(status)) => {
             let name = ServingStatus::try_from(status)
                 .map(|s| s.as_str_name().to_owned())
                 .unwrap_or_else(|_| status.to_string());
-            ProbeResult::critical(format!("gRPC {target} serving status: {name}"))
+            done(Critical, format!("gRPC {target} serving status: {name}"))
         }
-        Ok(Err(err)) => ProbeResult::critical(err),
-        Err(_) => ProbeResult::critical(
-            "rpc error: code = DeadlineExceeded desc = context deadline exceeded".into(),
-        ),
+        Ok(Err(err)) => done(Critical, err),
+        Err(_) => done(Critical, DEADLINE_EXCEEDED.into()),
     }
 }
 
@@ -220,15 +219,15 @@ fn http_client(
     probe: &HttpProbe,
     url: Url,
 ) -> Result<(reqwest::Client, Url, Option<HeaderValue>), String> {
-    static PLAIN: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    static INSECURE: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    static RENAMED: OnceLock<Mutex<HashMap<(String, String, bool), reqwest::Client>>> =
-        OnceLock::new();
+    static BASE: [OnceLock<Result<reqwest::Client, String>>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    type Renamed = HashMap<(String, String, bool), reqwest::Client>;
+    static RENAMED: OnceLock<Mutex<Renamed>> = OnceLock::new();
 
     let skip = probe.tls_skip_verify;
     let name = probe.tls_server_name.trim();
-    let real_host = url.host_str().unwrap_or("");
-    let real_host = real_host
+    let host = url.host_str().unwrap_or_default();
+    let real_host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
@@ -239,15 +238,14 @@ fn http_client(
         || name.eq_ignore_ascii_case(&real_host)
         || name.parse::<IpAddr>().is_ok()
     {
-        let base = if skip { &INSECURE } else { &PLAIN };
-        let client = base.get_or_init(|| http_builder(skip).build().map_err(|e| e.to_string()));
-        return client.clone().map(|client| (client, url, None));
+        let base = BASE[usize::from(skip)]
+            .get_or_init(|| http_builder(skip).build().map_err(|e| e.to_string()));
+        return base.clone().map(|client| (client, url, None));
     }
 
-    let authority = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => String::new(),
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     };
     let host = HeaderValue::from_str(&authority).ok();
     let mut renamed = url;
@@ -264,10 +262,8 @@ fn http_client(
         return Ok((client.clone(), renamed, host));
     }
     let resolver = Arc::new(AliasResolver { alias, real_host });
-    let client = http_builder(skip)
-        .dns_resolver(resolver)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = http_builder(skip).dns_resolver(resolver).build();
+    let client = client.map_err(|e| e.to_string())?;
     cache.insert(key, client.clone());
     Ok((client, renamed, host))
 }
@@ -305,11 +301,14 @@ impl Resolve for AliasResolver {
     }
 }
 
-/// An error and its causes on one line, without the wrapper layers' repeats of the same text.
-fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = err.source();
-    while let Some(cause) = next {
+/// `head` (if any) and the error's causes on one line, without the wrapper layers' repeats of
+/// the same text.
+fn describe_error(head: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Some(head.to_owned())
+        .filter(|h| !h.is_empty())
+        .into_iter()
+        .collect();
+    for cause in std::iter::successors(err.source(), |&e| e.source()) {
         let text = match cause.downcast_ref::<std::io::Error>() {
             Some(io) if io.get_ref().is_none() => io_text(io),
             _ => cause.to_string(),
@@ -317,13 +316,11 @@ fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        next = cause.source();
     }
     if parts.is_empty() {
-        err.to_string()
-    } else {
-        parts.join(": ")
+        return err.to_string();
     }
+    parts.join(": ")
 }
 
 /// "connection refused" rather than "Connection refused (os error 111)", as Go prints it.
@@ -332,12 +329,10 @@ fn io_text(err: &std::io::Error) -> String {
         return "i/o timeout".into();
     }
     let text = err.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_owned(),
-    }
+    text.split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 /// Go's `net.Dial("tcp", addr)`: each resolved address in turn; the first failure is reported.
@@ -361,19 +356,15 @@ async fn dial(addr: &str) -> Result<TcpStream, String> {
 }
 
 fn split_host_port(addr: &str) -> Result<(&str, u16), &'static str> {
-    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
-        let (host, rest) = rest.split_once(']').ok_or("missing ']' in address")?;
-        (
-            host,
-            rest.strip_prefix(':').ok_or("missing port in address")?,
-        )
-    } else {
-        let (host, port) = addr.rsplit_once(':').ok_or("missing port in address")?;
-        if host.contains(':') {
-            return Err("too many colons in address");
-        }
-        (host, port)
+    let (host, port) = match addr.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once("]:")
+            .ok_or("missing ']' or port in address")?,
+        None => addr.rsplit_once(':').ok_or("missing port in address")?,
     };
+    if !addr.starts_with('[') && host.contains(':') {
+        return Err("too many colons in address");
+    }
     Ok((host, port.parse().map_err(|_| "invalid port")?))
 }
 
@@ -431,15 +422,11 @@ async fn grpc_check(
             Ok::<_, String>(TokioIo::new(io))
         }
     });
-    let channel = endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| {
-            format!(
-                "rpc error: code = Unavailable desc = connection error: desc = {:?}",
-                describe_error(&e)
-            )
-        })?;
+    let connected = endpoint.connect_with_connector(connector).await;
+    let channel = connected.map_err(|e| {
+        let desc = describe_error("", &e);
+        format!("rpc error: code = Unavailable desc = connection error: desc = {desc:?}")
+    })?;
 
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: service.to_owned(),
@@ -448,39 +435,42 @@ async fn grpc_check(
     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     match HealthClient::new(channel).check(request).await {
         Ok(response) => Ok(response.into_inner().status),
-        Err(status) => Err(format!(
-            "rpc error: code = {:?} desc = {}",
-            status.code(),
-            status.message()
-        )),
+        // tonic enforces the grpc-timeout too, as Cancelled; report it as grpc-go does.
+        Err(_) if Instant::now() >= deadline => Err(DEADLINE_EXCEEDED.into()),
+        // A status made from a transport failure keeps the cause only as its source.
+        Err(status) => {
+            let (code, desc) = (status.code(), describe_error(status.message(), &status));
+            Err(format!("rpc error: code = {code:?} desc = {desc}"))
+        }
     }
 }
 
 /// One rustls config per skip-verify flag; well-known roots (webpki-roots, as reqwest uses)
 /// stand in for the system roots that Consul's Go agent would use.
 fn tls_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
-    static VERIFY: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    static SKIP: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    let cell = if skip_verify { &SKIP } else { &VERIFY };
-    cell.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("gRPC TLS set-up: {e}"))?;
-        let mut config = if skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth()
-        } else {
-            let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        // gRPC servers (grpc-go among them) refuse TLS connections that did not offer h2.
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(config))
-    })
-    .clone()
+    static CONFIGS: [OnceLock<Result<Arc<ClientConfig>, String>>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    CONFIGS[usize::from(skip_verify)]
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("gRPC TLS set-up: {e}"))?;
+            let mut config = if skip_verify {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth()
+            } else {
+                let roots =
+                    RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            };
+            // gRPC servers (grpc-go among them) refuse TLS connections that did not offer h2.
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Ok(Arc::new(config))
+        })
+        .clone()
 }
 
 /// TLSSkipVerify as Go means it: any certificate and name, but the handshake signatures must
