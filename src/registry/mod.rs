@@ -11,7 +11,6 @@
 pub mod catalog;
 pub mod checks;
 pub mod decode;
-pub mod duration;
 pub mod error;
 pub mod filter;
 pub mod http;
@@ -25,7 +24,7 @@ pub mod watch;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
@@ -76,15 +75,14 @@ pub struct Node {
     pub datacenter: String,
 }
 
-struct Inner {
-    state: State,
-    persist: Option<Persist>,
-}
-
 pub struct Registry {
     config: RegistryConfig,
     node: Node,
-    inner: Mutex<Inner>,
+    state: RwLock<State>,
+    /// Written under the state's write lock, so storage order is index order.
+    persist: Option<Mutex<Persist>>,
+    /// Rendered answers of blocking reads, shared by the watchers one change wakes together.
+    answers: http::AnswerCache,
     watchers: Watchers,
     runners: Mutex<HashMap<String, AbortHandle>>,
     this: Weak<Registry>,
@@ -118,7 +116,9 @@ impl Registry {
         let registry = Arc::new_cyclic(|this| Registry {
             config,
             node,
-            inner: Mutex::new(Inner { state, persist }),
+            state: RwLock::new(state),
+            persist: persist.map(Mutex::new),
+            answers: http::AnswerCache::default(),
             watchers: Watchers::default(),
             runners: Mutex::new(HashMap::new()),
             this: this.clone(),
@@ -151,9 +151,15 @@ impl Registry {
         &self.watchers
     }
 
-    /// A read lock on the state. Keep it short: writers and readers share it.
+    /// A read lock on the state. Keep it short: writers wait for it.
     pub fn state(&self) -> StateGuard<'_> {
-        StateGuard(self.lock())
+        // A panic while holding the lock cannot leave a half-applied write: writes are applied
+        // to memory only after storage accepted them, in `write`.
+        StateGuard(self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn answers(&self) -> &http::AnswerCache {
+        &self.answers
     }
 
     /// Mutable state for runtime-only bookkeeping (check result counters), which is neither
@@ -162,10 +168,18 @@ impl Registry {
         StateGuardMut(self.lock())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied write: writes are applied
-        // to memory only after storage accepted them, in `commit`.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn persist(&self, index: u64, ops: &[Op<'_>]) -> Result<(), RegistryError> {
+        if let Some(persist) = &self.persist {
+            persist
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(index, ops)?;
+        }
+        Ok(())
     }
 
     /// Runs one write: `plan` reads the state and returns the changes (or an error, having
@@ -174,19 +188,16 @@ impl Registry {
         &self,
         plan: impl FnOnce(&State, u64) -> Result<(Vec<Change>, R), RegistryError>,
     ) -> Result<R, RegistryError> {
-        let mut inner = self.lock();
-        let next = inner.state.index + 1;
-        let (changes, result) = plan(&inner.state, next)?;
+        let mut state = self.lock();
+        let next = state.index + 1;
+        let (changes, result) = plan(&state, next)?;
         if changes.is_empty() {
             return Ok(result);
         }
-        let Inner { state, persist } = &mut *inner;
-        if let Some(persist) = persist {
-            persist.apply(next, &ops(&changes))?;
-        }
-        let (start, stop) = runner_changes(state, &changes);
+        self.persist(next, &ops(&changes))?;
+        let (start, stop) = runner_changes(&state, &changes);
         let topics = state.apply(next, changes);
-        drop(inner);
+        drop(state);
         self.watchers.notify(topics, next);
         for id in stop {
             self.stop_runner(&id);
@@ -200,15 +211,15 @@ impl Registry {
     /// Replaces a check's output (and TTL expiry) without a new index: Consul defers output-only
     /// updates, so they must not wake watchers.
     pub fn write_quietly(&self, check: Check, durable: bool) -> Result<(), RegistryError> {
-        let mut inner = self.lock();
-        let Inner { state, persist } = &mut *inner;
+        let mut state = self.lock();
         if !state.checks.contains_key(&check.def.id) {
             return Ok(());
         }
-        if let (Some(persist), true) = (persist, durable) {
-            persist.apply(state.index, &[Op::PutCheck(&check)])?;
+        if durable {
+            self.persist(state.index, &[Op::PutCheck(&check)])?;
         }
         state.checks.insert(check.def.id.clone(), check);
+        state.quiet_writes += 1;
         Ok(())
     }
 
@@ -256,27 +267,27 @@ impl Drop for Registry {
 }
 
 /// A locked view of the state.
-pub struct StateGuard<'a>(MutexGuard<'a, Inner>);
+pub struct StateGuard<'a>(RwLockReadGuard<'a, State>);
 
 impl std::ops::Deref for StateGuard<'_> {
     type Target = State;
     fn deref(&self) -> &State {
-        &self.0.state
+        &self.0
     }
 }
 
-pub(crate) struct StateGuardMut<'a>(MutexGuard<'a, Inner>);
+pub(crate) struct StateGuardMut<'a>(RwLockWriteGuard<'a, State>);
 
 impl std::ops::Deref for StateGuardMut<'_> {
     type Target = State;
     fn deref(&self) -> &State {
-        &self.0.state
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for StateGuardMut<'_> {
     fn deref_mut(&mut self) -> &mut State {
-        &mut self.0.state
+        &mut self.0
     }
 }
 

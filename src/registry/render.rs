@@ -7,10 +7,10 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::duration::format_go;
 use super::model::{Check, CheckKind, KvEntry, Service};
 use super::state::State;
 use super::Node;
+use crate::duration::format_go;
 
 /// The synthetic node-level check every Consul node has while its agent is alive.
 pub const SERF_CHECK_ID: &str = "serfHealth";

@@ -4,7 +4,7 @@
 //! changed that result, never 0, never going back while the process lives). It does no I/O:
 //! `Registry` decides what to write, persists it, then applies it here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use super::model::{Check, CheckStatus, KvEntry, Service};
@@ -33,10 +33,16 @@ pub struct CheckRuntime {
 pub struct State {
     /// The last write's index (Consul's raft index).
     pub index: u64,
+    /// Count of output-only updates, which change answers without a new index.
+    pub quiet_writes: u64,
     pub services: BTreeMap<String, Service>,
     pub checks: BTreeMap<String, Check>,
     pub kv: BTreeMap<String, KvEntry>,
     pub runtime: HashMap<String, CheckRuntime>,
+    /// Service name → instance IDs, and service ID ("" for the node) → check IDs: every read
+    /// of one service touches only its own entries, however large the catalog.
+    by_name: HashMap<String, BTreeSet<String>>,
+    checks_by_service: HashMap<String, BTreeSet<String>>,
     /// Per service name, the last write that changed anything under it, kept after the name
     /// disappears (a tombstone) so a watcher of a deregistered service sees a higher index.
     service_index: HashMap<String, u64>,
@@ -65,6 +71,7 @@ impl State {
         };
         for s in services {
             state.service_index.insert(s.name.clone(), index);
+            state.index_service(&s);
             state.services.insert(s.id.clone(), s);
         }
         for c in checks {
@@ -73,6 +80,7 @@ impl State {
                 ..CheckRuntime::default()
             };
             state.runtime.insert(c.def.id.clone(), runtime);
+            state.index_check(&c);
             state.checks.insert(c.def.id.clone(), c);
         }
         state.kv = kv.into_iter().map(|e| (e.key.clone(), e)).collect();
@@ -86,18 +94,56 @@ impl State {
             .map(|s| s.name.as_str())
     }
 
-    pub fn checks_of_service<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Check> {
-        self.checks
-            .values()
-            .filter(move |c| c.def.service_id == service_id)
+    pub fn checks_of_service<'a>(&'a self, service_id: &str) -> impl Iterator<Item = &'a Check> {
+        self.checks_by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.checks.get(id))
     }
 
     pub fn node_checks(&self) -> impl Iterator<Item = &Check> {
-        self.checks.values().filter(|c| c.def.service_id.is_empty())
+        self.checks_of_service("")
     }
 
-    pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Service> {
-        self.services.values().filter(move |s| s.name == name)
+    pub fn instances<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Service> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.services.get(id))
+    }
+
+    fn index_service(&mut self, s: &Service) {
+        self.by_name
+            .entry(s.name.clone())
+            .or_default()
+            .insert(s.id.clone());
+    }
+
+    fn unindex_service(&mut self, s: &Service) {
+        if let Some(ids) = self.by_name.get_mut(&s.name) {
+            ids.remove(&s.id);
+            if ids.is_empty() {
+                self.by_name.remove(&s.name);
+            }
+        }
+    }
+
+    fn index_check(&mut self, c: &Check) {
+        self.checks_by_service
+            .entry(c.def.service_id.clone())
+            .or_default()
+            .insert(c.def.id.clone());
+    }
+
+    fn unindex_check(&mut self, c: &Check) {
+        if let Some(ids) = self.checks_by_service.get_mut(&c.def.service_id) {
+            ids.remove(&c.def.id);
+            if ids.is_empty() {
+                self.checks_by_service.remove(&c.def.service_id);
+            }
+        }
     }
 
     /// Index of everything under one service name; 1 for a name never seen, so a watcher of a
@@ -150,17 +196,20 @@ impl State {
         for change in changes {
             match change {
                 Change::PutService(s) => {
-                    if let Some(old) = self.services.get(&s.id) {
+                    if let Some(old) = self.services.remove(&s.id) {
+                        self.unindex_service(&old);
                         if old.name != s.name {
-                            touched_names.push(old.name.clone());
+                            touched_names.push(old.name);
                         }
                     }
                     touched_names.push(s.name.clone());
                     services_changed = true;
+                    self.index_service(&s);
                     self.services.insert(s.id.clone(), s);
                 }
                 Change::DeleteService(id) => {
                     if let Some(old) = self.services.remove(&id) {
+                        self.unindex_service(&old);
                         touched_names.push(old.name);
                         services_changed = true;
                     }
@@ -177,10 +226,15 @@ impl State {
                         runtime.critical_since = None;
                     }
                     checks_changed = true;
+                    if let Some(old) = self.checks.remove(&c.def.id) {
+                        self.unindex_check(&old);
+                    }
+                    self.index_check(&c);
                     self.checks.insert(c.def.id.clone(), c);
                 }
                 Change::DeleteCheck(id) => {
                     if let Some(old) = self.checks.remove(&id) {
+                        self.unindex_check(&old);
                         match self.check_service_name(&old) {
                             Some(name) => touched_names.push(name.to_string()),
                             None if old.def.service_id.is_empty() => node_check_changed = true,

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::json::decode_failed;
+use crate::duration;
 use crate::registry::checks::probe::{GrpcProbe, HttpProbe};
-use crate::registry::duration;
 use crate::registry::error::{bad_request, RegistryError};
 use crate::registry::model::{CheckDefinition, CheckKind, CheckStatus};
 

@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{apply_filter, blocking_read, check_dc, ok, Query, Shared};
+use super::{apply_filter, blocking_json, check_dc, ok, Query, Shared};
 use crate::registry::error::{bad_request, RegistryError};
 use crate::registry::model::{CheckStatus, Service};
 use crate::registry::render;
@@ -43,7 +43,7 @@ pub async fn health_service(
     let node = render::node(reg.node());
     let node_name = reg.node().name.clone();
     let serf = render::serf_check(&node_name);
-    let read = |state: &State| {
+    let answer = |state: &State| {
         let mut entries = Vec::new();
         for s in state
             .instances(&name)
@@ -66,10 +66,11 @@ pub async fn health_service(
                 "Checks": checks,
             }));
         }
-        (state.service_index(&name), apply_filter(&filter, entries))
+        Value::Array(apply_filter(&filter, entries))
     };
-    let (index, entries) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
-    Ok(ok(index, &Value::Array(entries)))
+    let key = query.cache_key(&format!("health/service/{name}"));
+    let topic = Topic::Service(name.clone());
+    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
 }
 
 pub async fn health_checks(
@@ -80,16 +81,17 @@ pub async fn health_checks(
     let query = Query::parse(q.as_deref());
     let filter = query.filter()?;
     let node_name = reg.node().name.clone();
-    let read = |state: &State| {
+    let answer = |state: &State| {
         let checks = state
             .instances(&name)
             .flat_map(|s| state.checks_of_service(&s.id))
             .map(|c| render::health_check(c, state, &node_name))
             .collect();
-        (state.service_index(&name), apply_filter(&filter, checks))
+        Value::Array(apply_filter(&filter, checks))
     };
-    let (index, checks) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
-    Ok(ok(index, &Value::Array(checks)))
+    let key = query.cache_key(&format!("health/checks/{name}"));
+    let topic = Topic::Service(name.clone());
+    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
 }
 
 pub async fn health_state(
@@ -104,7 +106,7 @@ pub async fn health_state(
     };
     let filter = query.filter()?;
     let node_name = reg.node().name.clone();
-    let read = |state: &State| {
+    let answer = |state: &State| {
         let mut checks = Vec::new();
         if wanted_status.is_none_or(|s| s == CheckStatus::Passing) {
             checks.push(render::serf_check(&node_name));
@@ -116,16 +118,24 @@ pub async fn health_state(
                 .filter(|c| wanted_status.is_none_or(|s| s == c.status))
                 .map(|c| render::health_check(c, state, &node_name)),
         );
-        (state.checks_index(), apply_filter(&filter, checks))
+        Value::Array(apply_filter(&filter, checks))
     };
-    let (index, checks) = blocking_read(&reg, &query, Topic::Checks, read).await?;
-    Ok(ok(index, &Value::Array(checks)))
+    let key = query.cache_key(&format!("health/state/{wanted}"));
+    blocking_json(
+        &reg,
+        &query,
+        key,
+        Topic::Checks,
+        State::checks_index,
+        answer,
+    )
+    .await
 }
 
 pub async fn catalog_services(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
     let query = Query::parse(q.as_deref());
     let node_ok = node_meta_matches(&query);
-    let read = |state: &State| {
+    let answer = |state: &State| {
         let mut names: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for s in state.services.values().filter(|_| node_ok) {
             names
@@ -133,10 +143,18 @@ pub async fn catalog_services(AxState(reg): AxState<Shared>, RawQuery(q): RawQue
                 .or_default()
                 .extend(s.tags.iter().map(String::as_str));
         }
-        (state.services_index(), json!(names))
+        json!(names)
     };
-    let (index, body) = blocking_read(&reg, &query, Topic::Services, read).await?;
-    Ok(ok(index, &body))
+    let key = query.cache_key("catalog/services");
+    blocking_json(
+        &reg,
+        &query,
+        key,
+        Topic::Services,
+        State::services_index,
+        answer,
+    )
+    .await
 }
 
 pub async fn catalog_service(
@@ -148,25 +166,26 @@ pub async fn catalog_service(
     let filter = query.filter()?;
     let tags: Vec<String> = query.all("tag").map(str::to_string).collect();
     let node_ok = node_meta_matches(&query);
-    let read = |state: &State| {
+    let answer = |state: &State| {
         let entries = state
             .instances(&name)
             .filter(|s| node_ok && has_tags(s, &tags))
             .map(|s| render::catalog_service(s, reg.node()))
             .collect();
-        (state.service_index(&name), apply_filter(&filter, entries))
+        Value::Array(apply_filter(&filter, entries))
     };
-    let (index, entries) = blocking_read(&reg, &query, Topic::Service(name.clone()), read).await?;
-    Ok(ok(index, &Value::Array(entries)))
+    let key = query.cache_key(&format!("catalog/service/{name}"));
+    let topic = Topic::Service(name.clone());
+    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
 }
 
 pub async fn catalog_nodes(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
     let query = Query::parse(q.as_deref());
     let filter = query.filter()?;
     let node = render::node(reg.node());
-    let read = |_: &State| (1, apply_filter(&filter, vec![node.clone()]));
-    let (index, nodes) = blocking_read(&reg, &query, Topic::Nodes, read).await?;
-    Ok(ok(index, &Value::Array(nodes)))
+    let answer = |_: &State| Value::Array(apply_filter(&filter, vec![node]));
+    let key = query.cache_key("catalog/nodes");
+    blocking_json(&reg, &query, key, Topic::Nodes, |_| 1, answer).await
 }
 
 pub async fn datacenters(AxState(reg): AxState<Shared>) -> Reply {

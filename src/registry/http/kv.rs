@@ -45,9 +45,8 @@ pub async fn get(
     let keys = query.has("keys");
     let raw = query.has("raw");
     let separator = query.get("separator").unwrap_or("").to_string();
-    let read = |state: &State| {
-        let exact = !recurse && !keys;
-        let index = state.kv_index(&key, exact);
+    let exact = !recurse && !keys;
+    let render = |state: &State| {
         let under_prefix = || {
             state
                 .kv
@@ -77,9 +76,10 @@ pub async fn get(
                 None => Found::Nothing,
             }
         };
-        (index, found)
+        found
     };
-    let (index, found) = blocking_read(&reg, &query, Topic::Kv, read).await?;
+    let index = |state: &State| state.kv_index(&key, exact);
+    let (index, found) = blocking_read(&reg, &query, Topic::Kv, index, render).await?;
     Ok(match found {
         Found::Nothing => not_found(index),
         Found::Entries(e) if e.is_empty() => not_found(index),

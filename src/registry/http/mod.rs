@@ -22,12 +22,12 @@ use bytes::Bytes;
 use rand::Rng;
 use serde_json::Value;
 
-use super::duration::parse_go;
 use super::error::{bad_request, RegistryError};
 use super::filter::Filter;
 use super::state::State;
 use super::watch::Topic;
 use super::Registry;
+use crate::duration::parse_go;
 
 pub type Shared = Arc<Registry>;
 
@@ -157,6 +157,21 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The request's identity for the answer cache: path plus every parameter that shapes the
+    /// answer (not the blocking ones, nor the token).
+    pub fn cache_key(&self, path: &str) -> String {
+        let mut key = path.to_string();
+        for (k, v) in &self.0 {
+            if !matches!(
+                k.as_str(),
+                "index" | "wait" | "token" | "stale" | "consistent" | "cached"
+            ) {
+                key.push_str(&format!("&{k}={v}"));
+            }
+        }
+        key
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
@@ -230,33 +245,105 @@ pub fn check_dc(registry: &Registry, query: &Query) -> Result<(), RegistryError>
     }
 }
 
-/// Runs `read` until its index passes the caller's, or the wait (plus Consul's jitter of up to
-/// wait/16) runs out. Subscribing before each read means no write can slip between the two.
+/// Waits until `index` of the result passes the caller's, or the wait (plus Consul's jitter of
+/// up to wait/16) runs out, then renders the answer once. Only the index is computed while
+/// waiting, so a parked watcher holds no rendered data. Subscribing before each look means no
+/// write can slip between the look and the wait.
 pub async fn blocking_read<T>(
     registry: &Registry,
     query: &Query,
     topic: Topic,
-    read: impl Fn(&State) -> (u64, T),
+    index: impl Fn(&State) -> u64,
+    render: impl FnOnce(&State) -> T,
 ) -> Result<(u64, T), RegistryError> {
+    wait_for_change(registry, query, topic, &index).await?;
+    let state = registry.state();
+    Ok((index(&state), render(&state)))
+}
+
+async fn wait_for_change(
+    registry: &Registry,
+    query: &Query,
+    topic: Topic,
+    index: &impl Fn(&State) -> u64,
+) -> Result<(), RegistryError> {
     check_dc(registry, query)?;
     let Some((min_index, wait)) = query.blocking()? else {
-        return Ok(read(&registry.state()));
+        return Ok(());
     };
     let jitter = rand::rng().random_range(Duration::ZERO..=wait / 16);
     let deadline = tokio::time::Instant::now() + wait + jitter;
     loop {
         let mut changed = registry.watchers().subscribe(topic.clone());
-        let (index, value) = read(&registry.state());
-        if index > min_index || tokio::time::Instant::now() >= deadline {
-            return Ok((index, value));
+        if index(&registry.state()) > min_index || tokio::time::Instant::now() >= deadline {
+            return Ok(());
         }
         tokio::select! {
             _ = changed.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return Ok(read(&registry.state()));
-            }
+            _ = tokio::time::sleep_until(deadline) => return Ok(()),
         }
     }
+}
+
+/// A blocking read answered with JSON, rendered once per result version and shared: the
+/// watchers one change wakes together (every gateway watching a beamline) get the same bytes.
+pub async fn blocking_json(
+    registry: &Registry,
+    query: &Query,
+    key: String,
+    topic: Topic,
+    index: impl Fn(&State) -> u64,
+    render: impl FnOnce(&State) -> Value,
+) -> Result<Response, RegistryError> {
+    wait_for_change(registry, query, topic, &index).await?;
+    let (index, version, value) = {
+        let state = registry.state();
+        let (index, version) = (index(&state), state.quiet_writes);
+        if let Some(body) = registry.answers().get(&key, index, version) {
+            return Ok(json_bytes(StatusCode::OK, index, body));
+        }
+        (index, version, render(&state))
+    };
+    let body = Bytes::from(value.to_string());
+    registry.answers().put(key, index, version, body.clone());
+    Ok(json_bytes(StatusCode::OK, index, body))
+}
+
+/// Rendered answers by request (path and query, less the blocking parameters).
+#[derive(Default)]
+pub struct AnswerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, Bytes)>>,
+}
+
+/// Enough for every watched service of a large site; past it the cache starts over.
+const MAX_ANSWERS: usize = 4096;
+
+impl AnswerCache {
+    fn get(&self, key: &str, index: u64, version: u64) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(key) {
+            Some((i, v, body)) if *i == index && *v == version => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: String, index: u64, version: u64, body: Bytes) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ANSWERS && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (index, version, body));
+    }
+}
+
+fn json_bytes(status: StatusCode, index: u64, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    set_read_headers(response.headers_mut(), index);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// A JSON response with Consul's read headers.
