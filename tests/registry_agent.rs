@@ -682,3 +682,67 @@ async fn wrong_methods_are_405() {
         Some("critical")
     );
 }
+
+/// Periodic re-registration by an agent must not take an instance out of maintenance; deregistering
+/// removes the maintenance check with the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_survives_reregistration() {
+    let reg = Registry::start();
+    let def =
+        json!({"Name": "redis", "ID": "redis1", "Check": {"TTL": "30s", "Status": "passing"}});
+    reg.register(&def).await;
+    reg.put_empty("/v1/agent/service/maintenance/redis1?enable=true&reason=upgrade")
+        .await
+        .expect_status(200);
+    reg.register(&def).await;
+    let checks = reg.checks().await;
+    assert!(
+        keys(&checks).iter().any(|k| k.contains("maintenance")),
+        "maintenance kept across re-registration: {checks}"
+    );
+    reg.get("/v1/agent/health/service/id/redis1")
+        .await
+        .expect_status(503);
+    assert_eq!(
+        reg.health_service("redis", "passing").await.json(),
+        json!([])
+    );
+
+    reg.deregister("redis1").await;
+    assert_eq!(reg.checks().await, json!({}));
+}
+
+/// Many concurrent registrations: every acknowledged one is there, none is lost or mixed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations() {
+    const N: usize = 100;
+    let reg = std::sync::Arc::new(Registry::builder().persistent().start());
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let reg = std::sync::Arc::clone(&reg);
+            tokio::spawn(async move {
+                reg.register(&json!({
+                    "Name": format!("svc-{}", i % 10), "ID": format!("inst-{i}"), "Port": 1000 + i,
+                    "Check": {"TTL": "30s", "Status": "passing"}
+                }))
+                .await;
+                reg.put_bytes(&format!("/v1/kv/conc/{i}"), format!("{i}"))
+                    .await
+                    .expect_status(200);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let services = reg.services().await;
+    assert_eq!(keys(&services).len(), N);
+    for i in 0..N {
+        assert_eq!(services[format!("inst-{i}")]["Port"], 1000 + i);
+    }
+    assert_eq!(keys(&reg.checks().await).len(), N);
+    let entries = reg.health_service("svc-3", "passing").await.json();
+    assert_eq!(arr(&entries).len(), N / 10);
+    let k = reg.get("/v1/kv/conc/?keys").await.expect_status(200).json();
+    assert_eq!(arr(&k).len(), N);
+}

@@ -655,6 +655,34 @@ pub fn service_ids(entries: &Value) -> Vec<String> {
     ids
 }
 
+/// The service-level checks (ServiceID non-empty) of a health/service entry or a list of
+/// checks. Node-level checks (Consul's serfHealth, checks registered without a ServiceID) may
+/// appear beside them, as in Consul.
+pub fn service_checks(entry_or_list: &Value) -> Vec<Value> {
+    let list = match entry_or_list.get("Checks") {
+        Some(checks) => checks,
+        None => entry_or_list,
+    };
+    arr(list)
+        .iter()
+        .filter(|c| c["ServiceID"].as_str().is_some_and(|s| !s.is_empty()))
+        .cloned()
+        .collect()
+}
+
+/// The check with this CheckID in a health/service entry or a list of checks.
+pub fn find_check(entry_or_list: &Value, check_id: &str) -> Value {
+    let list = match entry_or_list.get("Checks") {
+        Some(checks) => checks,
+        None => entry_or_list,
+    };
+    arr(list)
+        .iter()
+        .find(|c| c["CheckID"] == check_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {check_id} in {list}"))
+}
+
 /// Sorted keys of a JSON object.
 pub fn keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v
@@ -717,6 +745,7 @@ struct HttpState {
     status: u16,
     delay: Duration,
     hits: u64,
+    first_hit_at: Option<Instant>,
     /// Requests answered with the current status since it was last set.
     hits_since_change: u64,
     last_method: String,
@@ -743,6 +772,7 @@ impl HttpTarget {
             let (status, delay) = {
                 let mut s = state.lock().unwrap();
                 s.hits += 1;
+                s.first_hit_at.get_or_insert_with(Instant::now);
                 s.hits_since_change += 1;
                 s.last_method = req.method().to_string();
                 s.last_headers = req
@@ -763,6 +793,7 @@ impl HttpTarget {
             status,
             delay: Duration::ZERO,
             hits: 0,
+            first_hit_at: None,
             hits_since_change: 0,
             last_method: String::new(),
             last_headers: Vec::new(),
@@ -796,6 +827,11 @@ impl HttpTarget {
 
     pub fn hits(&self) -> u64 {
         self.state.lock().unwrap().hits
+    }
+
+    /// When the first request arrived, if any did.
+    pub fn first_hit_at(&self) -> Option<Instant> {
+        self.state.lock().unwrap().first_hit_at
     }
 
     pub fn hits_since_change(&self) -> u64 {
@@ -881,14 +917,37 @@ pub struct GrpcTarget {
 
 impl GrpcTarget {
     pub async fn start() -> GrpcTarget {
+        Self::start_inner(false).await
+    }
+
+    /// The same, serving TLS with a fresh self-signed certificate for localhost/127.0.0.1 (so a
+    /// client must skip verification to accept it).
+    pub async fn start_tls() -> GrpcTarget {
+        Self::start_inner(true).await
+    }
+
+    async fn start_inner(tls: bool) -> GrpcTarget {
         let (reporter, service) = tonic_health::server::health_reporter();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind test gRPC server");
         let addr = listener.local_addr().unwrap();
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let mut builder = tonic::transport::Server::builder();
+        if tls {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+            ])
+            .expect("self-signed certificate");
+            let identity =
+                tonic::transport::Identity::from_pem(ck.cert.pem(), ck.signing_key.serialize_pem());
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("server TLS config");
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await;
