@@ -1,0 +1,119 @@
+//! Beamline ids and the names derived from them — the one check used by the CLI, the gateway and
+//! (mirrored as a pattern) the charts' schema.
+//!
+//! Owns the id rule and the id → Consul service name mapping. Never reverse the name: code that
+//! needs the id reads `Meta.beamline`.
+
+use std::fmt;
+
+/// The longest id accepted.
+pub const MAX_LEN: usize = 32;
+
+/// `^[A-Za-z0-9]+([.-][A-Za-z0-9]+)*$` as a string, for schemas and error messages.
+pub const PATTERN: &str = r"^[A-Za-z0-9]+([.-][A-Za-z0-9]+)*$";
+
+/// The Consul tag every beamline agent instance carries.
+pub const AGENT_TAG: &str = "beamline-agent";
+
+/// A validated beamline id (`5.3.1`, `12.3.1`, `SST-1`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BeamlineId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid beamline id {id:?}: {reason} (expected {PATTERN}, at most {MAX_LEN} characters)")]
+pub struct InvalidBeamlineId {
+    pub id: String,
+    pub reason: &'static str,
+}
+
+impl BeamlineId {
+    pub fn parse(id: &str) -> Result<BeamlineId, InvalidBeamlineId> {
+        let bad = |reason| {
+            Err(InvalidBeamlineId {
+                id: id.to_string(),
+                reason,
+            })
+        };
+        if id.is_empty() {
+            return bad("it is empty");
+        }
+        if id.len() > MAX_LEN {
+            return bad("it is too long");
+        }
+        // Runs of alphanumerics separated by single '.' or '-'.
+        let mut previous_was_separator = true;
+        for c in id.chars() {
+            let separator = c == '.' || c == '-';
+            if separator && previous_was_separator {
+                return bad("a '.' or '-' must sit between letters or digits");
+            }
+            if !separator && !c.is_ascii_alphanumeric() {
+                return bad("only letters, digits, '.' and '-' are allowed");
+            }
+            previous_was_separator = separator;
+        }
+        if previous_was_separator {
+            return bad("a '.' or '-' must sit between letters or digits");
+        }
+        Ok(BeamlineId(id.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `beamline-` + the id in lower case with dots as dashes (`5.3.1` → `beamline-5-3-1`).
+    pub fn service_name(&self) -> String {
+        format!("beamline-{}", self.0.to_ascii_lowercase().replace('.', "-"))
+    }
+}
+
+impl fmt::Display for BeamlineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for BeamlineId {
+    type Err = InvalidBeamlineId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BeamlineId::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_rule() {
+        for ok in ["5.3.1", "12.3.1", "SST-1", "a", "A1-b2.c3"] {
+            assert!(BeamlineId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".5",
+            "5.",
+            "5..3",
+            "5.-3",
+            "5 3",
+            "5/3",
+            "é",
+            &"1".repeat(33),
+        ] {
+            assert!(BeamlineId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_name_is_lower_case_with_dashes() {
+        assert_eq!(
+            BeamlineId::parse("5.3.1").unwrap().service_name(),
+            "beamline-5-3-1"
+        );
+        assert_eq!(
+            BeamlineId::parse("SST-1").unwrap().service_name(),
+            "beamline-sst-1"
+        );
+    }
+}
