@@ -25,13 +25,7 @@ impl BeamlineAgent for Thermometer {
     type SubscribeStream = TaskEventStream;
 
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<AgentCard>, Status> {
-        Ok(Response::new(AgentCard {
-            beamline: self.instance.beamline.to_string(),
-            instance_id: self.instance.instance_id.clone(),
-            agent_version: self.instance.agent_version.clone(),
-            capabilities: self.capabilities.describe(),
-            card_revision: self.capabilities.revision(),
-        }))
+        Ok(Response::new(self.capabilities.card(&self.instance)))
     }
 
     async fn execute(

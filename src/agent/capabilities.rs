@@ -11,7 +11,8 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
 use tonic::Status;
 
-use crate::proto::Capability;
+use super::Instance;
+use crate::proto::{AgentCard, Capability};
 
 /// One capability's description; `params_schema` is a JSON Schema (as JSON text).
 #[derive(Debug, Clone)]
@@ -92,6 +93,17 @@ impl Capabilities {
     }
 
     /// Changes whenever the capabilities change (a hash of their proto form).
+    /// The AgentCard of `instance` serving these capabilities (what Describe returns).
+    pub fn card(&self, instance: &Instance) -> AgentCard {
+        AgentCard {
+            beamline: instance.beamline.to_string(),
+            instance_id: instance.instance_id.clone(),
+            agent_version: instance.agent_version.clone(),
+            capabilities: self.describe(),
+            card_revision: self.revision(),
+        }
+    }
+
     pub fn revision(&self) -> String {
         self.revision.clone()
     }

@@ -95,10 +95,11 @@ pub(super) const SERVICE_FIELDS: &[Field] = &[
     leaf("SocketPath"),
     Field {
         name: "TaggedAddresses",
-        aliases: &[],
+        aliases: &["tagged_addresses"],
         nested: Nested::MapOf(ADDRESS_FIELDS),
     },
-    leaf("EnableTagOverride"),
+    // Consul's AgentRegisterService translates these two snake_case keys (lib.TranslateKeys).
+    alias("EnableTagOverride", &["enable_tag_override"]),
     leaf("Meta"),
     Field {
         name: "Weights",

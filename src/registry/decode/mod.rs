@@ -277,9 +277,12 @@ mod tests {
     #[test]
     fn keys_match_case_insensitively_and_aliases_apply() {
         let body = br#"{"name":"web","id":"web-1","port":80,"address":"10.0.0.1",
+            "enable_tag_override":true,"tagged_addresses":{"lan":{"address":"10.0.0.1","port":80}},
             "check":{"ttl":"10s","deregister_critical_service_after":"1m","status":"passing"}}"#;
         let reg = service_registration(body).unwrap();
         assert_eq!(reg.service.id, "web-1");
+        assert!(reg.service.enable_tag_override);
+        assert_eq!(reg.service.tagged_addresses["lan"].port, 80);
         assert_eq!(reg.checks[0].id, "service:web-1");
         assert_eq!(reg.checks[0].name, "Service 'web' check");
         assert_eq!(reg.checks[0].initial_status, CheckStatus::Passing);
