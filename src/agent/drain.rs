@@ -1,7 +1,9 @@
 //! The drain state of an agent, as a tower layer in front of its gRPC services: once draining,
 //! a new Execute is refused with UNAVAILABLE in a trailers-only response carrying
 //! `x-beamline-not-started: true` (the caller knows the task never started and may send it to
-//! another instance), while every other call keeps being served. The layer also counts
+//! another instance), while every other call keeps being served. An Execute that carries an
+//! idempotency key is let through, because it may be the retry of a task this instance already
+//! runs: the task table answers it with that task, or refuses it as not started if it is new. The layer also counts
 //! BeamlineAgent calls in flight — until their response body ends — so shutdown can wait for them.
 //!
 //! Owns the refusal and the count; when to start draining and how long to wait are the runtime's.
@@ -14,6 +16,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
@@ -114,10 +117,32 @@ pub struct DrainService<S> {
     drain: Drain,
 }
 
+/// A request body the layer can read and rebuild (tonic's own body type).
+pub trait Replayable: HttpBody<Data = Bytes> + Send + 'static {
+    fn from_bytes(bytes: Bytes) -> Self;
+}
+
+impl Replayable for Body {
+    fn from_bytes(bytes: Bytes) -> Self {
+        Body::new(http_body_util::Full::new(bytes))
+    }
+}
+
+/// Whether one gRPC-framed ExecuteRequest has a non-empty idempotency key. A compressed or
+/// malformed frame counts as "no key": it is refused like any new work.
+fn carries_idempotency_key(frame: &[u8]) -> bool {
+    use prost::Message;
+    let Some((&[0, ..], message)) = frame.split_at_checked(5) else {
+        return false;
+    };
+    crate::proto::ExecuteRequest::decode(message).is_ok_and(|r| !r.idempotency_key.is_empty())
+}
+
 impl<S, B> Service<http::Request<B>> for DrainService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Replayable,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
@@ -132,10 +157,23 @@ where
         if !path.starts_with(AGENT_PATH) {
             return Box::pin(self.inner.call(request));
         }
-        if path == EXECUTE_PATH && self.drain.is_draining() {
-            return Box::pin(async { Ok(not_started_status().into_http()) });
-        }
         let guard = self.drain.track();
+        if path == EXECUTE_PATH && self.drain.is_draining() {
+            let mut inner = self.inner.clone();
+            return Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                let Ok(collected) = body.collect().await else {
+                    return Ok(not_started_status().into_http());
+                };
+                let bytes = collected.to_bytes();
+                if !carries_idempotency_key(&bytes) {
+                    return Ok(not_started_status().into_http());
+                }
+                let request = http::Request::from_parts(parts, B::from_bytes(bytes));
+                let response = inner.call(request).await?;
+                Ok(response.map(|body| Body::new(Tracked { inner: body, _guard: guard })))
+            });
+        }
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;

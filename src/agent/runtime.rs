@@ -222,6 +222,7 @@ impl AgentRuntime {
         stop_keepalive.cancel();
         let _ = keepalive.await;
         deregister(&consul, &instance.instance_id).await;
+        tasks.refuse_new();
         drain.start();
 
         let grace = tokio::time::sleep(config.drain_grace);
@@ -232,7 +233,7 @@ impl AgentRuntime {
             tokio::join!(grace, quiet);
         })
         .await;
-        if drained.is_err() {
+        if drained.is_err() && (tasks.running() > 0 || drain.in_flight() > 0) {
             warn!(
                 running = tasks.running(),
                 in_flight = drain.in_flight(),

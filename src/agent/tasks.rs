@@ -84,6 +84,9 @@ pub struct TaskHandle {
 struct Inner {
     instance_id: String,
     config: TaskTableConfig,
+    /// Set when the agent drains: existing tasks stay readable (and an Execute retried with
+    /// their idempotency key still gets them), new ones are refused as never started.
+    refusing: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     /// The number of non-terminal tasks, for `idle()`; written only under `state`'s lock.
     running: watch::Sender<usize>,
@@ -229,6 +232,7 @@ impl TaskTable {
             inner: Arc::new(Inner {
                 instance_id,
                 config,
+                refusing: Default::default(),
                 state,
                 running,
             }),
@@ -268,6 +272,9 @@ impl TaskTable {
             }
         }
 
+        if inner.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(super::drain::not_started_status());
+        }
         let id = format!("{}/{}", inner.instance_id, uuid::Uuid::new_v4().simple());
         let task = Task {
             task_id: id.clone(),
@@ -326,6 +333,14 @@ impl TaskTable {
             cell.cancel.cancel();
         }
         Ok(task)
+    }
+
+    /// From now on, Execute of new work is refused with the drain's not-started status; tasks
+    /// already known (by id or idempotency key) are still served.
+    pub fn refuse_new(&self) {
+        self.inner
+            .refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Tasks not yet terminal.

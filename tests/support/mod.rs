@@ -8,6 +8,9 @@
 //! Each file in tests/ compiles this module separately, so items one file does not use are allowed.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod cli;
+
 use std::fmt::Debug;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -50,6 +53,7 @@ pub struct RegistryBuilder {
     node_name: Option<String>,
     acl_token: Option<String>,
     send_token: bool,
+    listen: Option<SocketAddr>,
 }
 
 impl RegistryBuilder {
@@ -88,6 +92,12 @@ impl RegistryBuilder {
         self
     }
 
+    /// Listen on this address (default `127.0.0.1:0`); a fixed port is kept across restarts.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
     pub fn start(self) -> Registry {
         let work = tempfile::Builder::new()
             .prefix("beamline-registry-test-")
@@ -98,8 +108,10 @@ impl RegistryBuilder {
             (None, true) => Some(work.path().join("data")),
             (None, false) => None,
         };
-        let mut args: Vec<String> =
-            vec!["registry".into(), "--listen".into(), "127.0.0.1:0".into()];
+        let listen = self
+            .listen
+            .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        let mut args: Vec<String> = vec!["registry".into(), "--listen".into(), listen];
         if let Some(dir) = &data_dir {
             args.push("--data-dir".into());
             args.push(dir.display().to_string());
