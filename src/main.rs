@@ -22,6 +22,8 @@ enum Command {
     Registry(cli::registry::RegistryArgs),
     /// Run the reference agent of a simulated beamline.
     Agent(cli::agent::AgentArgs),
+    /// Call one agent (describe, execute, get, cancel) and print proto3 JSON.
+    Call(cli::call::CallArgs),
 }
 
 fn init_tracing() {
@@ -39,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,
+        Command::Call(args) => cli::call::run(args).await,
     }
 }

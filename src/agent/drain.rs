@@ -171,7 +171,12 @@ where
                 }
                 let request = http::Request::from_parts(parts, B::from_bytes(bytes));
                 let response = inner.call(request).await?;
-                Ok(response.map(|body| Body::new(Tracked { inner: body, _guard: guard })))
+                Ok(response.map(|body| {
+                    Body::new(Tracked {
+                        inner: body,
+                        _guard: guard,
+                    })
+                }))
             });
         }
         let future = self.inner.call(request);

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share (signals, flag parsers).
 pub mod agent;
+pub mod call;
 pub mod registry;
 
 use std::time::Duration;

@@ -1,0 +1,661 @@
+//! `beamline-mesh call`: one `BeamlineAgent` RPC from the command line, printed as proto3 JSON.
+//!
+//! The target is an agent's address (`--addr`), a passing instance of a beamline found in Consul
+//! (`--consul` + `--beamline`), or a gateway (`--gateway URL` + `--beamline`, a plain gRPC address;
+//! every call carries `x-beamline`). Stdout carries only JSON (the canonical proto3 mapping, via
+//! prost-reflect), so it can be piped to `jq`; progress and errors go to stderr.
+//!
+//! Exit codes, so scripts can tell outcomes apart:
+//! - 0: the call succeeded (for `execute`: the task COMPLETED);
+//! - 1: an error (`error: <gRPC code name>: <message>` on stderr), including bad flag values
+//!   such as `--params`;
+//! - 2: `execute` ran, but the task ended FAILED, CANCELLED or REJECTED (the Task is printed);
+//!   clap's own usage errors also exit 2, before anything is called;
+//! - 130: interrupted by Ctrl-C (a running task keeps running; Cancel stops it).
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use rand::seq::IndexedRandom;
+use tonic::transport::{Channel, Endpoint};
+
+use beamline_mesh::beamline::BeamlineId;
+use beamline_mesh::consul::{ConsulClient, ConsulConfig};
+use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
+use beamline_mesh::proto::{
+    CancelRequest, DescribeRequest, ExecuteRequest, GetTaskRequest, Task, TaskEvent, TaskState,
+};
+
+use super::duration_flag;
+
+/// Where `call` goes when no target flag is given (the architecture's default front door).
+const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+
+#[derive(clap::Args)]
+pub struct CallArgs {
+    /// Call this agent directly (HOST:PORT or http://HOST:PORT).
+    #[arg(long, global = true, value_name = "HOST:PORT", conflicts_with_all = ["consul", "gateway"])]
+    addr: Option<String>,
+    /// Call a passing instance of --beamline found in this Consul (HTTP address; the token, if
+    /// any, comes from $CONSUL_HTTP_TOKEN).
+    #[arg(long, global = true, value_name = "ADDR", conflicts_with = "gateway")]
+    consul: Option<String>,
+    /// Call through this gateway (a plain gRPC URL, http://HOST:PORT); each call carries
+    /// `x-beamline: <--beamline>`. The default target when --beamline is given alone:
+    /// http://127.0.0.1:8080.
+    #[arg(long, global = true, value_name = "URL")]
+    gateway: Option<String>,
+    /// The beamline to call (required with --consul and --gateway; always sent as the
+    /// `x-beamline` metadata).
+    #[arg(long, global = true, value_name = "ID")]
+    beamline: Option<BeamlineId>,
+    /// Give up connecting (and, with --consul, looking the beamline up) after this long.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration_flag)]
+    connect_timeout: Duration,
+    /// Give up waiting for an answer (to describe, get and cancel, and for the first event of
+    /// execute) after this long.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = duration_flag)]
+    timeout: Duration,
+    #[command(subcommand)]
+    op: Op,
+}
+
+#[derive(clap::Subcommand)]
+enum Op {
+    /// Print the agent's AgentCard.
+    Describe,
+    /// Start a task and wait for its end; print the final Task (progress goes to stderr).
+    Execute(ExecuteArgs),
+    /// Print a task.
+    Get {
+        /// The task id (`<instance_id>/<suffix>`).
+        task: String,
+    },
+    /// Ask a task to stop (idempotent); print the task.
+    Cancel {
+        /// The task id (`<instance_id>/<suffix>`).
+        task: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ExecuteArgs {
+    /// The capability to run (see `describe`).
+    capability: String,
+    /// The capability's parameters, a JSON object (e.g. '{"motor": "sample_x", "position": 1}').
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    /// Run at most once per key: a repeat returns the existing task.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Print every TaskEvent as one JSON line as it arrives, instead of the final Task.
+    #[arg(long)]
+    events: bool,
+}
+
+/// Why `call` did not succeed; each maps to an exit code and one stderr message.
+enum Failure {
+    /// The agent (or the connection to it) answered with a gRPC status.
+    Grpc(tonic::Status),
+    /// Anything before or around the call: bad flag values, Consul, JSON printing.
+    Other(anyhow::Error),
+    /// The task ended, but not COMPLETED (already printed on stdout).
+    TaskNotCompleted,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        Failure::Grpc(status)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// Runs the call; exits the process with a non-zero code on any failure (see the module doc).
+pub async fn run(args: CallArgs) -> anyhow::Result<()> {
+    let mut progress = ProgressView::new(std::io::stderr().is_terminal());
+    let mut running_task: Option<String> = None;
+    let outcome = {
+        let call = run_op(&args, &mut progress, &mut running_task);
+        // Ctrl-C drops the call (and its stream) at once: the contract says a dropped stream
+        // does not cancel the task, so say how to cancel it.
+        tokio::select! {
+            result = call => result,
+            _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted),
+        }
+    };
+    progress.finish();
+    let _ = std::io::stdout().flush();
+    let code = match outcome {
+        Ok(()) => return Ok(()),
+        Err(Failure::Grpc(status)) => {
+            eprintln!("error: {}", describe_status(&status));
+            1
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            1
+        }
+        Err(Failure::TaskNotCompleted) => 2,
+        Err(Failure::Interrupted) => {
+            match &running_task {
+                Some(task) => eprintln!(
+                    "interrupted: task {task} keeps running; stop it with \
+                     `beamline-mesh call … cancel {task}`"
+                ),
+                None => eprintln!("interrupted"),
+            }
+            130
+        }
+    };
+    let _ = std::io::stderr().flush();
+    std::process::exit(code);
+}
+
+/// `<Code>: <message>`, plus what the agent's `x-beamline-not-started` trailer means.
+fn describe_status(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let not_started = status
+        .metadata()
+        .get("x-beamline-not-started")
+        .and_then(|v| v.to_str().ok())
+        == Some("true");
+    if not_started {
+        text.push_str(" (the task was not started; it is safe to send it elsewhere)");
+    }
+    text
+}
+
+async fn run_op(
+    args: &CallArgs,
+    progress: &mut ProgressView,
+    running_task: &mut Option<String>,
+) -> Result<(), Failure> {
+    // Everything that can be checked locally is checked before any network traffic.
+    let printer = JsonPrinter::new()?;
+    let execute = match &args.op {
+        Op::Execute(e) => Some(ExecuteRequest {
+            capability: e.capability.clone(),
+            params: Some(parse_params(e.params.as_deref())?),
+            idempotency_key: e.idempotency_key.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let target = Target::from_args(args)?;
+    let mut agent = Agent::connect(&target, args.beamline.as_ref(), args.connect_timeout).await?;
+    let deadline = args.timeout;
+
+    match &args.op {
+        Op::Describe => {
+            let request = agent.request(DescribeRequest {}, Some(deadline));
+            let card = bounded(deadline, "Describe", agent.client.describe(request)).await?;
+            printer.print_pretty("beamline.v1.AgentCard", &card.into_inner())?;
+        }
+        Op::Get { task } => {
+            let request = agent.request(
+                GetTaskRequest {
+                    task_id: task.clone(),
+                },
+                Some(deadline),
+            );
+            let task = bounded(deadline, "GetTask", agent.client.get_task(request)).await?;
+            printer.print_pretty("beamline.v1.Task", &task.into_inner())?;
+        }
+        Op::Cancel { task } => {
+            let request = agent.request(
+                CancelRequest {
+                    task_id: task.clone(),
+                },
+                Some(deadline),
+            );
+            let task = bounded(deadline, "Cancel", agent.client.cancel(request)).await?;
+            printer.print_pretty("beamline.v1.Task", &task.into_inner())?;
+        }
+        Op::Execute(flags) => {
+            // No gRPC deadline on Execute: a task may rightly run for hours. Only the start of
+            // the stream (its first event) is bounded; after that, Ctrl-C is the way out.
+            let request = agent.request(execute.expect("built above for execute"), None);
+            let start = async {
+                let mut stream = agent.client.execute(request).await?.into_inner();
+                let first = stream.message().await?;
+                Ok((stream, first))
+            };
+            let (mut stream, first) = bounded(deadline, "Execute", start).await?;
+            let mut next = first;
+            let mut last: Option<Task> = None;
+            while let Some(event) = next.take() {
+                if let Some(task) = &event.task {
+                    if running_task.is_none() {
+                        *running_task = Some(task.task_id.clone());
+                    }
+                    last = Some(task.clone());
+                }
+                if flags.events {
+                    printer.print_line("beamline.v1.TaskEvent", &event)?;
+                } else {
+                    progress.update(&event);
+                }
+                // The agent ends the stream after the terminal event; stop there regardless.
+                if last.as_ref().is_some_and(is_terminal) {
+                    break;
+                }
+                next = stream.message().await?;
+            }
+            progress.finish();
+            let Some(task) = last.filter(is_terminal) else {
+                let id = running_task.as_deref().unwrap_or("(none)");
+                return Err(Failure::Other(anyhow::anyhow!(
+                    "the Execute stream ended before task {id} finished; \
+                     follow it with `beamline-mesh call … get {id}`"
+                )));
+            };
+            if !flags.events {
+                printer.print_pretty("beamline.v1.Task", &task)?;
+            }
+            if task.state() != TaskState::Completed {
+                let mut why = format!("task {} ended {}", task.task_id, state_name(task.state()));
+                if let Some(e) = &task.error {
+                    why.push_str(&format!(": {}: {}", e.code, e.message));
+                }
+                eprintln!("{why}");
+                return Err(Failure::TaskNotCompleted);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_terminal(task: &Task) -> bool {
+    matches!(
+        task.state(),
+        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Rejected
+    )
+}
+
+/// `TASK_STATE_WORKING` → `WORKING`.
+fn state_name(state: TaskState) -> &'static str {
+    let name = state.as_str_name();
+    name.strip_prefix("TASK_STATE_").unwrap_or(name)
+}
+
+/// `--params` → google.protobuf.Struct; absent means `{}`.
+fn parse_params(params: Option<&str>) -> anyhow::Result<prost_types::Struct> {
+    let Some(text) = params else {
+        return Ok(prost_types::Struct::default());
+    };
+    let json: serde_json::Value = serde_json::from_str(text)
+        .with_context(|| format!("--params '{text}' is not valid JSON"))?;
+    let kind = match &json {
+        serde_json::Value::Object(_) => {
+            return Ok(beamline_mesh::agent::capabilities::json_to_struct(&json))
+        }
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+    };
+    anyhow::bail!(
+        "--params must be a JSON object such as '{{\"name\": \"ring:current\"}}', not {kind}"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target and connection
+// ---------------------------------------------------------------------------------------------
+
+enum Target {
+    /// A gRPC URI to dial as is.
+    Direct(String),
+    /// Resolve a passing instance of the beamline in Consul.
+    Consul { addr: String, beamline: BeamlineId },
+}
+
+impl Target {
+    fn from_args(args: &CallArgs) -> anyhow::Result<Target> {
+        let need_beamline = |flag: &str| {
+            args.beamline
+                .clone()
+                .with_context(|| format!("{flag} needs --beamline ID (the beamline to call)"))
+        };
+        if let Some(addr) = &args.addr {
+            return Ok(Target::Direct(grpc_uri(addr, "--addr")?));
+        }
+        if let Some(consul) = &args.consul {
+            return Ok(Target::Consul {
+                addr: consul.clone(),
+                beamline: need_beamline("--consul")?,
+            });
+        }
+        let gateway = match &args.gateway {
+            Some(url) => url.as_str(),
+            None if args.beamline.is_some() => DEFAULT_GATEWAY,
+            None => anyhow::bail!(
+                "say what to call: --addr HOST:PORT, --consul ADDR --beamline ID, \
+                 or --gateway URL --beamline ID"
+            ),
+        };
+        need_beamline("--gateway")?;
+        Ok(Target::Direct(grpc_uri(gateway, "--gateway")?))
+    }
+}
+
+/// `host:port` or `http://host:port` → `http://host:port`. TLS (https://) arrives with the
+/// gateway's TLS support; refusing it here beats a confusing handshake error.
+fn grpc_uri(addr: &str, flag: &str) -> anyhow::Result<String> {
+    let addr = addr.trim().trim_end_matches('/');
+    let uri = match addr.split_once("://") {
+        Some(("http", rest)) if !rest.is_empty() => addr.to_string(),
+        Some(("https", _)) => anyhow::bail!("{flag} {addr}: https:// is not supported yet"),
+        Some(_) => anyhow::bail!("{flag} {addr}: expected HOST:PORT or http://HOST:PORT"),
+        None if addr.is_empty() => anyhow::bail!("{flag} is empty"),
+        None => format!("http://{addr}"),
+    };
+    // Parse now so a typo is reported as a flag error, not as a connection failure.
+    uri.parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.port_u16().is_some() && u.path() == "/")
+        .with_context(|| format!("{flag} {addr}: expected HOST:PORT or http://HOST:PORT"))?;
+    Ok(uri)
+}
+
+/// A connected client plus the `x-beamline` metadata every request carries.
+struct Agent {
+    client: BeamlineAgentClient<Channel>,
+    beamline: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl Agent {
+    /// Connects to `target`; `beamline`, when given, goes out as `x-beamline` on every call (a
+    /// gateway routes by it; an agent ignores it).
+    async fn connect(
+        target: &Target,
+        beamline: Option<&BeamlineId>,
+        timeout: Duration,
+    ) -> Result<Agent, Failure> {
+        let uri = match target {
+            Target::Direct(uri) => uri.clone(),
+            Target::Consul { addr, beamline } => {
+                format!("http://{}", resolve(addr, beamline, timeout).await?)
+            }
+        };
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .with_context(|| format!("{uri} is not a valid address"))?
+            .connect_timeout(timeout);
+        // connect_timeout bounds the TCP connect; the outer timeout bounds connect() as a whole.
+        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => {
+                return Err(Failure::Grpc(tonic::Status::unavailable(format!(
+                    "cannot connect to {uri}: {}",
+                    error_chain(&e)
+                ))))
+            }
+            Err(_) => {
+                return Err(Failure::Grpc(tonic::Status::unavailable(format!(
+                    "cannot connect to {uri}: no connection within {timeout:?}"
+                ))))
+            }
+        };
+        // A beamline id is [A-Za-z0-9.-], so it is always valid ASCII metadata.
+        let beamline = beamline.and_then(|b| b.as_str().parse().ok());
+        Ok(Agent {
+            client: BeamlineAgentClient::new(channel),
+            beamline,
+        })
+    }
+
+    /// A request with `x-beamline` and, when given, a gRPC deadline (`grpc-timeout`, so the
+    /// server and any gateway give up too).
+    fn request<T>(&self, message: T, deadline: Option<Duration>) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(deadline) = deadline {
+            // tonic's channel also enforces `grpc-timeout`, reporting it as CANCELLED; the small
+            // margin lets `bounded` fire first with the truthful DEADLINE_EXCEEDED.
+            request.set_timeout(deadline + DEADLINE_MARGIN);
+        }
+        if let Some(beamline) = &self.beamline {
+            request
+                .metadata_mut()
+                .insert("x-beamline", beamline.clone());
+        }
+        request
+    }
+}
+
+/// How much later than the client the server is told to give up (see [`Agent::request`]).
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// `call` with a client-side deadline: `grpc-timeout` only tells the server, and a peer that
+/// accepted the TCP connection but never speaks HTTP/2 would otherwise hold us forever.
+async fn bounded<T>(
+    deadline: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let expired =
+        || tonic::Status::deadline_exceeded(format!("no answer to {what} within {deadline:?}"));
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| Err(expired()))
+}
+
+/// A passing instance of `beamline` in Consul at `consul`, as `host:port` (one at random, so
+/// repeated calls spread over the instances). None passing is UNAVAILABLE, as a gateway would
+/// answer.
+async fn resolve(
+    consul: &str,
+    beamline: &BeamlineId,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let mut config = ConsulConfig::from_env_or(Some(consul)).context("--consul")?;
+    config.timeout = timeout;
+    let client = ConsulClient::new(config);
+    let service = beamline.service_name();
+    let answer = client
+        .health_service(&service, 0, Duration::ZERO)
+        .await
+        .with_context(|| format!("cannot look up beamline {beamline} in Consul"))?;
+    let registered = answer.entries.len();
+    // Two ids can share a service name (`5.3.1` and `5-3-1`); the id itself is in Meta.beamline.
+    let ours: Vec<_> = answer
+        .entries
+        .iter()
+        .filter(|e| {
+            e.service
+                .meta
+                .get("beamline")
+                .is_none_or(|b| b == beamline.as_str())
+        })
+        .collect();
+    let passing: Vec<_> = ours.iter().filter(|e| e.is_passing()).collect();
+    if let Some(entry) = passing.choose(&mut rand::rng()) {
+        return Ok(entry.address());
+    }
+    let detail = match (registered, ours.len()) {
+        (0, _) => "none registered".to_string(),
+        (n, 0) => format!("{n} registered under that name, none for this beamline id"),
+        (_, n) => format!("{n} registered, none passing its health check"),
+    };
+    Err(Failure::Grpc(tonic::Status::unavailable(format!(
+        "no passing instance of beamline {beamline} (Consul service {service} at {}): {detail}",
+        client.config().addr
+    ))))
+}
+
+/// `e: cause: cause`, skipping causes the text already quotes (tonic's transport errors say
+/// little at the top level; some of our errors already include their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+/// Prints generated messages as canonical proto3 JSON by re-reading them through the
+/// descriptor set (prost's own types know nothing of JSON).
+struct JsonPrinter {
+    pool: DescriptorPool,
+}
+
+impl JsonPrinter {
+    fn new() -> anyhow::Result<JsonPrinter> {
+        let pool = DescriptorPool::decode(beamline_mesh::proto::FILE_DESCRIPTOR_SET)
+            .context("the embedded descriptor set does not decode")?;
+        Ok(JsonPrinter { pool })
+    }
+
+    fn to_json<M: prost::Message>(
+        &self,
+        full_name: &str,
+        message: &M,
+        pretty: bool,
+    ) -> anyhow::Result<String> {
+        let descriptor = self
+            .pool
+            .get_message_by_name(full_name)
+            .with_context(|| format!("{full_name} is not in the descriptor set"))?;
+        let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .with_context(|| format!("re-decoding a {full_name}"))?;
+        let options = SerializeOptions::new();
+        let mut out = Vec::new();
+        if pretty {
+            let mut ser = serde_json::Serializer::pretty(&mut out);
+            dynamic.serialize_with_options(&mut ser, &options)?;
+        } else {
+            let mut ser = serde_json::Serializer::new(&mut out);
+            dynamic.serialize_with_options(&mut ser, &options)?;
+        }
+        String::from_utf8(out).context("JSON output is not UTF-8")
+    }
+
+    /// One document, indented for people (jq reads it just as well).
+    fn print_pretty<M: prost::Message>(&self, full_name: &str, message: &M) -> anyhow::Result<()> {
+        let json = self.to_json(full_name, message, true)?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{json}")?;
+        stdout.flush()?;
+        Ok(())
+    }
+
+    /// One compact line, flushed at once so a pipe sees each event as it arrives.
+    fn print_line<M: prost::Message>(&self, full_name: &str, message: &M) -> anyhow::Result<()> {
+        let json = self.to_json(full_name, message, false)?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{json}")?;
+        stdout.flush()?;
+        Ok(())
+    }
+}
+
+/// Progress of a running task on stderr: one bar redrawn in place on a terminal, plain lines
+/// (only when something changed) otherwise, e.g. in CI logs.
+struct ProgressView {
+    tty: bool,
+    /// A bar is on screen without its newline yet.
+    drawn: bool,
+    /// State and time of the last plain line.
+    last_state: &'static str,
+    last_line_at: Option<Instant>,
+    fraction: Option<f64>,
+    message: String,
+}
+
+/// Long messages would wrap, and `\r` only returns to the start of the last screen line.
+const MAX_MESSAGE_CHARS: usize = 50;
+const BAR_WIDTH: usize = 24;
+/// Without a terminal, progress lines come at most this often (state changes always print).
+const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl ProgressView {
+    fn new(tty: bool) -> ProgressView {
+        ProgressView {
+            tty,
+            drawn: false,
+            last_state: "",
+            last_line_at: None,
+            fraction: None,
+            message: String::new(),
+        }
+    }
+
+    fn update(&mut self, event: &TaskEvent) {
+        let Some(task) = &event.task else { return };
+        let state = state_name(task.state());
+        // An event without progress (a bare state change) keeps what the bar showed; a
+        // progress without a fraction means unknown (not 0); a COMPLETED task is all done.
+        if let Some(progress) = &event.progress {
+            self.fraction = progress.fraction.map(|f| f.clamp(0.0, 1.0));
+            self.message = progress.message.chars().take(MAX_MESSAGE_CHARS).collect();
+        }
+        if task.state() == TaskState::Completed {
+            self.fraction = Some(1.0);
+        }
+        let (fraction, message) = (self.fraction, &self.message);
+        let mut stderr = std::io::stderr().lock();
+        if self.tty {
+            let bar = match fraction {
+                Some(f) => {
+                    let filled = (f * BAR_WIDTH as f64).round() as usize;
+                    format!(
+                        "[{}{}] {:3.0}%",
+                        "#".repeat(filled),
+                        "-".repeat(BAR_WIDTH - filled),
+                        f * 100.0
+                    )
+                }
+                // Absent means unknown (not 0): show no amount rather than an empty bar.
+                None => format!("[{:^w$}]     ", "…", w = BAR_WIDTH),
+            };
+            // \x1b[2K clears the previous, possibly longer, line.
+            let _ = write!(
+                stderr,
+                "\r\x1b[2K{} {bar} {state:<9} {message}",
+                task.capability
+            );
+            self.drawn = true;
+        } else {
+            // A log gets every state change but progress at most once a second: agents may
+            // report many times a second, and each would be a line.
+            let changed = self.last_state != state;
+            let due = self
+                .last_line_at
+                .is_none_or(|at| at.elapsed() >= PLAIN_LINE_INTERVAL);
+            if changed || due {
+                let percent = fraction.map_or(String::new(), |f| format!(" {:.0}%", f * 100.0));
+                let line = format!("task {} {state}{percent} {message}", task.task_id);
+                let _ = writeln!(stderr, "{}", line.trim_end());
+                self.last_state = state;
+                self.last_line_at = Some(Instant::now());
+            }
+        }
+        let _ = stderr.flush();
+    }
+
+    /// Ends the bar's line so later output starts on a fresh one.
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}
