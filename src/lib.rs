@@ -7,7 +7,10 @@ pub mod agent;
 pub mod beamline;
 pub mod consul;
 pub mod demo;
+pub mod discovery;
 pub mod duration;
+pub mod gateway;
+pub mod mesh;
 pub mod registry;
 
 /// The `beamline.v1` protobuf contract, generated from proto/ by build.rs.

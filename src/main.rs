@@ -22,6 +22,8 @@ enum Command {
     Registry(cli::registry::RegistryArgs),
     /// Run the reference agent of a simulated beamline.
     Agent(cli::agent::AgentArgs),
+    /// Run the gateway: BeamlineAgent for every beamline, routed by `x-beamline`.
+    Gateway(cli::gateway::GatewayArgs),
     /// Call one agent (describe, execute, get, cancel) and print proto3 JSON.
     Call(cli::call::CallArgs),
 }
@@ -41,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,
+        Command::Gateway(args) => cli::gateway::run(args).await,
         Command::Call(args) => cli::call::run(args).await,
     }
 }

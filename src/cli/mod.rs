@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share (signals, flag parsers).
 pub mod agent;
 pub mod call;
+pub mod gateway;
 pub mod registry;
 
 use std::time::Duration;

@@ -1,0 +1,57 @@
+//! Discovery: one watch per Consul service name, on Consul blocking queries, published as a
+//! snapshot of the service's instances (healthy or not) that the mesh routes from.
+//!
+//! The watch runs on its own task whether or not calls flow, keeps the last known instances while
+//! Consul is unreachable (fail static), holds the last set for a grace period when a restarted
+//! registry comes back empty, and backs off with jitter, logging once per outage. It knows nothing
+//! of gRPC: turning instances into connections is the mesh's.
+
+mod diff;
+mod watch;
+
+use std::sync::Arc;
+
+pub use diff::{diff, healthy};
+pub use watch::{spawn, Discovery, WatchSettings};
+
+/// One registered instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The Consul service ID (the agent's instance id).
+    pub id: String,
+    /// `host:port` to dial.
+    pub addr: String,
+    /// Every check of the instance (node checks included) is passing.
+    pub healthy: bool,
+    /// `Meta.beamline`, the beamline id as registered.
+    pub beamline: Option<String>,
+}
+
+/// What discovery knows about one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// No answer from Consul yet.
+    Pending,
+    /// Consul answered: nothing is registered under this name.
+    NotFound,
+    /// The registered instances (at least one), sorted by id.
+    Instances(Vec<Instance>),
+}
+
+impl Resolution {
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        match self {
+            Resolution::Instances(all) => all.iter().find(|i| i.id == id),
+            _ => None,
+        }
+    }
+
+    pub fn instances(&self) -> &[Instance] {
+        match self {
+            Resolution::Instances(all) => all,
+            _ => &[],
+        }
+    }
+}
+
+pub type Snapshot = Arc<Resolution>;

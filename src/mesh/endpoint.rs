@@ -1,0 +1,193 @@
+//! One instance as the mesh sees it: a lazily connecting tonic channel and a readiness gate
+//! driven by a long-lived grpc.health.v1 `Watch` on that channel. The gate closes on
+//! NOT_SERVING (an agent starting to drain says so before Consul notices) and on any stream
+//! error (a dead instance), and reopens once the instance answers SERVING again.
+//!
+//! Owns per-instance connection and health; choosing between instances is the balancer's.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tower::load::Load;
+use tower::Service;
+
+/// The health service name every beamline agent reports.
+const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
+
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    pub connect_timeout: Duration,
+    pub http2_keepalive: Duration,
+    /// Health-watch reconnect backoff, doubled up to the max, with jitter.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            connect_timeout: Duration::from_secs(1),
+            http2_keepalive: Duration::from_secs(10),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One instance's connection and gate. Dropping it stops its health watch.
+pub struct Endpoint {
+    pub id: String,
+    pub addr: String,
+    pub channel: Channel,
+    gate: watch::Receiver<bool>,
+    health_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.health_task.abort();
+    }
+}
+
+impl Endpoint {
+    /// A new endpoint (connects lazily); `None` when `addr` is not a valid address.
+    pub fn new(id: &str, addr: &str, settings: &EndpointSettings) -> Option<Endpoint> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(settings.http2_keepalive)
+            .keep_alive_timeout(settings.http2_keepalive)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let (tx, gate) = watch::channel(false);
+        let health_task = tokio::spawn(watch_health(
+            channel.clone(),
+            tx,
+            id.to_string(),
+            settings.clone(),
+        ));
+        Some(Endpoint {
+            id: id.to_string(),
+            addr: addr.to_string(),
+            channel,
+            gate,
+            health_task,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.gate.borrow()
+    }
+
+    pub fn gate(&self) -> watch::Receiver<bool> {
+        self.gate.clone()
+    }
+}
+
+async fn watch_health(
+    channel: Channel,
+    gate: watch::Sender<bool>,
+    id: String,
+    settings: EndpointSettings,
+) {
+    let mut backoff = settings.min_backoff;
+    loop {
+        let mut client = HealthClient::new(channel.clone());
+        let request = HealthCheckRequest {
+            service: AGENT_SERVICE.to_string(),
+        };
+        match client.watch(request).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                while let Ok(Some(message)) = stream.message().await {
+                    let serving = message.status() == ServingStatus::Serving;
+                    if gate.send_replace(serving) != serving {
+                        tracing::debug!(instance = %id, serving, "endpoint gate");
+                    }
+                    if serving {
+                        backoff = settings.min_backoff;
+                    }
+                }
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                // An agent without health Watch: trust Consul's check alone.
+                gate.send_replace(true);
+                return;
+            }
+            Err(_) => {}
+        }
+        if gate.send_replace(false) {
+            tracing::debug!(instance = %id, "endpoint gate closed: health watch ended");
+        }
+        let jitter = rand::rng().random_range(Duration::ZERO..=backoff / 2);
+        tokio::time::sleep(backoff + jitter).await;
+        backoff = (backoff * 2).min(settings.max_backoff);
+    }
+}
+
+/// A service behind a readiness gate: while the gate is closed, `poll_ready` is Pending (never an
+/// error: tower's balancer drops an endpoint whose readiness fails, and discovery would not add
+/// it back), and the waker fires when the gate opens.
+pub struct Gated<S> {
+    inner: S,
+    gate: WatchStream<bool>,
+    open: bool,
+}
+
+impl<S> Gated<S> {
+    pub fn new(inner: S, gate: watch::Receiver<bool>) -> Gated<S> {
+        Gated {
+            inner,
+            gate: WatchStream::new(gate),
+            open: false,
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for Gated<S>
+where
+    S: Service<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        loop {
+            match Pin::new(&mut self.gate).poll_next(cx) {
+                Poll::Ready(Some(open)) => self.open = open,
+                // The endpoint was dropped: stay closed; discovery removes this service.
+                Poll::Ready(None) => {
+                    self.open = false;
+                    return Poll::Pending;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if !self.open {
+            return Poll::Pending;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+impl<S: Load> Load for Gated<S> {
+    type Metric = S::Metric;
+    fn load(&self) -> S::Metric {
+        self.inner.load()
+    }
+}

@@ -1,0 +1,128 @@
+//! The endpoints of one beamline: a task that follows discovery's snapshots (with or without
+//! traffic) and keeps one [`Endpoint`] per healthy instance — so health gates are warm before
+//! the first call — and the `Discover` stream that feeds those endpoints to tower's p2c.
+//!
+//! Owns endpoint lifetimes; routing decisions are the router's and the balancer's.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tonic::transport::Channel;
+use tower::discover::Change;
+
+use super::endpoint::{Endpoint, EndpointSettings, Gated};
+use super::load::PeakEwma;
+use crate::discovery::{self, Snapshot};
+
+/// Healthy endpoints by instance id.
+pub type Endpoints = Arc<BTreeMap<String, Arc<Endpoint>>>;
+
+/// Keeps `endpoints` in step with `snapshots` until the snapshot sender goes away.
+pub async fn follow(
+    mut snapshots: watch::Receiver<Snapshot>,
+    endpoints: watch::Sender<Endpoints>,
+    settings: EndpointSettings,
+) {
+    loop {
+        let healthy = discovery::healthy(&snapshots.borrow_and_update());
+        let current = endpoints.borrow().clone();
+        let changes = discovery::diff(
+            &current
+                .iter()
+                .map(|(id, e)| (id.clone(), e.addr.clone()))
+                .collect(),
+            &healthy,
+        );
+        if !changes.is_empty() {
+            let mut next = (*current).clone();
+            for change in changes {
+                match change {
+                    Change::Remove(id) => {
+                        next.remove(&id);
+                    }
+                    Change::Insert(id, addr) => match Endpoint::new(&id, &addr, &settings) {
+                        Some(endpoint) => {
+                            next.insert(id, Arc::new(endpoint));
+                        }
+                        None => tracing::warn!(instance = %id, %addr, "unusable address"),
+                    },
+                }
+            }
+            endpoints.send_replace(Arc::new(next));
+        }
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The service p2c balances over: a gated, load-measured channel to one instance.
+pub type Balanced = Gated<PeakEwma<Channel>>;
+
+/// The endpoints as tower `Change`s, for `tower::balance::p2c::Balance`.
+pub struct Discover {
+    endpoints: WatchStream<Endpoints>,
+    known: BTreeMap<String, String>,
+    pending: VecDeque<Change<String, Balanced>>,
+    initial_rtt: Duration,
+    decay: Duration,
+}
+
+impl Discover {
+    pub fn new(
+        endpoints: watch::Receiver<Endpoints>,
+        initial_rtt: Duration,
+        decay: Duration,
+    ) -> Discover {
+        Discover {
+            endpoints: WatchStream::new(endpoints),
+            known: BTreeMap::new(),
+            pending: VecDeque::new(),
+            initial_rtt,
+            decay,
+        }
+    }
+
+    fn update(&mut self, endpoints: &Endpoints) {
+        let next = endpoints
+            .iter()
+            .map(|(id, e)| (id.clone(), e.addr.clone()))
+            .collect();
+        for change in discovery::diff(&self.known, &next) {
+            self.pending.push_back(match change {
+                Change::Remove(id) => Change::Remove(id),
+                Change::Insert(id, _) => {
+                    let endpoint = &endpoints[&id];
+                    let load =
+                        PeakEwma::new(endpoint.channel.clone(), self.initial_rtt, self.decay);
+                    Change::Insert(id, Gated::new(load, endpoint.gate()))
+                }
+            });
+        }
+        self.known = next;
+    }
+}
+
+impl Stream for Discover {
+    type Item = Result<Change<String, Balanced>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(change) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(change)));
+            }
+            match Pin::new(&mut self.endpoints).poll_next(cx) {
+                Poll::Ready(Some(endpoints)) => self.update(&endpoints),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! One beamline's route: discovery, endpoints, the p2c balancer, and the router beside it.
+//!
+//! Every BeamlineAgent RPC has a unary request, so the router buffers it as bytes — which makes
+//! it replayable for retries — and decodes the routing key with prost: GetTask, Subscribe and
+//! Cancel go to the instance that owns the task id, an Execute with an idempotency key to the
+//! instance rendezvous hashing picks, everything else through tower's p2c (which picks in
+//! `poll_ready`, before it sees a request, so keyed routing cannot live inside it).
+//!
+//! Retries only where they cannot repeat an effect: a connection that failed before the request
+//! was written, an Execute a draining agent refused as never started, and the idempotent reads
+//! (Describe, GetTask, Subscribe before its first message), within a budget of a fraction of
+//! recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
+//! default applies to unary calls only; streams get a bound on the time to the response headers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{BoxError, Service, ServiceExt};
+
+use super::endpoint::Endpoint;
+use super::pool::Endpoints;
+use super::rendezvous;
+use super::MeshSettings;
+use crate::agent::drain::NOT_STARTED_KEY;
+use crate::beamline::BeamlineId;
+use crate::discovery::{Discovery, Snapshot};
+use crate::proto;
+
+pub type Request = http::Request<Body>;
+pub type Response = http::Response<Body>;
+pub type Balancer = tower::buffer::Buffer<Request, BoxFuture<'static, Result<Response, BoxError>>>;
+
+/// Which RPC a request is, by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    Describe,
+    Execute,
+    GetTask,
+    Subscribe,
+    Cancel,
+    Other,
+}
+
+impl Rpc {
+    fn of(path: &str) -> Rpc {
+        match path.strip_prefix("/beamline.v1.BeamlineAgent/") {
+            Some("Describe") => Rpc::Describe,
+            Some("Execute") => Rpc::Execute,
+            Some("GetTask") => Rpc::GetTask,
+            Some("Subscribe") => Rpc::Subscribe,
+            Some("Cancel") => Rpc::Cancel,
+            _ => Rpc::Other,
+        }
+    }
+
+    fn is_stream(self) -> bool {
+        matches!(self, Rpc::Execute | Rpc::Subscribe)
+    }
+
+    /// Safe to send again after an agent may have seen it.
+    fn is_idempotent(self) -> bool {
+        matches!(self, Rpc::Describe | Rpc::GetTask | Rpc::Subscribe)
+    }
+}
+
+/// Where one attempt goes.
+enum Target {
+    Instance(Arc<Endpoint>),
+    Balanced,
+}
+
+pub struct Route {
+    pub(super) beamline: BeamlineId,
+    /// Owns the watch task; dropping the route ends it.
+    pub(super) _discovery: Discovery,
+    pub(super) snapshot: watch::Receiver<Snapshot>,
+    pub(super) endpoints: watch::Receiver<Endpoints>,
+    pub(super) pool_task: tokio::task::JoinHandle<()>,
+    pub(super) balancer: Balancer,
+    pub(super) budget: TpsBudget,
+    pub(super) settings: Arc<MeshSettings>,
+    /// Milliseconds since `epoch` of the last call, for idle expiry.
+    pub(super) last_used: AtomicU64,
+    pub(super) epoch: Instant,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        self.pool_task.abort();
+    }
+}
+
+impl Route {
+    pub fn resolution(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    pub(super) fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_used.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn target(&self, rpc: Rpc, message: &[u8]) -> Result<Target, Status> {
+        let endpoints = self.endpoints.borrow().clone();
+        match rpc {
+            Rpc::GetTask | Rpc::Subscribe | Rpc::Cancel => {
+                let task_id = task_id(rpc, message)?;
+                let owner = task_id
+                    .rsplit_once('/')
+                    .map(|(owner, _)| owner)
+                    .ok_or_else(|| {
+                        Status::not_found(format!("unknown task {task_id:?}: it names no instance"))
+                    })?;
+                if let Some(endpoint) = endpoints.get(owner) {
+                    return Ok(Target::Instance(endpoint.clone()));
+                }
+                Err(match self.resolution().instance(owner) {
+                    Some(_) => Status::unavailable(format!(
+                        "instance {owner}, which owns task {task_id}, is registered but not healthy"
+                    )),
+                    None => Status::not_found(format!(
+                        "task {task_id}: its instance {owner} is not registered for beamline {}",
+                        self.beamline
+                    )),
+                })
+            }
+            Rpc::Execute => {
+                let request = proto::ExecuteRequest::decode(message)
+                    .map_err(|e| Status::invalid_argument(format!("bad ExecuteRequest: {e}")))?;
+                if request.idempotency_key.is_empty() {
+                    return Ok(Target::Balanced);
+                }
+                let open = endpoints
+                    .values()
+                    .filter(|e| e.is_open())
+                    .map(|e| e.id.as_str());
+                Ok(match rendezvous::pick(&request.idempotency_key, open) {
+                    Some(id) => Target::Instance(endpoints[id].clone()),
+                    None => Target::Balanced,
+                })
+            }
+            _ => Ok(Target::Balanced),
+        }
+    }
+
+    /// Routes one call, with retries and deadlines.
+    pub async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response, BoxError> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_used.store(now, Ordering::Relaxed);
+        let (mut parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| Status::cancelled(format!("reading the request: {e}")))?
+            .to_bytes();
+        let rpc = Rpc::of(parts.uri.path());
+        let caller_deadline = grpc_timeout(&parts.headers);
+        if caller_deadline.is_none() && !rpc.is_stream() {
+            // The agent enforces the default too, so an abandoned unary call does not run on.
+            let header = format!("{}m", self.settings.unary_timeout.as_millis());
+            if let Ok(value) = http::HeaderValue::from_str(&header) {
+                parts.headers.insert("grpc-timeout", value);
+            }
+        }
+        let bound = match (caller_deadline, rpc.is_stream()) {
+            (Some(d), true) => d.min(self.settings.first_message_timeout),
+            (Some(d), false) => d,
+            (None, true) => self.settings.first_message_timeout,
+            (None, false) => self.settings.unary_timeout,
+        };
+        self.budget.deposit();
+        let beamline = self.beamline.clone();
+        match tokio::time::timeout(bound, self.attempts(rpc, parts, bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(BoxError::from(Status::deadline_exceeded(format!(
+                "beamline {beamline}: no answer within {bound:?}"
+            )))),
+        }
+    }
+
+    async fn attempts(
+        self: Arc<Self>,
+        rpc: Rpc,
+        parts: http::request::Parts,
+        bytes: Bytes,
+    ) -> Result<Response, BoxError> {
+        let message = if bytes.len() >= 5 {
+            bytes.slice(5..)
+        } else {
+            Bytes::new()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = http::Request::from_parts(parts.clone(), replay(&bytes));
+            match self.attempt(rpc, &message, request).await {
+                Outcome::Done(result) => return result,
+                Outcome::Retry(last) => {
+                    if attempt > self.settings.max_retries || !self.budget.withdraw() {
+                        return Err(last);
+                    }
+                    tracing::debug!(beamline = %self.beamline, ?rpc, attempt, "retrying");
+                }
+            }
+        }
+    }
+
+    /// Through p2c. Boxed in a plain fn: awaiting the buffer's future inline trips a rustc
+    /// limitation with higher-ranked lifetimes on its error conversion.
+    fn balanced(&self, request: Request) -> BoxFuture<'static, Result<Response, BoxError>> {
+        let mut balancer = self.balancer.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| balancer.poll_ready(cx)).await?;
+            balancer.call(request).await
+        })
+    }
+
+    async fn attempt(&self, rpc: Rpc, message: &[u8], request: Request) -> Outcome {
+        let target = match self.target(rpc, message) {
+            Ok(target) => target,
+            Err(status) => return Outcome::Done(Err(BoxError::from(status))),
+        };
+        let (instance, result) = match target {
+            Target::Instance(endpoint) => {
+                let result = endpoint.channel.clone().oneshot(request).await;
+                (Some(endpoint.id.clone()), result.map_err(BoxError::from))
+            }
+            Target::Balanced => (None, self.balanced(request).await),
+        };
+        match result {
+            Ok(response) => match trailers_only_status(&response) {
+                Some((Code::Unavailable, true)) => {
+                    Outcome::Retry(BoxError::from(Status::unavailable(format!(
+                        "beamline {}: every instance tried was draining",
+                        self.beamline
+                    ))))
+                }
+                Some((Code::Unavailable, false)) if rpc.is_idempotent() => {
+                    Outcome::Retry(BoxError::from(status_of(&response)))
+                }
+                _ => Outcome::Done(Ok(response)),
+            },
+            Err(error) => {
+                if let Some(status) = error.downcast_ref::<Status>() {
+                    // Failfast and routing answers are final.
+                    return Outcome::Done(Err(BoxError::from(status.clone())));
+                }
+                let status = Status::unavailable(format!(
+                    "beamline {} instance {}: {}",
+                    self.beamline,
+                    instance.as_deref().unwrap_or("(balanced)"),
+                    chain(error.as_ref())
+                ));
+                if never_written(error.as_ref()) || rpc.is_idempotent() {
+                    Outcome::Retry(BoxError::from(status))
+                } else {
+                    Outcome::Done(Err(BoxError::from(status)))
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Done(Result<Response, BoxError>),
+    Retry(BoxError),
+}
+
+fn replay(bytes: &Bytes) -> Body {
+    Body::new(http_body_util::Full::new(bytes.clone()))
+}
+
+/// The task id of a GetTask/Subscribe/Cancel request (field 1 in all three).
+fn task_id(rpc: Rpc, message: &[u8]) -> Result<String, Status> {
+    let decoded = match rpc {
+        Rpc::GetTask => proto::GetTaskRequest::decode(message).map(|r| r.task_id),
+        Rpc::Subscribe => proto::SubscribeRequest::decode(message).map(|r| r.task_id),
+        _ => proto::CancelRequest::decode(message).map(|r| r.task_id),
+    };
+    decoded.map_err(|e| Status::invalid_argument(format!("bad request message: {e}")))
+}
+
+/// `grpc-timeout` as gRPC encodes it: digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The status of a trailers-only response, and whether it says the call never started.
+fn trailers_only_status(response: &Response) -> Option<(Code, bool)> {
+    let code = response
+        .headers()
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    let not_started = response
+        .headers()
+        .get(NOT_STARTED_KEY)
+        .is_some_and(|v| v.as_bytes() == b"true");
+    Some((Code::from_i32(code), not_started))
+}
+
+fn status_of(response: &Response) -> Status {
+    Status::from_header_map(response.headers())
+        .unwrap_or_else(|| Status::unavailable("unavailable"))
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Whether the error says the connection never opened, so the request was never written.
+fn never_written(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotConnected
+            ) {
+                return true;
+            }
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_like_grpc() {
+        let mut h = http::HeaderMap::new();
+        for (v, d) in [
+            ("100m", Duration::from_millis(100)),
+            ("2S", Duration::from_secs(2)),
+            ("1H", Duration::from_secs(3600)),
+            ("5u", Duration::from_micros(5)),
+        ] {
+            h.insert("grpc-timeout", http::HeaderValue::from_static(v));
+            assert_eq!(grpc_timeout(&h), Some(d), "{v}");
+        }
+        for bad in ["", "m", "10x", "-1S"] {
+            h.insert("grpc-timeout", http::HeaderValue::from_str(bad).unwrap());
+            assert_eq!(grpc_timeout(&h), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_reads_are_idempotent() {
+        assert!(Rpc::of("/beamline.v1.BeamlineAgent/Describe").is_idempotent());
+        assert!(Rpc::of("/beamline.v1.BeamlineAgent/GetTask").is_idempotent());
+        assert!(!Rpc::of("/beamline.v1.BeamlineAgent/Execute").is_idempotent());
+        assert!(!Rpc::of("/beamline.v1.BeamlineAgent/Cancel").is_idempotent());
+        assert_eq!(Rpc::of("/other/Describe"), Rpc::Other);
+    }
+}
