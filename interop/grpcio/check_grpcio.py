@@ -3,7 +3,9 @@
 running `beamline-mesh agent` (the demo agent).
 
 Usage:
-    check_grpcio.py HOST:PORT [BEAMLINE]      e.g. 127.0.0.1:40123 5.3.1
+    check_grpcio.py HOST:PORT [BEAMLINE]              e.g. 127.0.0.1:40123 5.3.1
+    check_grpcio.py --gateway HOST:PORT BEAMLINE      every call through the gateway, routed
+                                                      by the x-beamline metadata key
 
 The stubs are generated into a temporary directory from proto/beamline/v1/agent.proto with
 grpc_tools.protoc; the well-known types (google/protobuf/struct.proto, timestamp.proto) come
@@ -19,6 +21,9 @@ What it does, each step asserting what the contract says:
   3. Execute move_motor, a small move of sample_x: progress events with a fraction in [0, 1],
      then COMPLETED with the target position; GetTask reads the task back COMPLETED;
   4. Execute of an unknown capability fails with NOT_FOUND naming it.
+Through the gateway, every call carries `x-beamline: BEAMLINE`, and two more checks run: a
+call without the key fails with INVALID_ARGUMENT, and one naming an unknown beamline with
+NOT_FOUND naming it.
 Exits 0 when all pass, 1 with a message naming the step on the first mismatch.
 """
 
@@ -118,13 +123,54 @@ def run_execute(pb, stub, capability: str, params: dict | None, step: str):
     return events
 
 
-def check(addr: str, beamline: str | None, pb, pb_grpc) -> None:
+class RoutingKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `x-beamline` to every call, as a gateway caller in any language does."""
+
+    def __init__(self, beamline: str):
+        self.beamline = beamline
+
+    def _with_key(self, details):
+        metadata = list(details.metadata or []) + [("x-beamline", self.beamline)]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+
+def expect_code(call, code, needle: str, step: str) -> None:
+    try:
+        call()
+    except grpc.RpcError as e:
+        expect(e.code() == code, f"{step}: {e.code()}, expected {code} ({e.details()})")
+        expect(needle in (e.details() or ""), f"{step}: {e.details()!r} does not name {needle!r}")
+    else:
+        raise Mismatch(f"{step}: the call succeeded, expected {code}")
+
+
+def check_gateway_routing(channel, pb, pb_grpc) -> None:
+    bare = pb_grpc.BeamlineAgentStub(channel)
+    expect_code(lambda: bare.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT),
+                grpc.StatusCode.INVALID_ARGUMENT, "x-beamline", "gateway without x-beamline")
+    unknown = pb_grpc.BeamlineAgentStub(grpc.intercept_channel(channel, RoutingKey("99.9.9")))
+    expect_code(lambda: unknown.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT),
+                grpc.StatusCode.NOT_FOUND, "99.9.9", "gateway, unknown beamline")
+    print("gateway routing errors: ok (INVALID_ARGUMENT, NOT_FOUND)")
+
+
+def check(addr: str, beamline: str | None, pb, pb_grpc, gateway: bool = False) -> None:
     channel = grpc.insecure_channel(addr)
     try:
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
     except grpc.FutureTimeoutError:
         raise Mismatch(f"connect: no connection to {addr} within {CONNECT_TIMEOUT}s")
-    stub = pb_grpc.BeamlineAgentStub(channel)
+    if gateway:
+        check_gateway_routing(channel, pb, pb_grpc)
+        stub = pb_grpc.BeamlineAgentStub(grpc.intercept_channel(channel, RoutingKey(beamline)))
+    else:
+        stub = pb_grpc.BeamlineAgentStub(channel)
 
     # 1. Describe.
     card = stub.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT)
@@ -144,8 +190,9 @@ def check(addr: str, beamline: str | None, pb, pb_grpc) -> None:
     events = run_execute(pb, stub, "status", None, "execute status")
     result = json_format.MessageToDict(events[-1].task.result)
     expect("sample_x" in result.get("motors", {}), f"execute status: no motors.sample_x in {result}")
+    # Through the gateway, Describe and Execute may reach different instances.
     expect(
-        events[-1].task.task_id.startswith(card.instance_id + "/"),
+        gateway or events[-1].task.task_id.startswith(card.instance_id + "/"),
         f"execute status: task id {events[-1].task.task_id!r} is not under {card.instance_id!r}",
     )
     print(f"execute status: ok ({len(events)} events)")
@@ -198,16 +245,20 @@ def check(addr: str, beamline: str | None, pb, pb_grpc) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) not in (2, 3):
+    args = sys.argv[1:]
+    gateway = bool(args) and args[0] == "--gateway"
+    if gateway:
+        args = args[1:]
+    if len(args) not in (1, 2) or (gateway and len(args) != 2):
         print(__doc__, file=sys.stderr)
         return 2
-    addr = sys.argv[1]
-    beamline = sys.argv[2] if len(sys.argv) == 3 else None
-    print(f"grpcio {grpc.__version__} against {addr}")
+    addr = args[0]
+    beamline = args[1] if len(args) == 2 else None
+    print(f"grpcio {grpc.__version__} against {'the gateway at ' if gateway else ''}{addr}")
     try:
         with tempfile.TemporaryDirectory(prefix="beamline-grpcio-") as tmp:
             pb, pb_grpc = generate_stubs(pathlib.Path(tmp))
-            check(addr, beamline, pb, pb_grpc)
+            check(addr, beamline, pb, pb_grpc, gateway)
     except Mismatch as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
