@@ -150,6 +150,21 @@ def expect_code(call, code, needle: str, step: str) -> None:
         raise Mismatch(f"{step}: the call succeeded, expected {code}")
 
 
+def wait_routable(stub, pb, within: float = 30.0) -> None:
+    """A freshly started agent turns passing within its first check interval; until then the
+    gateway answers UNAVAILABLE. Poll (bounded) instead of guessing a delay."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            stub.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT)
+            return
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise Mismatch(f"gateway: beamline not routable within {within}s: {e.code()}: "
+                               f"{e.details()}")
+            time.sleep(0.2)
+
+
 def check_gateway_routing(channel, pb, pb_grpc) -> None:
     bare = pb_grpc.BeamlineAgentStub(channel)
     expect_code(lambda: bare.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT),
@@ -169,6 +184,7 @@ def check(addr: str, beamline: str | None, pb, pb_grpc, gateway: bool = False) -
     if gateway:
         check_gateway_routing(channel, pb, pb_grpc)
         stub = pb_grpc.BeamlineAgentStub(grpc.intercept_channel(channel, RoutingKey(beamline)))
+        wait_routable(stub, pb)
     else:
         stub = pb_grpc.BeamlineAgentStub(channel)
 
