@@ -86,7 +86,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_never_ready_service_fails_after_the_bound() {
         let never = tower::service_fn(|(): ()| async { Ok::<_, BoxError>(()) });
-        let never = tower::util::MapRequest::new(never, |r| r);
+        /// A service that is never ready, like a balancer with no endpoint.
         struct Never<S>(S);
         impl<S: Service<()>> Service<()> for Never<S> {
             type Response = S::Response;

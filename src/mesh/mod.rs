@@ -12,6 +12,8 @@ mod load;
 mod pool;
 mod rendezvous;
 mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
