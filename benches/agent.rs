@@ -32,7 +32,7 @@
 //! after the client closed its connections.
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every request has a
-//! timeout, every wait a deadline. The run takes about 40 s after the build.
+//! timeout, every wait a deadline. The run takes about 25 s after the build.
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.

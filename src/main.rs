@@ -24,8 +24,14 @@ enum Command {
     Agent(cli::agent::AgentArgs),
     /// Run the gateway: BeamlineAgent for every beamline, routed by `x-beamline`.
     Gateway(cli::gateway::GatewayArgs),
+    /// List every beamline registered in Consul, with its instances and their health.
+    Agents(cli::agents::AgentsArgs),
     /// Call one agent (describe, execute, get, cancel) and print proto3 JSON.
     Call(cli::call::CallArgs),
+    /// Run the registry, the gateway and demo agents locally until Ctrl-C.
+    Dev(cli::dev::DevArgs),
+    /// Start the local stack on free ports, take a scripted tour of the mesh, stop, exit 0.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn init_tracing() {
@@ -44,6 +50,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,
         Command::Gateway(args) => cli::gateway::run(args).await,
+        Command::Agents(args) => cli::agents::run(args).await,
         Command::Call(args) => cli::call::run(args).await,
+        Command::Dev(args) => cli::dev::run(args).await,
+        Command::Demo(args) => cli::demo::run(args).await,
     }
 }

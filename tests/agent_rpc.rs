@@ -51,7 +51,7 @@ async fn describe_returns_the_card() {
     let names: BTreeSet<&str> = card.capabilities.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["move_motor", "read_pv", "scan", "status"]),
+        BTreeSet::from(["monitor_pv", "move_motor", "read_pv", "scan", "status"]),
         "{card:?}"
     );
     for cap in &card.capabilities {

@@ -62,7 +62,7 @@ fn describe_prints_the_agent_card_as_proto3_json() {
     let names: BTreeSet<&str> = caps.iter().map(|c| str_of(c, "name")).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["move_motor", "read_pv", "scan", "status"])
+        BTreeSet::from(["monitor_pv", "move_motor", "read_pv", "scan", "status"])
     );
     for cap in caps {
         let schema: Value = serde_json::from_str(str_of(cap, "paramsSchema")).expect("schema");
@@ -308,16 +308,52 @@ async fn consul_and_beamline_resolve_a_passing_instance() {
     .json();
     assert_eq!(task["state"], "TASK_STATE_COMPLETED", "{task}");
 
-    // A beamline nobody serves: a clear error naming it.
+    // A beamline nobody serves: NOT_FOUND, naming it.
     call_async(&["--consul", &consul, "--beamline", "9.9.9", "describe"])
         .await
         .expect_code(1)
-        .expect_stderr("error: Unavailable: ")
+        .expect_stderr("error: NotFound: ")
         .expect_stderr("beamline 9.9.9");
-    // Same service name (beamline-5-3-1), another id: not this agent's beamline.
+    // Registered but not healthy (killed; its check turns critical): UNAVAILABLE, quickly.
+    let mut agent = agent;
+    agent.kill9();
+    poll_until(
+        secs(15),
+        "the killed agent's check to fail",
+        async || health_entry(&reg, "beamline-5-3-1", &instance_id, true).await,
+        Option::is_none,
+    )
+    .await;
+    let started = Instant::now();
+    call_async(&[
+        "--consul",
+        &consul,
+        "--beamline",
+        BEAMLINE,
+        "--connect-timeout",
+        "2s",
+        "describe",
+    ])
+    .await
+    .expect_code(1)
+    .expect_stderr("error: Unavailable: ")
+    .expect_stderr("beamline 5.3.1");
+    assert!(started.elapsed() < secs(10), "{:?}", started.elapsed());
+}
+
+/// `5.3.1` and `5-3-1` share the Consul service `beamline-5-3-1`; the id is `Meta.beamline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_beamline_ids_sharing_a_service_name_are_told_apart() {
+    let reg = Registry::start();
+    let agent = AgentProc::start(BEAMLINE, &reg);
+    let card = call_agent(&agent, &["describe"]).expect_code(0).json();
+    let instance_id = str_of(&card, "instanceId").to_string();
+    wait_passing(&reg, "beamline-5-3-1", &instance_id, secs(15)).await;
+    let consul = reg.addr.to_string();
     call_async(&["--consul", &consul, "--beamline", "5-3-1", "describe"])
         .await
         .expect_code(1)
+        .expect_stderr("error: NotFound: ")
         .expect_stderr("beamline 5-3-1");
 }
 

@@ -1,8 +1,10 @@
 //! `beamline-mesh call`: one `BeamlineAgent` RPC from the command line, printed as proto3 JSON.
 //!
-//! The target is an agent's address (`--addr`), a passing instance of a beamline found in Consul
-//! (`--consul` + `--beamline`), or a gateway (`--gateway URL` + `--beamline`, a plain gRPC address;
-//! every call carries `x-beamline`). Stdout carries only JSON (the canonical proto3 mapping, via
+//! The target is an agent's address (`--addr`), a gateway (`--gateway URL` + `--beamline`, a plain
+//! gRPC address; every call carries `x-beamline`; the default, at `http://127.0.0.1:8080`, when
+//! no target is given), or an in-process mesh over Consul (`--consul` + `--beamline`: the same
+//! discovery, balancing, failfast and retries a gateway uses; an unknown beamline is NOT_FOUND,
+//! one registered with no healthy instance UNAVAILABLE). Stdout carries only JSON (the canonical proto3 mapping, via
 //! prost-reflect), so it can be piped to `jq`; progress and errors go to stderr.
 //!
 //! Exit codes, so scripts can tell outcomes apart:
@@ -18,11 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
-use rand::seq::IndexedRandom;
-use tonic::transport::{Channel, Endpoint};
+use tonic::body::Body;
+use tonic::transport::Endpoint;
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceExt};
 
 use beamline_mesh::beamline::BeamlineId;
-use beamline_mesh::consul::{ConsulClient, ConsulConfig};
+use beamline_mesh::consul::ConsulConfig;
+use beamline_mesh::mesh::{Mesh, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::{
     CancelRequest, DescribeRequest, ExecuteRequest, GetTaskRequest, Task, TaskEvent, TaskState,
@@ -38,12 +43,12 @@ pub struct CallArgs {
     /// Call this agent directly (HOST:PORT or http://HOST:PORT).
     #[arg(long, global = true, value_name = "HOST:PORT", conflicts_with_all = ["consul", "gateway"])]
     addr: Option<String>,
-    /// Call a passing instance of --beamline found in this Consul (HTTP address; the token, if
+    /// Call --beamline through an in-process mesh over this Consul (HTTP address; the token, if
     /// any, comes from $CONSUL_HTTP_TOKEN).
     #[arg(long, global = true, value_name = "ADDR", conflicts_with = "gateway")]
     consul: Option<String>,
     /// Call through this gateway (a plain gRPC URL, http://HOST:PORT); each call carries
-    /// `x-beamline: <--beamline>`. The default target when --beamline is given alone:
+    /// `x-beamline: <--beamline>`. The default target when neither --addr nor --consul is given:
     /// http://127.0.0.1:8080.
     #[arg(long, global = true, value_name = "URL")]
     gateway: Option<String>,
@@ -51,7 +56,7 @@ pub struct CallArgs {
     /// `x-beamline` metadata).
     #[arg(long, global = true, value_name = "ID")]
     beamline: Option<BeamlineId>,
-    /// Give up connecting (and, with --consul, looking the beamline up) after this long.
+    /// Give up connecting (with --consul: finding a healthy instance) after this long.
     #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration_flag)]
     connect_timeout: Duration,
     /// Give up waiting for an answer (to describe, get and cancel, and for the first event of
@@ -315,7 +320,7 @@ fn parse_params(params: Option<&str>) -> anyhow::Result<prost_types::Struct> {
 enum Target {
     /// A gRPC URI to dial as is.
     Direct(String),
-    /// Resolve a passing instance of the beamline in Consul.
+    /// The beamline through an in-process mesh over this Consul.
     Consul { addr: String, beamline: BeamlineId },
 }
 
@@ -336,14 +341,16 @@ impl Target {
             });
         }
         let gateway = match &args.gateway {
-            Some(url) => url.as_str(),
+            Some(url) => {
+                need_beamline("--gateway")?;
+                url.as_str()
+            }
             None if args.beamline.is_some() => DEFAULT_GATEWAY,
             None => anyhow::bail!(
-                "say what to call: --addr HOST:PORT, --consul ADDR --beamline ID, \
-                 or --gateway URL --beamline ID"
+                "say what to call: --beamline ID (through the gateway at {DEFAULT_GATEWAY}, \
+                 or --gateway URL, or --consul ADDR), or one agent with --addr HOST:PORT"
             ),
         };
-        need_beamline("--gateway")?;
         Ok(Target::Direct(grpc_uri(gateway, "--gateway")?))
     }
 }
@@ -367,9 +374,12 @@ fn grpc_uri(addr: &str, flag: &str) -> anyhow::Result<String> {
     Ok(uri)
 }
 
+/// What the client calls through: a tonic channel to one address, or a mesh channel.
+type AgentService = BoxCloneService<http::Request<Body>, http::Response<Body>, BoxError>;
+
 /// A connected client plus the `x-beamline` metadata every request carries.
 struct Agent {
-    client: BeamlineAgentClient<Channel>,
+    client: BeamlineAgentClient<AgentService>,
     beamline: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
@@ -381,10 +391,22 @@ impl Agent {
         beamline: Option<&BeamlineId>,
         timeout: Duration,
     ) -> Result<Agent, Failure> {
+        // A beamline id is [A-Za-z0-9.-], so it is always valid ASCII metadata.
+        let beamline = beamline.and_then(|b| b.as_str().parse().ok());
         let uri = match target {
             Target::Direct(uri) => uri.clone(),
-            Target::Consul { addr, beamline } => {
-                format!("http://{}", resolve(addr, beamline, timeout).await?)
+            Target::Consul { addr, beamline: id } => {
+                let mut consul = ConsulConfig::from_env_or(Some(addr)).context("--consul")?;
+                consul.timeout = timeout;
+                let settings = MeshSettings {
+                    failfast: timeout,
+                    ..MeshSettings::default()
+                };
+                let channel = Mesh::new(consul, settings).channel(id);
+                return Ok(Agent {
+                    client: BeamlineAgentClient::new(BoxCloneService::new(channel)),
+                    beamline,
+                });
             }
         };
         let endpoint = Endpoint::from_shared(uri.clone())
@@ -405,10 +427,9 @@ impl Agent {
                 ))))
             }
         };
-        // A beamline id is [A-Za-z0-9.-], so it is always valid ASCII metadata.
-        let beamline = beamline.and_then(|b| b.as_str().parse().ok());
+        let service = channel.map_err(BoxError::from);
         Ok(Agent {
-            client: BeamlineAgentClient::new(channel),
+            client: BeamlineAgentClient::new(BoxCloneService::new(service)),
             beamline,
         })
     }
@@ -446,49 +467,6 @@ async fn bounded<T>(
     tokio::time::timeout(deadline, call)
         .await
         .unwrap_or_else(|_| Err(expired()))
-}
-
-/// A passing instance of `beamline` in Consul at `consul`, as `host:port` (one at random, so
-/// repeated calls spread over the instances). None passing is UNAVAILABLE, as a gateway would
-/// answer.
-async fn resolve(
-    consul: &str,
-    beamline: &BeamlineId,
-    timeout: Duration,
-) -> Result<String, Failure> {
-    let mut config = ConsulConfig::from_env_or(Some(consul)).context("--consul")?;
-    config.timeout = timeout;
-    let client = ConsulClient::new(config);
-    let service = beamline.service_name();
-    let answer = client
-        .health_service(&service, 0, Duration::ZERO)
-        .await
-        .with_context(|| format!("cannot look up beamline {beamline} in Consul"))?;
-    let registered = answer.entries.len();
-    // Two ids can share a service name (`5.3.1` and `5-3-1`); the id itself is in Meta.beamline.
-    let ours: Vec<_> = answer
-        .entries
-        .iter()
-        .filter(|e| {
-            e.service
-                .meta
-                .get("beamline")
-                .is_none_or(|b| b == beamline.as_str())
-        })
-        .collect();
-    let passing: Vec<_> = ours.iter().filter(|e| e.is_passing()).collect();
-    if let Some(entry) = passing.choose(&mut rand::rng()) {
-        return Ok(entry.address());
-    }
-    let detail = match (registered, ours.len()) {
-        (0, _) => "none registered".to_string(),
-        (n, 0) => format!("{n} registered under that name, none for this beamline id"),
-        (_, n) => format!("{n} registered, none passing its health check"),
-    };
-    Err(Failure::Grpc(tonic::Status::unavailable(format!(
-        "no passing instance of beamline {beamline} (Consul service {service} at {}): {detail}",
-        client.config().addr
-    ))))
 }
 
 /// `e: cause: cause`, skipping causes the text already quotes (tonic's transport errors say

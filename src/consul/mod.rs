@@ -238,6 +238,30 @@ impl ConsulClient {
         Self::expect_ok(&what, response).await.map(|_| true)
     }
 
+    /// GET /v1/catalog/services: every service name with its tags, and whether Consul hid
+    /// some of them from this token (`X-Consul-Results-Filtered-By-ACLs`).
+    pub async fn services(
+        &self,
+    ) -> Result<(std::collections::BTreeMap<String, Vec<String>>, bool), ConsulError> {
+        let what = "list services".to_string();
+        let response = self
+            .send(
+                &what,
+                self.request(reqwest::Method::GET, "/v1/catalog/services"),
+            )
+            .await?;
+        let response = Self::expect_ok(&what, response).await?;
+        let filtered = response
+            .headers()
+            .get("x-consul-results-filtered-by-acls")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        let services = response
+            .json()
+            .await
+            .map_err(|source| ConsulError::Decode { what, source })?;
+        Ok((services, filtered))
+    }
+
     /// GET /v1/health/service/:name as a blocking query (`index` 0 answers at once). All
     /// instances are returned, healthy or not, with their checks.
     pub async fn health_service(

@@ -114,7 +114,10 @@ async fn describe_lists_the_capabilities() {
     assert_eq!(card.agent_version, "test");
     assert!(!card.card_revision.is_empty());
     let names: Vec<_> = card.capabilities.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["status", "read_pv", "move_motor", "scan"]);
+    assert_eq!(
+        names,
+        ["status", "read_pv", "move_motor", "scan", "monitor_pv"]
+    );
     for c in &card.capabilities {
         let schema: Value = serde_json::from_str(&c.params_schema).unwrap();
         assert_eq!(schema["additionalProperties"], false, "{}", c.name);
@@ -270,4 +273,49 @@ async fn unknown_task_ids_are_not_found() {
         .cancel(Request::new(CancelRequest { task_id: id() }))
         .await;
     assert_eq!(cancel.err().unwrap().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn many_monitors_run_at_once_and_cancel() {
+    let a = agent(3);
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let request = Request::new(ExecuteRequest {
+            capability: "monitor_pv".into(),
+            params: Some(json_to_struct(
+                &serde_json::json!({"name": "ring:current", "duration_ms": 60_000, "interval_ms": 50}),
+            )),
+            idempotency_key: String::new(),
+        });
+        let mut stream = a.execute(request).await.unwrap().into_inner();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("first event in time")
+            .expect("an event")
+            .unwrap();
+        ids.push(first.task.unwrap().task_id);
+    }
+    assert_eq!(
+        a.tasks().running(),
+        20,
+        "monitors hold no motor: all run at once"
+    );
+    for id in &ids {
+        a.cancel(Request::new(CancelRequest {
+            task_id: id.clone(),
+        }))
+        .await
+        .unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), a.tasks().idle())
+        .await
+        .expect("every monitor ends on cancel");
+    let task = a
+        .get_task(Request::new(GetTaskRequest {
+            task_id: ids[0].clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(task.state(), TaskState::Cancelled);
 }

@@ -18,9 +18,11 @@ pub const STATUS: &str = "status";
 pub const READ_PV: &str = "read_pv";
 pub const MOVE_MOTOR: &str = "move_motor";
 pub const SCAN: &str = "scan";
+pub const MONITOR_PV: &str = "monitor_pv";
 
 pub const MAX_SCAN_STEPS: u64 = 1000;
 pub const MAX_DWELL_MS: u64 = 10_000;
+pub const MAX_MONITOR_MS: u64 = 24 * 3600 * 1000;
 
 fn motor_names() -> Vec<&'static str> {
     Motor::ALL.iter().map(|m| m.name()).collect()
@@ -123,6 +125,25 @@ pub fn specs() -> Vec<CapabilitySpec> {
             true,
             &["motion", "detector", "long-running"],
         ),
+        spec(
+            MONITOR_PV,
+            "Watches a process variable for duration_ms, reporting its value as progress every \
+             interval_ms; result: min, max and last value. Read-only, cancellable, and any \
+             number may run at once."
+                .into(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": PV_NAMES},
+                    "duration_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MONITOR_MS},
+                    "interval_ms": {"type": "integer", "minimum": 10, "maximum": 60_000},
+                },
+                "required": ["name", "duration_ms"],
+                "additionalProperties": false,
+            }),
+            false,
+            &["read-only", "long-running"],
+        ),
     ]
 }
 
@@ -152,8 +173,16 @@ impl ScanPlan {
 pub enum Action {
     Status,
     ReadPv(String),
-    Move { motor: Motor, position: f64 },
+    Move {
+        motor: Motor,
+        position: f64,
+    },
     Scan(ScanPlan),
+    Monitor {
+        name: String,
+        duration: Duration,
+        interval: Duration,
+    },
 }
 
 fn bad(msg: String) -> Status {
@@ -219,6 +248,21 @@ impl Action {
                 limit(plan.motor, plan.stop)?;
                 Ok(Action::Scan(plan))
             }
+            MONITOR_PV => {
+                let name = field(params, "name")?.as_str().unwrap_or_default();
+                if !PV_NAMES.contains(&name) {
+                    return Err(bad(format!("unknown PV {name:?}; known: {PV_NAMES:?}")));
+                }
+                let interval_ms = match params.get("interval_ms") {
+                    Some(_) => integer(params, "interval_ms")?,
+                    None => 1000,
+                };
+                Ok(Action::Monitor {
+                    name: name.to_string(),
+                    duration: Duration::from_millis(integer(params, "duration_ms")?),
+                    interval: Duration::from_millis(interval_ms.max(10)),
+                })
+            }
             other => Err(Status::not_found(format!("unknown capability {other:?}"))),
         }
     }
@@ -228,7 +272,7 @@ impl Action {
         match self {
             Action::Move { motor, .. } => Some(*motor),
             Action::Scan(plan) => Some(plan.motor),
-            Action::Status | Action::ReadPv(_) => None,
+            Action::Status | Action::ReadPv(_) | Action::Monitor { .. } => None,
         }
     }
 
@@ -246,6 +290,14 @@ impl Action {
                 run_move(handle, sim, guard, position).await
             }
             (Action::Scan(plan), Some(guard)) => run_scan(handle, sim, guard, plan).await,
+            (
+                Action::Monitor {
+                    name,
+                    duration,
+                    interval,
+                },
+                _,
+            ) => run_monitor(handle, sim, name, duration, interval).await,
             (action, None) => handle.fail(
                 codes::INTERNAL,
                 format!("{action:?} started without reserving its motor"),
@@ -253,6 +305,45 @@ impl Action {
             ),
         }
     }
+}
+
+async fn run_monitor(
+    handle: TaskHandle,
+    sim: Sim,
+    name: String,
+    duration: Duration,
+    interval: Duration,
+) {
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(interval);
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    let last = loop {
+        tokio::select! {
+            _ = handle.cancelled() => return handle.cancelled_done(),
+            _ = ticks.tick() => {}
+        }
+        let Some(value) = sim.read_pv(&name) else {
+            return handle.fail(codes::INTERNAL, format!("PV {name} has no reader"), false);
+        };
+        if let Some(x) = value.as_f64() {
+            min = min.min(x);
+            max = max.max(x);
+        }
+        let elapsed = started.elapsed();
+        let fraction = (elapsed.as_secs_f64() / duration.as_secs_f64()).min(1.0);
+        handle.progress(Some(fraction), format!("{name} = {value}"));
+        if elapsed >= duration {
+            break value;
+        }
+    };
+    let (min, max) = if min.is_finite() {
+        (json!(min), json!(max))
+    } else {
+        (Value::Null, Value::Null)
+    };
+    handle.complete(json_to_struct(
+        &json!({"name": name, "min": min, "max": max, "last": last}),
+    ));
 }
 
 async fn run_move(handle: TaskHandle, sim: Sim, guard: MotorGuard, target: f64) {

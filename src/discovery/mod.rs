@@ -1,4 +1,4 @@
-//! Discovery: one watch per Consul service name, on Consul blocking queries, published as a
+//! Discovery: one watch per beamline (its Consul service name), on Consul blocking queries, published as a
 //! snapshot of the service's instances (healthy or not) that the mesh routes from.
 //!
 //! The watch runs on its own task whether or not calls flow, keeps the last known instances while

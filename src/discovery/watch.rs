@@ -1,4 +1,4 @@
-//! The watch loop of one Consul service: blocking queries on `/v1/health/service/<name>`
+//! The watch loop of one beamline's Consul service: blocking queries on `/v1/health/service/<name>`
 //! (without `?passing`, so "nothing registered" and "registered but unhealthy" stay apart),
 //! following Consul's client rules: reset the index when it goes backwards, never send 0 as a
 //! blocking index, and rate-limit the loop.
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{Instance, Resolution, Snapshot};
+use crate::beamline::BeamlineId;
 use crate::consul::{ConsulClient, ServiceEntry};
 
 #[derive(Debug, Clone)]
@@ -63,19 +64,19 @@ impl Drop for Discovery {
     }
 }
 
-/// Starts watching `service` (call inside a Tokio runtime).
-pub fn spawn(client: ConsulClient, service: String, settings: WatchSettings) -> Discovery {
+/// Starts watching the instances of `beamline` (call inside a Tokio runtime). Ids that differ
+/// only in '.' and '-' share a service name (`5.3.1`, `5-3-1`), so instances are kept only when
+/// their `Meta.beamline` is this id.
+pub fn spawn(client: ConsulClient, beamline: &BeamlineId, settings: WatchSettings) -> Discovery {
     let (tx, rx) = watch::channel(Arc::new(Resolution::Pending));
-    let task = tokio::spawn(run(client, service, settings, tx));
+    let task = tokio::spawn(run(client, beamline.clone(), settings, tx));
     Discovery { snapshot: rx, task }
 }
 
-fn resolve(entries: Vec<ServiceEntry>) -> Resolution {
-    if entries.is_empty() {
-        return Resolution::NotFound;
-    }
+fn resolve(beamline: &BeamlineId, entries: Vec<ServiceEntry>) -> Resolution {
     let mut instances: Vec<Instance> = entries
         .into_iter()
+        .filter(|e| e.service.meta.get("beamline").map(String::as_str) == Some(beamline.as_str()))
         .map(|e| Instance {
             healthy: e.is_passing(),
             addr: e.address(),
@@ -83,16 +84,20 @@ fn resolve(entries: Vec<ServiceEntry>) -> Resolution {
             id: e.service.id,
         })
         .collect();
+    if instances.is_empty() {
+        return Resolution::NotFound;
+    }
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     Resolution::Instances(instances)
 }
 
 async fn run(
     client: ConsulClient,
-    service: String,
+    beamline: BeamlineId,
     settings: WatchSettings,
     tx: watch::Sender<Snapshot>,
 ) {
+    let service = beamline.service_name();
     let mut index = 0u64;
     let mut backoff = settings.min_backoff;
     let mut outage = false;
@@ -124,7 +129,7 @@ async fn run(
                     acl_warned = true;
                 }
                 let went_back = answer.index < index;
-                let next = resolve(answer.entries);
+                let next = resolve(&beamline, answer.entries);
                 let had_instances = matches!(**tx.borrow(), Resolution::Instances(_));
                 if went_back
                     && next == Resolution::NotFound

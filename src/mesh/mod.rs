@@ -148,11 +148,8 @@ impl Mesh {
 
     fn route(&self, beamline: &BeamlineId) -> Arc<Route> {
         let settings = self.inner.settings.clone();
-        let discovery = discovery::spawn(
-            self.inner.consul.clone(),
-            beamline.service_name(),
-            settings.watch.clone(),
-        );
+        let discovery =
+            discovery::spawn(self.inner.consul.clone(), beamline, settings.watch.clone());
         let snapshot = discovery.subscribe();
         let (endpoints_tx, endpoints) = watch::channel(Arc::default());
         let pool_task = tokio::spawn(pool::follow(

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod gateway;
 
 use std::fmt::Debug;
 use std::fs::File;

@@ -1,0 +1,666 @@
+//! Mesh and gateway benchmark: `cargo bench --bench mesh`.
+//!
+//! Starts the real release binary three times, over loopback only: a registry
+//! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`) and a
+//! gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth`), waits (bounded) until
+//! the agent is passing, and then measures unary `Describe` side by side, in the same run, over
+//! three paths to that one agent:
+//!
+//! 1. **direct**: a tonic `Channel` (one HTTP/2 connection) to the agent under the generated
+//!    `BeamlineAgentClient`;
+//! 2. **mesh**: this process's own `Mesh` (`MeshSettings::default()`, Consul discovery, p2c over
+//!    Peak-EWMA, the router, retries and deadlines), `mesh.agent("5.3.1")`;
+//! 3. **gateway**: a tonic `Channel` to the gateway, with `x-beamline: 5.3.1` on every request
+//!    (the gateway runs its own mesh to the agent: one extra hop).
+//!
+//! Each cell (path × concurrency 1 and 64) runs `WARMUP` then `MEASURE`, with `concurrency`
+//! tasks each calling in a loop; a call counts when it completes inside the measured window.
+//! Cells are repeated `REPEATS` times, the order of the paths rotated every round so machine
+//! noise (other builds, the registry's health checks) hits all three alike; the report gives
+//! the median of the rounds. Every request carries the same `grpc-timeout` (5 s), so the agent
+//! does the same work on every path (the mesh would otherwise add its default deadline).
+//!
+//! The load generator (and, on the mesh path, the in-process mesh) shares the machine's cores
+//! with the agent and, on the gateway path, with the gateway: at concurrency 64 the cores are
+//! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
+//! processes of a path spend per call. The CPU time each process spent per call (from
+//! `/proc/<pid>/stat`) is reported beside the numbers for that reason.
+//!
+//! Goals (issue 4): mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
+//! added p50 and ≤ 1 ms added p99.
+//!
+//! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
+//! every cell a bound on its duration. The run takes about 75 s after the build.
+//!
+//! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
+//! how to run it and exits.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
+
+use beamline_mesh::consul::ConsulConfig;
+use beamline_mesh::gateway::ROUTING_KEY;
+use beamline_mesh::mesh::{Mesh, MeshChannel, MeshSettings};
+use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
+use beamline_mesh::proto::DescribeRequest;
+
+const COMMAND: &str = "cargo bench --bench mesh";
+
+const BEAMLINE: &str = "5.3.1";
+const SERVICE: &str = "beamline-5-3-1";
+
+/// Concurrent callers per cell.
+const CONCURRENCY: [usize; 2] = [1, 64];
+/// Calls before the measured window of each cell (not counted).
+const WARMUP: Duration = Duration::from_millis(500);
+/// The measured window of each cell.
+const MEASURE: Duration = Duration::from_secs(3);
+/// Rounds of every cell; the report gives the median.
+const REPEATS: usize = 3;
+
+/// How long a process may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// `grpc-timeout` of every benchmark call, and the timeout of every set-up request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for the agent to be registered and passing.
+const PASSING_DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline for the first successful call over each path.
+const READY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Goals (issue 4).
+const GOAL_MESH_THROUGHPUT: f64 = 0.95;
+const GOAL_MESH_ADDED_P50: Duration = Duration::from_micros(50);
+const GOAL_GATEWAY_ADDED_P50: Duration = Duration::from_micros(150);
+const GOAL_GATEWAY_ADDED_P99: Duration = Duration::from_millis(1);
+
+fn main() -> Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("mesh benchmark: skipped (run it with `{COMMAND}`)");
+        return Ok(());
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("mesh and gateway benchmark");
+    println!("command: {COMMAND}");
+    println!("date: {}", shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!(
+        "commit: {}",
+        shell(&["git", "rev-parse", "--short", "HEAD"])
+    );
+    println!("machine: {cores} cores ({}); load generator, in-process mesh, agent, gateway and registry all share them (loopback)", cpu_model());
+    println!(
+        "cells: unary Describe, concurrency {CONCURRENCY:?}, {WARMUP:?} warm-up + {MEASURE:?} measured, {REPEATS} rounds (paths rotated), medians reported"
+    );
+    println!("load average at the start: {}", load_average());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")?;
+    let cells = runtime.block_on(run())?;
+    drop(runtime);
+    print_report(&cells);
+    println!("\nload average at the end: {}", load_average());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// A child process; killed and reaped on drop, whatever happens.
+struct Proc {
+    child: Child,
+    /// What followed "listening on " in its first stdout line.
+    addr: String,
+    /// Holds the stderr log.
+    work: tempfile::TempDir,
+}
+
+impl Proc {
+    fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
+        let work = tempfile::Builder::new()
+            .prefix("beamline-mesh-bench-")
+            .tempdir()
+            .context("create temp dir")?;
+        let stderr = File::create(work.path().join("stderr.log")).context("create stderr log")?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("CONSUL_HTTP_ADDR")
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        // From here on Drop kills the child, whichever way start() returns.
+        let mut process = Proc {
+            child,
+            addr: String::new(),
+            work,
+        };
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            // Keep draining so the child never blocks on a full pipe; ends when it exits.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => bail!(
+                "{name} exited before listening; stderr:\n{}",
+                process.stderr_tail()
+            ),
+            Err(_) => bail!("{name} did not print its listening line within {START_TIMEOUT:?}"),
+        };
+        let addr = line
+            .split_once(" listening on ")
+            .with_context(|| format!("{name}: unexpected first line {line:?}"))?
+            .1
+            .trim();
+        process.addr = addr.trim_start_matches("http://").to_string();
+        Ok(process)
+    }
+
+    /// User + system CPU time so far.
+    fn cpu(&self) -> Duration {
+        cpu_of(&self.child.id().to_string())
+    }
+
+    fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.work.path().join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU time of `/proc/<pid>` (`self` for this process), all threads.
+fn cpu_of(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the command (which may hold spaces) start at state, field 3.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    let total = ticks(11) + ticks(12);
+    Duration::from_nanos(total * 1_000_000_000 / clock_ticks())
+}
+
+/// The kernel's USER_HZ (100 on Linux in practice).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        shell(&["getconf", "CLK_TCK"])
+            .parse()
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// A short command's trimmed stdout, or "" when it fails.
+fn shell(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The machine's 1/5/15-minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Polls (bounded) until the agent's service has a passing instance.
+async fn wait_passing(consul: &str) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("build reqwest client")?;
+    let url = format!("http://{consul}/v1/health/service/{SERVICE}?passing");
+    let deadline = Instant::now() + PASSING_DEADLINE;
+    loop {
+        if let Ok(response) = http.get(&url).send().await {
+            if response.status().is_success() {
+                let entries: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+                if !entries.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{SERVICE} was not passing within {PASSING_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three paths
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Direct,
+    Mesh,
+    Gateway,
+}
+
+const PATHS: [Path; 3] = [Path::Direct, Path::Mesh, Path::Gateway];
+
+impl Path {
+    fn label(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Mesh => "mesh",
+            Path::Gateway => "gateway",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Client {
+    Direct(BeamlineAgentClient<Channel>),
+    Mesh(BeamlineAgentClient<MeshChannel>),
+    Gateway(BeamlineAgentClient<Channel>),
+}
+
+impl Client {
+    async fn describe(&mut self) -> Result<(), tonic::Status> {
+        let mut request = Request::new(DescribeRequest {});
+        request.set_timeout(REQUEST_TIMEOUT);
+        match self {
+            Client::Direct(client) => client.describe(request).await.map(drop),
+            Client::Mesh(client) => client.describe(request).await.map(drop),
+            Client::Gateway(client) => {
+                request
+                    .metadata_mut()
+                    .insert(ROUTING_KEY, MetadataValue::from_static(BEAMLINE));
+                client.describe(request).await.map(drop)
+            }
+        }
+    }
+
+    /// Calls until one succeeds (each attempt bounded), within `READY_DEADLINE`.
+    async fn first_success(&mut self, what: &str) -> Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let last = match tokio::time::timeout(REQUEST_TIMEOUT, self.describe()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(status)) => format!("{status}"),
+                Err(_) => "timed out".to_string(),
+            };
+            ensure!(
+                Instant::now() < deadline,
+                "{what}: no successful Describe within {READY_DEADLINE:?} (last: {last})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn channel(addr: &str) -> Result<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connect to {addr}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/// One measured cell.
+struct Cell {
+    path: Path,
+    concurrency: usize,
+    calls: usize,
+    errors: usize,
+    /// Latencies of the successful calls completed in the window, sorted.
+    latencies: Vec<Duration>,
+    /// CPU time spent during the window by this process (load generator + in-process mesh),
+    /// the agent and the gateway.
+    cpu: [Duration; 3],
+}
+
+impl Cell {
+    fn per_second(&self) -> f64 {
+        self.calls as f64 / MEASURE.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile, `p` in 0..=100.
+    fn pct(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    /// CPU µs per call of each process.
+    fn cpu_per_call(&self) -> [f64; 3] {
+        let calls = self.calls.max(1) as f64;
+        self.cpu.map(|d| d.as_secs_f64() * 1e6 / calls)
+    }
+}
+
+async fn run() -> Result<Vec<Cell>> {
+    let registry = Proc::start("registry", &["registry", "--listen", "127.0.0.1:0"])?;
+    let consul = registry.addr.clone();
+    let agent = Proc::start(
+        "agent",
+        &["agent", "--beamline", BEAMLINE, "--consul", &consul],
+    )?;
+    let gateway = Proc::start(
+        "gateway",
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--consul",
+            &consul,
+            "--insecure-no-auth",
+        ],
+    )?;
+    wait_passing(&consul)
+        .await
+        .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
+    println!(
+        "registry {consul}, agent {} (passing), gateway {}",
+        agent.addr, gateway.addr
+    );
+
+    let mesh = Mesh::new(ConsulConfig::new(&consul)?, MeshSettings::default());
+    let mut clients = [
+        Client::Direct(BeamlineAgentClient::new(channel(&agent.addr).await?)),
+        Client::Mesh(mesh.agent(BEAMLINE)?),
+        Client::Gateway(BeamlineAgentClient::new(channel(&gateway.addr).await?)),
+    ];
+    for (client, path) in clients.iter_mut().zip(PATHS) {
+        client
+            .first_success(path.label())
+            .await
+            .with_context(|| match path {
+                Path::Gateway => format!("gateway stderr:\n{}", gateway.stderr_tail()),
+                _ => format!("agent stderr:\n{}", agent.stderr_tail()),
+            })?;
+    }
+
+    let mut cells = Vec::new();
+    for round in 0..REPEATS {
+        for concurrency in CONCURRENCY {
+            for i in 0..PATHS.len() {
+                let index = (i + round) % PATHS.len();
+                let cell = measure(
+                    PATHS[index],
+                    &clients[index],
+                    concurrency,
+                    [None, Some(&agent), Some(&gateway)],
+                )
+                .await?;
+                println!(
+                    "round {} c={concurrency:>2} {:<7}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
+                    round + 1,
+                    cell.path.label(),
+                    cell.per_second(),
+                    micros(cell.pct(50.0)),
+                    micros(cell.pct(99.0)),
+                    cell.errors,
+                );
+                cells.push(cell);
+            }
+        }
+    }
+    // The agent served every cell: it must still be passing.
+    wait_passing(&consul).await?;
+    drop(mesh);
+    Ok(cells)
+}
+
+/// One cell: `concurrency` callers, warm-up, then the measured window.
+async fn measure(
+    path: Path,
+    client: &Client,
+    concurrency: usize,
+    procs: [Option<&Proc>; 3],
+) -> Result<Cell> {
+    let start = Instant::now() + Duration::from_millis(5);
+    let from = start + WARMUP;
+    let until = from + MEASURE;
+    let mut callers = JoinSet::new();
+    for _ in 0..concurrency {
+        let mut client = client.clone();
+        callers.spawn(async move {
+            let mut latencies = Vec::with_capacity(64 * 1024);
+            let mut errors = 0usize;
+            tokio::time::sleep_until(start).await;
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
+                let result = client.describe().await;
+                let done = Instant::now();
+                if done < from || done >= until {
+                    continue;
+                }
+                match result {
+                    Ok(()) => latencies.push(done - sent),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let cpu_now = |procs: &[Option<&Proc>; 3]| {
+        procs.map(|p| match p {
+            Some(p) => p.cpu(),
+            None => cpu_of("self"),
+        })
+    };
+    tokio::time::sleep_until(from).await;
+    let cpu_from = cpu_now(&procs);
+    tokio::time::sleep_until(until).await;
+    let cpu_until = cpu_now(&procs);
+    // Every caller stops sending at `until`; its last call is bounded by its grpc-timeout.
+    let bound = REQUEST_TIMEOUT + Duration::from_secs(2);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let joined = tokio::time::timeout(bound, async {
+        while let Some(caller) = callers.join_next().await {
+            let (mut l, e) = caller.context("caller task")?;
+            latencies.append(&mut l);
+            errors += e;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match joined {
+        Ok(result) => result?,
+        Err(_) => bail!(
+            "{} c={concurrency}: callers did not stop within {bound:?}",
+            path.label()
+        ),
+    }
+    latencies.sort_unstable();
+    let cpu = std::array::from_fn(|i| cpu_until[i].saturating_sub(cpu_from[i]));
+    Ok(Cell {
+        path,
+        concurrency,
+        calls: latencies.len(),
+        errors,
+        latencies,
+        cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+/// The medians over the rounds of one path × concurrency.
+struct Summary {
+    per_second: f64,
+    min_per_second: f64,
+    max_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_per_call: [f64; 3],
+    errors: usize,
+}
+
+fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+fn summarize(cells: &[Cell], path: Path, concurrency: usize) -> Option<Summary> {
+    let mine: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.path == path && c.concurrency == concurrency)
+        .collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let rates: Vec<f64> = mine.iter().map(|c| c.per_second()).collect();
+    let cpu = |i: usize| median(mine.iter().map(|c| c.cpu_per_call()[i]).collect());
+    Some(Summary {
+        per_second: median(rates.clone()),
+        min_per_second: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        max_per_second: rates.iter().copied().fold(0.0, f64::max),
+        p50: median(mine.iter().map(|c| c.pct(50.0)).collect()),
+        p99: median(mine.iter().map(|c| c.pct(99.0)).collect()),
+        cpu_per_call: [cpu(0), cpu(1), cpu(2)],
+        errors: mine.iter().map(|c| c.errors).sum(),
+    })
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+/// `a - b` in µs, signed.
+fn added(a: Duration, b: Duration) -> f64 {
+    (a.as_secs_f64() - b.as_secs_f64()) * 1e6
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn print_report(cells: &[Cell]) {
+    println!("\n## Results (median of {REPEATS} rounds)\n");
+    println!(
+        "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for concurrency in CONCURRENCY {
+        for path in PATHS {
+            let Some(s) = summarize(cells, path, concurrency) else {
+                continue;
+            };
+            let [client, agent, gateway] = s.cpu_per_call;
+            let gateway = if path == Path::Gateway {
+                format!("{gateway:.1}")
+            } else {
+                "–".into()
+            };
+            println!(
+                "| {} | {concurrency} | {:.0} ({:.0}–{:.0}) | {} | {} | {client:.1} | {agent:.1} | {gateway} | {} |",
+                path.label(),
+                s.per_second,
+                s.min_per_second,
+                s.max_per_second,
+                micros(s.p50),
+                micros(s.p99),
+                s.errors,
+            );
+        }
+    }
+    println!();
+    println!(
+        "| concurrency | mesh/direct calls/s (goal ≥ {GOAL_MESH_THROUGHPUT}) | mesh added p50 (goal ≤ {} µs) | gateway/direct calls/s | gateway added p50 (goal ≤ {} µs) | gateway added p99 (goal ≤ {} µs) |",
+        GOAL_MESH_ADDED_P50.as_micros(),
+        GOAL_GATEWAY_ADDED_P50.as_micros(),
+        GOAL_GATEWAY_ADDED_P99.as_micros(),
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for concurrency in CONCURRENCY {
+        let (Some(direct), Some(mesh), Some(gateway)) = (
+            summarize(cells, Path::Direct, concurrency),
+            summarize(cells, Path::Mesh, concurrency),
+            summarize(cells, Path::Gateway, concurrency),
+        ) else {
+            continue;
+        };
+        let ratio = mesh.per_second / direct.per_second;
+        let mesh_p50 = added(mesh.p50, direct.p50);
+        let gateway_p50 = added(gateway.p50, direct.p50);
+        let gateway_p99 = added(gateway.p99, direct.p99);
+        println!(
+            "| {concurrency} | {ratio:.3}: {} | {mesh_p50:+.0} µs: {} | {:.3} | {gateway_p50:+.0} µs: {} | {gateway_p99:+.0} µs: {} |",
+            verdict(ratio >= GOAL_MESH_THROUGHPUT),
+            verdict(mesh_p50 <= GOAL_MESH_ADDED_P50.as_secs_f64() * 1e6),
+            gateway.per_second / direct.per_second,
+            verdict(gateway_p50 <= GOAL_GATEWAY_ADDED_P50.as_secs_f64() * 1e6),
+            verdict(gateway_p99 <= GOAL_GATEWAY_ADDED_P99.as_secs_f64() * 1e6),
+        );
+    }
+    println!(
+        "\nThe bench process is the load generator plus, on the mesh path, the in-process mesh; it \
+         shares the cores with the agent (and the gateway), so at concurrency 64 the cores are \
+         saturated and latency there is mostly queueing."
+    );
+}

@@ -1,0 +1,288 @@
+//! `beamline-mesh agents`: every beamline registered in Consul, with its instances.
+//!
+//! The beamlines are the Consul services tagged `beamline-agent` (`GET /v1/catalog/services`),
+//! each read with `GET /v1/health/service/<name>` (all instances, healthy or not). The beamline
+//! id is each instance's `Meta.beamline`, never the service name read backwards (`5.3.1` and
+//! `5-3-1` share the service `beamline-5-3-1`). An instance's status is its worst check
+//! (critical > warning > passing); it counts as healthy only when passing, as in `?passing`.
+//!
+//! Output: a table for people, or with `--json`
+//! `[{"beamline": "5.3.1", "service": "beamline-5-3-1", "instances": [{"id": "…", "address":
+//! "host:port", "status": "passing"}]}]`, sorted by beamline (numeric parts as numbers), then
+//! by instance id.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use beamline_mesh::beamline::AGENT_TAG;
+use beamline_mesh::consul::{ConsulClient, ConsulConfig, ServiceEntry};
+
+#[derive(clap::Args)]
+pub struct AgentsArgs {
+    /// Consul's HTTP address (default: $CONSUL_HTTP_ADDR, else 127.0.0.1:8500; the token, if
+    /// any, comes from $CONSUL_HTTP_TOKEN).
+    #[arg(long, value_name = "ADDR")]
+    consul: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One beamline: the instances registered with this `Meta.beamline` under `service`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Beamline {
+    pub beamline: String,
+    pub service: String,
+    pub instances: Vec<InstanceRow>,
+}
+
+/// One registered instance of a beamline's agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    /// The Consul service ID (the agent's instance id).
+    pub id: String,
+    /// `host:port` to dial.
+    pub address: String,
+    /// The worst of its checks: `passing`, `warning` or `critical`.
+    pub status: &'static str,
+}
+
+impl Beamline {
+    pub fn healthy(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.status == "passing")
+            .count()
+    }
+}
+
+pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
+    let config = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
+    let beamlines = list(&config).await?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&beamlines)?;
+        json.push('\n');
+        json
+    } else if beamlines.is_empty() {
+        format!(
+            "no beamline agents registered in Consul at {}\n",
+            config.addr
+        )
+    } else {
+        table(&beamlines)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Every beamline registered in the Consul at `config`, sorted (see the module doc).
+pub async fn list(config: &ConsulConfig) -> anyhow::Result<Vec<Beamline>> {
+    let client = ConsulClient::new(config.clone());
+    let services = agent_services(&client).await?;
+    let mut groups: BTreeMap<(String, String), Vec<InstanceRow>> = BTreeMap::new();
+    for service in services {
+        let answer = client
+            .health_service(&service, 0, std::time::Duration::ZERO)
+            .await
+            .with_context(|| format!("cannot read the health of {service}"))?;
+        for entry in answer.entries {
+            if !entry.service.tags.iter().any(|t| t == AGENT_TAG) {
+                continue;
+            }
+            let Some(beamline) = entry.service.meta.get("beamline").cloned() else {
+                tracing::warn!(
+                    service = %service,
+                    id = %entry.service.id,
+                    "instance tagged {AGENT_TAG} has no Meta.beamline; not listed"
+                );
+                continue;
+            };
+            groups
+                .entry((beamline, service.clone()))
+                .or_default()
+                .push(InstanceRow {
+                    id: entry.service.id.clone(),
+                    address: entry.address(),
+                    status: worst_status(&entry),
+                });
+        }
+    }
+    let mut beamlines: Vec<Beamline> = groups
+        .into_iter()
+        .map(|((beamline, service), mut instances)| {
+            instances.sort_by(|a, b| a.id.cmp(&b.id));
+            Beamline {
+                beamline,
+                service,
+                instances,
+            }
+        })
+        .collect();
+    beamlines.sort_by(|a, b| {
+        beamline_order(&a.beamline, &b.beamline).then_with(|| a.service.cmp(&b.service))
+    });
+    Ok(beamlines)
+}
+
+/// The names of the Consul services tagged [`AGENT_TAG`] (`GET /v1/catalog/services`).
+async fn agent_services(client: &ConsulClient) -> anyhow::Result<Vec<String>> {
+    let (services, filtered) = client.services().await?;
+    if filtered {
+        tracing::warn!(
+            "Consul hid services this token may not read (it needs service:read on the \
+             beamline services): the list may be incomplete"
+        );
+    }
+    Ok(services
+        .into_iter()
+        .filter(|(_, tags)| tags.iter().any(|t| t == AGENT_TAG))
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The worst status among the instance's checks (node checks included, as Consul's `?passing`
+/// counts them); no checks at all is passing, anything unknown (e.g. maintenance) critical.
+fn worst_status(entry: &ServiceEntry) -> &'static str {
+    let rank = |status: &str| match status {
+        "passing" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    match entry
+        .checks
+        .iter()
+        .map(|c| rank(&c.status))
+        .max()
+        .unwrap_or(0)
+    {
+        0 => "passing",
+        1 => "warning",
+        _ => "critical",
+    }
+}
+
+/// `5.3.1` < `7.0.1` < `12.3.1`: dot- or dash-separated parts compared as numbers when both are
+/// numbers, as text otherwise; ties broken by the plain text.
+pub fn beamline_order(a: &str, b: &str) -> Ordering {
+    let parts = |s: &str| {
+        s.split(['.', '-'])
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(nx), Ok(ny)) => nx.cmp(&ny),
+            _ => x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()),
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
+}
+
+/// The human table: one line per instance, the beamline's columns on its first line only.
+pub fn table(beamlines: &[Beamline]) -> String {
+    let headers = [
+        "BEAMLINE", "SERVICE", "HEALTHY", "INSTANCE", "ADDRESS", "STATUS",
+    ];
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for b in beamlines {
+        let healthy = format!("{}/{}", b.healthy(), b.instances.len());
+        for (i, inst) in b.instances.iter().enumerate() {
+            let first = i == 0;
+            rows.push([
+                if first {
+                    b.beamline.clone()
+                } else {
+                    String::new()
+                },
+                if first {
+                    b.service.clone()
+                } else {
+                    String::new()
+                },
+                if first {
+                    healthy.clone()
+                } else {
+                    String::new()
+                },
+                inst.id.clone(),
+                inst.address.clone(),
+                inst.status.to_string(),
+            ]);
+        }
+    }
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&headers);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beamlines_sort_numerically() {
+        let mut ids = vec!["12.3.1", "5.3.1", "7.0.1", "5.3", "5-3-1", "BL2", "BL10"];
+        ids.sort_by(|a, b| beamline_order(a, b));
+        assert_eq!(
+            ids,
+            vec!["5.3", "5-3-1", "5.3.1", "7.0.1", "12.3.1", "BL10", "BL2"]
+        );
+    }
+
+    #[test]
+    fn the_table_aligns_columns() {
+        let rows = vec![Beamline {
+            beamline: "5.3.1".into(),
+            service: "beamline-5-3-1".into(),
+            instances: vec![
+                InstanceRow {
+                    id: "a".into(),
+                    address: "127.0.0.1:1".into(),
+                    status: "passing",
+                },
+                InstanceRow {
+                    id: "b".into(),
+                    address: "127.0.0.1:2".into(),
+                    status: "critical",
+                },
+            ],
+        }];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("BEAMLINE"));
+        assert!(lines[1].contains("1/2") && lines[1].ends_with("passing"));
+        assert!(lines[2].ends_with("critical"));
+        let col = lines[0].find("INSTANCE").unwrap();
+        assert_eq!(lines[2].find('b'), Some(col));
+    }
+}
