@@ -46,7 +46,6 @@ async fn three_hundred_describes_are_spread_fairly_over_three_instances() {
         ids,
         "answers came from {counts:?}"
     );
-    eprintln!("300 concurrent describes: {counts:?}");
     for (id, n) in &counts {
         assert!(
             *n >= 50,
@@ -57,23 +56,24 @@ async fn three_hundred_describes_are_spread_fairly_over_three_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_describes_are_spread_over_three_instances() {
-    // One caller, one call at a time: Peak-EWMA has no pending counts to go by, so only the
-    // round-trip estimates decide; still every instance must get a real share.
+    // One caller, one call at a time: there are no in-flight counts to go by, so only the
+    // round-trip estimates decide; still every instance must get a real share (≥ 10%). Exact
+    // estimates would let one small latency peak starve an instance until it decayed; the mesh
+    // compares them in powers of two above a floor, so loopback noise ties.
     let c = Cluster::start(BEAMLINE, 3, |g| g).await;
     let mut client = c.gateway.client().await;
     let mut counts = std::collections::BTreeMap::new();
-    for i in 0..300 {
+    for i in 0..150 {
         let id = describe(&mut client, BEAMLINE)
             .await
             .unwrap_or_else(|e| panic!("call {i} failed: {e:?}"));
         *counts.entry(id).or_insert(0usize) += 1;
     }
-    eprintln!("300 sequential describes: {counts:?}");
     assert_eq!(counts.len(), 3, "answers came from {counts:?}");
     for (id, n) in &counts {
         assert!(
-            *n >= 30,
-            "instance {id} got {n} of 300 sequential calls (want ≥ 30 each): {counts:?}"
+            *n >= 15,
+            "instance {id} got {n} of 150 sequential calls (want ≥ 15 each): {counts:?}"
         );
     }
 }
@@ -155,7 +155,6 @@ async fn a_new_instance_gets_traffic_within_a_second_of_passing() {
     .await;
     let records = load.stop().await;
     let delay = reached.saturating_duration_since(passing_at);
-    eprintln!("new instance first answered {delay:?} after passing");
     assert!(
         delay < secs(1),
         "the new instance {new_id} answered its first call {delay:?} after it was seen passing \
@@ -282,7 +281,7 @@ async fn a_sequential_describe_takes_no_delayed_ack_stall() {
     let c = Cluster::start(BEAMLINE, 1, |g| g).await;
     let mut direct = c.agents[0].client().await;
     let mut gateway = c.gateway.client().await;
-    let (mut d, mut g) = (Vec::new(), Vec::new());
+    let mut d = Vec::new();
     for _ in 0..40 {
         let t = Instant::now();
         direct
@@ -290,6 +289,9 @@ async fn a_sequential_describe_takes_no_delayed_ack_stall() {
             .await
             .expect("direct Describe");
         d.push(t.elapsed());
+    }
+    let mut g = Vec::new();
+    for _ in 0..40 {
         let t = Instant::now();
         describe(&mut gateway, BEAMLINE)
             .await

@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
@@ -105,7 +104,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(GatewayService::new(mesh))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
 }
@@ -132,4 +131,10 @@ pub enum GatewayError {
     Reflection(String),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
+/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

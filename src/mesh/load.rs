@@ -1,5 +1,9 @@
 //! Peak-EWMA load for one endpoint: cost = decayed round-trip estimate × (calls in flight + 1),
-//! as in tower's `PeakEwma` with two differences that matter for a mesh of restartable agents:
+//! as in tower's `PeakEwma` with three differences that matter for a mesh of restartable agents:
+//! estimates are compared in powers of two above a floor (sub-millisecond differences, and one
+//! response 30 % slower than usual, are noise next to an agent's work; comparing noise made p2c
+//! starve an instance of sequential calls for as long as one small peak took to decay — within a
+//! factor of two the in-flight count decides, and ties are random);
 //! a failed call is kept out of the estimate (a refused connection answers in microseconds and
 //! would make a dead instance look cheapest), and a new endpoint starts at a small estimate so it
 //! wins its p2c pairings at once instead of after tens of seconds.
@@ -52,10 +56,11 @@ pub struct PeakEwma<S> {
     estimate: Arc<Mutex<Estimate>>,
     pending: Arc<AtomicUsize>,
     decay_ns: f64,
+    floor_ns: f64,
 }
 
 impl<S> PeakEwma<S> {
-    pub fn new(inner: S, initial_rtt: Duration, decay: Duration) -> PeakEwma<S> {
+    pub fn new(inner: S, initial_rtt: Duration, decay: Duration, floor: Duration) -> PeakEwma<S> {
         PeakEwma {
             inner,
             estimate: Arc::new(Mutex::new(Estimate {
@@ -64,6 +69,7 @@ impl<S> PeakEwma<S> {
             })),
             pending: Arc::new(AtomicUsize::new(0)),
             decay_ns: decay.as_nanos().max(1) as f64,
+            floor_ns: floor.as_nanos() as f64,
         }
     }
 }
@@ -77,8 +83,19 @@ impl<S> Load for PeakEwma<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .decayed(Instant::now(), self.decay_ns);
-        Cost(rtt * (self.pending.load(Ordering::Relaxed) + 1) as f64)
+        Cost(bucket(rtt, self.floor_ns) * (self.pending.load(Ordering::Relaxed) + 1) as f64)
     }
+}
+
+/// `rtt` rounded down to the floor times a power of two (the floor itself below it).
+fn bucket(rtt_ns: f64, floor_ns: f64) -> f64 {
+    if floor_ns <= 0.0 || !rtt_ns.is_finite() {
+        return rtt_ns;
+    }
+    if rtt_ns <= floor_ns {
+        return floor_ns;
+    }
+    floor_ns * (rtt_ns / floor_ns).log2().floor().exp2()
 }
 
 /// Counts a call in flight until dropped.
@@ -145,6 +162,24 @@ mod tests {
         assert!(later < 2_000_000.0 && later > 1_500_000.0, "{later}");
     }
 
+    #[test]
+    fn estimates_compare_in_powers_of_two_above_the_floor() {
+        let ms = 1_000_000.0;
+        assert_eq!(bucket(0.3 * ms, ms), ms);
+        assert_eq!(
+            bucket(1.38 * ms, ms),
+            ms,
+            "a small peak ties with the floor"
+        );
+        assert_eq!(bucket(2.5 * ms, ms), 2.0 * ms);
+        assert_eq!(
+            bucket(5.0 * ms, ms),
+            4.0 * ms,
+            "a real slowdown still counts"
+        );
+        assert_eq!(bucket(0.3 * ms, 0.0), 0.3 * ms, "no floor: raw estimates");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failed_calls_do_not_lower_the_estimate() {
         let svc = tower::service_fn(|fail: bool| async move {
@@ -155,7 +190,12 @@ mod tests {
                 Ok(())
             }
         });
-        let mut ewma = PeakEwma::new(svc, Duration::from_micros(100), Duration::from_secs(5));
+        let mut ewma = PeakEwma::new(
+            svc,
+            Duration::from_micros(100),
+            Duration::from_secs(5),
+            Duration::ZERO,
+        );
         ewma.call(false).await.unwrap();
         let after_ok = ewma.load();
         assert!(after_ok.0 >= 9_000_000.0, "{after_ok:?}");

@@ -6,6 +6,7 @@
 //!
 //! Owns the per-beamline routes and their lifetime (created on first use, dropped when idle).
 
+mod deadline;
 mod endpoint;
 mod failfast;
 mod load;
@@ -53,10 +54,11 @@ pub struct MeshSettings {
     /// Peak-EWMA: a new endpoint's round-trip estimate, and how fast estimates decay.
     pub initial_rtt: Duration,
     pub rtt_decay: Duration,
+    /// Estimates are compared in powers of two above this (noise on a LAN next to an agent's
+    /// work), so the in-flight count decides between instances of similar latency.
+    pub rtt_floor: Duration,
     /// A beamline's route is dropped after this long without calls (and no client holding it).
     pub idle_timeout: Duration,
-    /// Calls queued for a beamline's balancer.
-    pub queue: usize,
     pub watch: WatchSettings,
     pub endpoint: EndpointSettings,
 }
@@ -71,9 +73,9 @@ impl Default for MeshSettings {
             retry_ratio: 0.2,
             min_retries_per_sec: 10,
             initial_rtt: Duration::from_micros(100),
-            rtt_decay: Duration::from_secs(5),
+            rtt_decay: Duration::from_secs(2),
+            rtt_floor: Duration::from_millis(1),
             idle_timeout: Duration::from_secs(600),
-            queue: 1024,
             watch: WatchSettings::default(),
             endpoint: EndpointSettings::default(),
         }
@@ -157,17 +159,19 @@ impl Mesh {
             endpoints_tx,
             settings.endpoint.clone(),
         ));
-        let discover =
-            pool::Discover::new(endpoints.clone(), settings.initial_rtt, settings.rtt_decay);
+        let discover = pool::Discover::new(
+            endpoints.clone(),
+            settings.initial_rtt,
+            settings.rtt_decay,
+            settings.rtt_floor,
+        );
         let balance: tower::balance::p2c::Balance<pool::Discover, route::Request> =
             tower::balance::p2c::Balance::new(discover);
         let why_snapshot = snapshot.clone();
         let why_beamline = beamline.clone();
         let why = Arc::new(move || no_instance(&why_beamline, &why_snapshot.borrow()));
         let failfast = failfast::FailFast::new(balance, settings.failfast, why);
-        let boxed =
-            tower::util::MapFuture::new(failfast, |f| -> BoxFuture<'static, _> { Box::pin(f) });
-        let balancer = tower::buffer::Buffer::new(boxed, settings.queue);
+        let balancer = Arc::new(tokio::sync::Mutex::new(failfast));
         Arc::new(Route {
             beamline: beamline.clone(),
             _discovery: discovery,

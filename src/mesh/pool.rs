@@ -73,6 +73,7 @@ pub struct Discover {
     pending: VecDeque<Change<String, Balanced>>,
     initial_rtt: Duration,
     decay: Duration,
+    floor: Duration,
 }
 
 impl Discover {
@@ -80,6 +81,7 @@ impl Discover {
         endpoints: watch::Receiver<Endpoints>,
         initial_rtt: Duration,
         decay: Duration,
+        floor: Duration,
     ) -> Discover {
         Discover {
             endpoints: WatchStream::new(endpoints),
@@ -87,6 +89,7 @@ impl Discover {
             pending: VecDeque::new(),
             initial_rtt,
             decay,
+            floor,
         }
     }
 
@@ -100,8 +103,12 @@ impl Discover {
                 Change::Remove(id) => Change::Remove(id),
                 Change::Insert(id, _) => {
                     let endpoint = &endpoints[&id];
-                    let load =
-                        PeakEwma::new(endpoint.channel.clone(), self.initial_rtt, self.decay);
+                    let load = PeakEwma::new(
+                        endpoint.channel.clone(),
+                        self.initial_rtt,
+                        self.decay,
+                        self.floor,
+                    );
                     Change::Insert(id, Gated::new(load, endpoint.gate()))
                 }
             });

@@ -27,7 +27,9 @@ use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{BoxError, Service, ServiceExt};
 
+use super::deadline;
 use super::endpoint::Endpoint;
+use super::failfast::FailFast;
 use super::pool::Endpoints;
 use super::rendezvous;
 use super::MeshSettings;
@@ -38,7 +40,11 @@ use crate::proto;
 
 pub type Request = http::Request<Body>;
 pub type Response = http::Response<Body>;
-pub type Balancer = tower::buffer::Buffer<Request, BoxFuture<'static, Result<Response, BoxError>>>;
+/// tower's p2c behind failfast. Callers take turns with an async (FIFO) lock and drive it in
+/// their own task: a worker task (tower's `Buffer`) would add a hop to every call, and a plain
+/// mutex would leave waiters unwoken (a service wakes only the last task that polled it).
+pub type Balancer =
+    Arc<tokio::sync::Mutex<FailFast<tower::balance::p2c::Balance<super::pool::Discover, Request>>>>;
 
 /// Which RPC a request is, by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +178,12 @@ impl Route {
                 parts.headers.insert("grpc-timeout", value);
             }
         }
+        // Answer a little before the caller's deadline: a server in front of the mesh (the
+        // gateway) expires at the deadline itself, with tonic's CANCELLED instead of
+        // DEADLINE_EXCEEDED.
+        let caller_deadline =
+            caller_deadline.map(|d| d.saturating_sub((d / 20).min(Duration::from_millis(5))));
+        let body_deadline = caller_deadline.map(|d| Instant::now() + d);
         let bound = match (caller_deadline, rpc.is_stream()) {
             (Some(d), true) => d.min(self.settings.first_message_timeout),
             (Some(d), false) => d,
@@ -181,7 +193,16 @@ impl Route {
         self.budget.deposit();
         let beamline = self.beamline.clone();
         match tokio::time::timeout(bound, self.attempts(rpc, parts, bytes)).await {
-            Ok(result) => result,
+            Ok(Ok(mut response)) => {
+                deadline::fix_timeout_status(response.headers_mut());
+                Ok(match body_deadline {
+                    Some(at) => {
+                        response.map(|body| Body::new(deadline::DeadlineBody::new(body, at)))
+                    }
+                    None => response,
+                })
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(BoxError::from(Status::deadline_exceeded(format!(
                 "beamline {beamline}: no answer within {bound:?}"
             )))),
@@ -215,13 +236,19 @@ impl Route {
         }
     }
 
-    /// Through p2c. Boxed in a plain fn: awaiting the buffer's future inline trips a rustc
-    /// limitation with higher-ranked lifetimes on its error conversion.
+    /// Through p2c: whoever holds the lock waits for readiness (failfast bounds it), dispatches,
+    /// and lets the next caller in before awaiting the response. Boxed in a plain fn: awaiting
+    /// the balancer's future inline trips a rustc limitation with higher-ranked lifetimes on its
+    /// error conversion.
     fn balanced(&self, request: Request) -> BoxFuture<'static, Result<Response, BoxError>> {
-        let mut balancer = self.balancer.clone();
+        let balancer = self.balancer.clone();
         Box::pin(async move {
-            std::future::poll_fn(|cx| balancer.poll_ready(cx)).await?;
-            balancer.call(request).await
+            let response = {
+                let mut p2c = balancer.lock().await;
+                std::future::poll_fn(|cx| p2c.poll_ready(cx)).await?;
+                p2c.call(request)
+            };
+            response.await
         })
     }
 

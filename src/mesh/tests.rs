@@ -23,6 +23,7 @@ fn instance(name: &'static str, gate: watch::Receiver<bool>) -> Gated<PeakEwma<N
         tower::util::BoxService::new(service),
         Duration::from_micros(100),
         Duration::from_secs(5),
+        Duration::ZERO,
     );
     Gated::new(load, gate)
 }

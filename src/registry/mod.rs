@@ -134,6 +134,10 @@ impl Registry {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let reaper = tokio::spawn(checks::reap_forever(Arc::downgrade(&self)));
         let app = http::router(self);
+        // Blocking-query answers are single small writes; Nagle would hold them back.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app).await;
         reaper.abort();
         result

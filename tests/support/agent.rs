@@ -243,6 +243,16 @@ impl AgentProc {
         self.signal("TERM");
     }
 
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
     /// Sends SIGINT (`kill -INT <pid>`), as Ctrl-C would; does not wait.
     pub fn sigint(&self) {
         self.signal("INT");

@@ -1,0 +1,87 @@
+//! The caller's deadline over a whole call, stream included: tonic bounds only the time to the
+//! response headers (and reports its own expiry as CANCELLED "Timeout expired"), so a 600 ms
+//! deadline would not stop a 2 s stream. Here the response body ends with DEADLINE_EXCEEDED
+//! trailers when the deadline passes, and dropping the upstream body cancels the call upstream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+use tonic::body::Body;
+use tonic::Status;
+
+pin_project_lite::pin_project! {
+    pub struct DeadlineBody {
+        #[pin]
+        inner: Body,
+        #[pin]
+        sleep: Sleep,
+        expired: bool,
+    }
+}
+
+impl DeadlineBody {
+    pub fn new(inner: Body, deadline: Instant) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            sleep: tokio::time::sleep_until(deadline),
+            expired: false,
+        }
+    }
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.project();
+        if *this.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if std::future::Future::poll(this.sleep, cx).is_ready() {
+            *this.expired = true;
+            let status = Status::deadline_exceeded("the caller's deadline passed");
+            let mut trailers = http::HeaderMap::new();
+            if status.add_header(&mut trailers).is_ok() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            return Poll::Ready(Some(Err(status)));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.expired || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Rewrites tonic's own expiry (CANCELLED "Timeout expired", from a server's grpc-timeout
+/// handling) into the DEADLINE_EXCEEDED the caller's deadline means.
+pub fn fix_timeout_status(headers: &mut http::HeaderMap) {
+    let cancelled = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"1");
+    let timeout = headers
+        .get("grpc-message")
+        .is_some_and(|v| v.as_bytes() == b"Timeout expired");
+    if cancelled && timeout {
+        headers.insert("grpc-status", http::HeaderValue::from_static("4"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("deadline exceeded"),
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The gateway's errors, end to end (registry, demo agents, gateway with `--failfast 1s`, real
+//! tonic clients): every instance gone → UNAVAILABLE within the failfast bound, never a hang;
+//! an unknown beamline → NOT_FOUND naming it; a missing or malformed `x-beamline` →
+//! INVALID_ARGUMENT; a tiny caller deadline → a fast DEADLINE_EXCEEDED; a task whose owner is
+//! not registered → NOT_FOUND.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use beamline_mesh::proto::{CancelRequest, DescribeRequest, GetTaskRequest, SubscribeRequest};
+use support::gateway::*;
+use support::*;
+use tonic::Code;
+
+const BEAMLINE: &str = "5.3.1";
+/// The gateway's --failfast in these tests, and how long a failfast answer may take.
+const FAILFAST: &str = "1s";
+const FAILFAST_BOUND: Duration = Duration::from_millis(2000);
+
+/// A Describe through the gateway that must fail; the status and how long it took.
+async fn describe_err(
+    client: &mut beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient<
+        tonic::transport::Channel,
+    >,
+    beamline: &str,
+) -> (tonic::Status, Duration) {
+    let started = Instant::now();
+    match describe(client, beamline).await {
+        Ok(id) => panic!("Describe of {beamline} succeeded (answered by {id})"),
+        Err(status) => (status, started.elapsed()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_gone_is_unavailable_within_the_failfast_bound() {
+    let mut c = Cluster::start(BEAMLINE, 2, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+    for agent in &mut c.agents {
+        agent.kill9();
+    }
+    // At once: the gates close (health watches end) before Consul's checks notice.
+    let (status, took) = describe_err(&mut client, BEAMLINE).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains(BEAMLINE),
+        "the message should name the beamline: {status:?}"
+    );
+    assert!(
+        took < FAILFAST_BOUND,
+        "UNAVAILABLE took {took:?} (failfast 1s, want < {FAILFAST_BOUND:?})"
+    );
+
+    // Once Consul has both instances critical (registered, none healthy): still UNAVAILABLE,
+    // saying no instance is healthy, within the bound.
+    for id in &c.ids {
+        poll_until(
+            secs(10),
+            &format!("{id} to turn critical"),
+            async || support::agent::health_entry(&c.registry, "beamline-5-3-1", id, true).await,
+            |e| e.is_none(),
+        )
+        .await;
+    }
+    let (status, took) = describe_err(&mut client, BEAMLINE).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("no healthy instance of beamline 5.3.1"),
+        "{status:?}"
+    );
+    assert!(took < FAILFAST_BOUND, "UNAVAILABLE took {took:?}");
+
+    // A new agent brings the beamline back.
+    let (_agent, id, _) = start_agent(&c.registry, BEAMLINE).await;
+    let answered = poll_for(secs(5), "a Describe to succeed again", async || {
+        describe(&mut client, BEAMLINE).await.ok()
+    })
+    .await;
+    assert_eq!(answered, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_beamline_is_not_found_naming_it_and_bad_keys_are_invalid_argument() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+
+    let (status, took) = describe_err(&mut client, "9.9.9").await;
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("9.9.9"), "{status:?}");
+    assert!(took < FAILFAST_BOUND + secs(1), "NOT_FOUND took {took:?}");
+
+    // No routing key at all.
+    let err = client
+        .describe(DescribeRequest {})
+        .await
+        .expect_err("Describe without x-beamline");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("x-beamline"), "{err:?}");
+
+    // Keys that break the beamline id rule.
+    let too_long = "a".repeat(33);
+    for bad in [
+        "bad id!",
+        "5..3",
+        ".5",
+        "5.3.",
+        "5_3_1",
+        "",
+        too_long.as_str(),
+    ] {
+        let started = Instant::now();
+        let err = client
+            .describe(to(bad, DescribeRequest {}))
+            .await
+            .expect_err(&format!("Describe with x-beamline {bad:?}"));
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "x-beamline {bad:?}: {err:?}"
+        );
+        assert!(
+            started.elapsed() < secs(1),
+            "x-beamline {bad:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The same routing key on the other RPCs.
+    let err = client
+        .get_task(GetTaskRequest {
+            task_id: "x/y".into(),
+        })
+        .await
+        .expect_err("GetTask without x-beamline");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = client
+        .execute(tonic::Request::new(support::agent::execute_request(
+            "status",
+            serde_json::json!({}),
+            "",
+        )))
+        .await
+        .expect_err("Execute without x-beamline");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // The good key still works on the same connection.
+    describe(&mut client, BEAMLINE)
+        .await
+        .expect("Describe of 5.3.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_caller_deadline_fails_fast_not_hangs() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+    let mut codes = Vec::new();
+    // Deadlines no call can meet through two hops (a 1 ms one can be met on loopback).
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_micros(1),
+    ] {
+        for _ in 0..5 {
+            let started = Instant::now();
+            let result = tokio::time::timeout(
+                secs(5),
+                client.describe(to_with_timeout(BEAMLINE, DescribeRequest {}, timeout)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("a Describe with a {timeout:?} deadline hung for 5 s"));
+            let took = started.elapsed();
+            assert!(
+                took < ms(500),
+                "a Describe with a {timeout:?} deadline took {took:?}"
+            );
+            if let Err(status) = result {
+                codes.push((status.code(), status.message().to_string()));
+            }
+        }
+    }
+    assert!(
+        codes.len() >= 5,
+        "only {} of 15 calls with 0 / 1 ns / 1 µs deadlines failed: {codes:?}",
+        codes.len()
+    );
+    // A deadline that has passed before the gateway's own code runs is answered by tonic's
+    // server itself, which says CANCELLED "Timeout expired" (not DEADLINE_EXCEEDED): a known
+    // tonic limitation, documented in README. Anything else must be DEADLINE_EXCEEDED.
+    assert!(
+        codes.iter().all(|(c, m)| *c == Code::DeadlineExceeded
+            || (*c == Code::Cancelled && m == "Timeout expired")),
+        "codes of calls that missed their deadline: {codes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_agent_makes_a_call_miss_its_deadline_with_deadline_exceeded() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+    describe(&mut client, BEAMLINE).await.expect("a first call");
+    c.agents[0].freeze();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        secs(5),
+        client.describe(to_with_timeout(BEAMLINE, DescribeRequest {}, ms(300))),
+    )
+    .await
+    .expect("a call to a frozen agent hung past its deadline");
+    let took = started.elapsed();
+    c.agents[0].thaw();
+    let status = result.expect_err("a frozen agent cannot answer");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        took < ms(800),
+        "answered after {took:?} for a 300 ms deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_owner_is_not_registered_is_not_found() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+    let ghost = "beamline-5-3-1-00000000/0123456789";
+    let err = client
+        .get_task(to(
+            BEAMLINE,
+            GetTaskRequest {
+                task_id: ghost.into(),
+            },
+        ))
+        .await
+        .expect_err("GetTask of a task of no registered instance");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(
+        err.message().contains(ghost) || err.message().contains("beamline-5-3-1-00000000"),
+        "{err:?}"
+    );
+    let err = client
+        .cancel(to(
+            BEAMLINE,
+            CancelRequest {
+                task_id: ghost.into(),
+            },
+        ))
+        .await
+        .expect_err("Cancel");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = client
+        .subscribe(to(
+            BEAMLINE,
+            SubscribeRequest {
+                task_id: ghost.into(),
+            },
+        ))
+        .await
+        .expect_err("Subscribe");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // A task id that names no instance at all.
+    let err = client
+        .get_task(to(
+            BEAMLINE,
+            GetTaskRequest {
+                task_id: "no-slash".into(),
+            },
+        ))
+        .await
+        .expect_err("GetTask of a malformed id");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // A task of the real instance that does not exist: the agent's own NOT_FOUND.
+    let err = client
+        .get_task(to(
+            BEAMLINE,
+            GetTaskRequest {
+                task_id: format!("{}/nosuchtask", c.ids[0]),
+            },
+        ))
+        .await
+        .expect_err("GetTask of an unknown task of a real instance");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+}
