@@ -30,6 +30,19 @@ fn node_meta_matches(query: &Query) -> bool {
     })
 }
 
+/// A blocking read of one service's result, woken only by changes under that name.
+async fn service_read(
+    reg: &Shared,
+    query: &Query,
+    path: &str,
+    name: &str,
+    answer: impl FnOnce(&State) -> Value,
+) -> Reply {
+    let key = query.cache_key(&format!("{path}/{name}"));
+    let topic = Topic::Service(name.to_string());
+    blocking_json(reg, query, key, topic, |s| s.service_index(name), answer).await
+}
+
 pub async fn health_service(
     AxState(reg): AxState<Shared>,
     Path(name): Path<String>,
@@ -68,9 +81,7 @@ pub async fn health_service(
         }
         Value::Array(apply_filter(&filter, entries))
     };
-    let key = query.cache_key(&format!("health/service/{name}"));
-    let topic = Topic::Service(name.clone());
-    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
+    service_read(&reg, &query, "health/service", &name, answer).await
 }
 
 pub async fn health_checks(
@@ -89,9 +100,7 @@ pub async fn health_checks(
             .collect();
         Value::Array(apply_filter(&filter, checks))
     };
-    let key = query.cache_key(&format!("health/checks/{name}"));
-    let topic = Topic::Service(name.clone());
-    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
+    service_read(&reg, &query, "health/checks", &name, answer).await
 }
 
 pub async fn health_state(
@@ -174,9 +183,7 @@ pub async fn catalog_service(
             .collect();
         Value::Array(apply_filter(&filter, entries))
     };
-    let key = query.cache_key(&format!("catalog/service/{name}"));
-    let topic = Topic::Service(name.clone());
-    blocking_json(&reg, &query, key, topic, |s| s.service_index(&name), answer).await
+    service_read(&reg, &query, "catalog/service", &name, answer).await
 }
 
 pub async fn catalog_nodes(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
