@@ -3,6 +3,7 @@
 //! following Consul's client rules: reset the index when it goes backwards, never send 0 as a
 //! blocking index, and rate-limit the loop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ impl Default for WatchSettings {
 pub struct Discovery {
     snapshot: watch::Receiver<Snapshot>,
     task: tokio::task::JoinHandle<()>,
+    updates: Arc<AtomicU64>,
 }
 
 impl Discovery {
@@ -55,6 +57,11 @@ impl Discovery {
 
     pub fn current(&self) -> Snapshot {
         self.snapshot.borrow().clone()
+    }
+
+    /// How many changed snapshots this watch has published.
+    pub fn updates(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
     }
 }
 
@@ -69,8 +76,13 @@ impl Drop for Discovery {
 /// their `Meta.beamline` is this id.
 pub fn spawn(client: ConsulClient, beamline: &BeamlineId, settings: WatchSettings) -> Discovery {
     let (tx, rx) = watch::channel(Arc::new(Resolution::Pending));
-    let task = tokio::spawn(run(client, beamline.clone(), settings, tx));
-    Discovery { snapshot: rx, task }
+    let updates = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(run(client, beamline.clone(), settings, tx, updates.clone()));
+    Discovery {
+        snapshot: rx,
+        task,
+        updates,
+    }
 }
 
 fn resolve(beamline: &BeamlineId, entries: Vec<ServiceEntry>) -> Resolution {
@@ -96,6 +108,7 @@ async fn run(
     beamline: BeamlineId,
     settings: WatchSettings,
     tx: watch::Sender<Snapshot>,
+    updates: Arc<AtomicU64>,
 ) {
     let service = beamline.service_name();
     let mut index = 0u64;
@@ -147,6 +160,7 @@ async fn run(
                         let changed = **current != next;
                         if changed {
                             debug!(%service, ?next, "discovery update");
+                            updates.fetch_add(1, Ordering::Relaxed);
                             *current = Arc::new(next);
                         }
                         changed

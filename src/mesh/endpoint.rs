@@ -6,6 +6,7 @@
 //! Owns per-instance connection and health; choosing between instances is the balancer's.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -189,5 +190,51 @@ impl<S: Load> Load for Gated<S> {
     type Metric = S::Metric;
     fn load(&self) -> S::Metric {
         self.inner.load()
+    }
+}
+
+/// The instance that answered a call, in the response's extensions (for access logs and
+/// metrics above the mesh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy(pub Arc<str>);
+
+/// A channel that marks its responses with the instance they came from.
+#[derive(Clone)]
+pub struct Tagged<S> {
+    inner: S,
+    id: Arc<str>,
+}
+
+impl<S> Tagged<S> {
+    pub fn new(inner: S, id: &str) -> Tagged<S> {
+        Tagged {
+            inner,
+            id: Arc::from(id),
+        }
+    }
+}
+
+impl<S, Req, B> Service<Req> for Tagged<S>
+where
+    S: Service<Req, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let id = self.id.clone();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            response.extensions_mut().insert(ServedBy(id));
+            Ok(response)
+        })
     }
 }

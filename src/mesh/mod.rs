@@ -15,6 +15,7 @@ mod rendezvous;
 mod route;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,8 @@ use tonic::Status;
 use tower::retry::budget::TpsBudget;
 use tower::{BoxError, Service};
 
-pub use endpoint::EndpointSettings;
+pub use endpoint::{EndpointSettings, ServedBy};
+pub use route::CallFacts;
 
 use crate::beamline::BeamlineId;
 use crate::consul::{ConsulClient, ConsulConfig};
@@ -136,6 +138,24 @@ impl Mesh {
         self.channel(beamline).route.resolution()
     }
 
+    /// Every beamline the mesh currently routes, with what discovery knows of it (for status
+    /// pages and metrics; it starts no watch).
+    pub fn beamlines(&self) -> Vec<(BeamlineId, Snapshot)> {
+        let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = routes
+            .iter()
+            .map(|(id, route)| (id.clone(), route.resolution()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Discovery updates published over every beamline the mesh routes now.
+    pub fn discovery_updates(&self) -> u64 {
+        let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.values().map(|r| r.discovery.updates()).sum()
+    }
+
     /// Waits until discovery has answered for `beamline` once, or `timeout`.
     pub async fn resolved(&self, beamline: &BeamlineId, timeout: Duration) -> Snapshot {
         let mut rx = self.channel(beamline).route.snapshot.clone();
@@ -174,7 +194,7 @@ impl Mesh {
         let balancer = Arc::new(tokio::sync::Mutex::new(failfast));
         Arc::new(Route {
             beamline: beamline.clone(),
-            _discovery: discovery,
+            discovery,
             snapshot,
             endpoints,
             pool_task,

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::transport::Channel;
 use tower::discover::Change;
 
-use super::endpoint::{Endpoint, EndpointSettings, Gated};
+use super::endpoint::{Endpoint, EndpointSettings, Gated, Tagged};
 use super::load::PeakEwma;
 use crate::discovery::{self, Snapshot};
 
@@ -64,7 +64,7 @@ pub async fn follow(
 }
 
 /// The service p2c balances over: a gated, load-measured channel to one instance.
-pub type Balanced = Gated<PeakEwma<Channel>>;
+pub type Balanced = Gated<PeakEwma<Tagged<Channel>>>;
 
 /// The endpoints as tower `Change`s, for `tower::balance::p2c::Balance`.
 pub struct Discover {
@@ -104,7 +104,7 @@ impl Discover {
                 Change::Insert(id, _) => {
                     let endpoint = &endpoints[&id];
                     let load = PeakEwma::new(
-                        endpoint.channel.clone(),
+                        Tagged::new(endpoint.channel.clone(), &id),
                         self.initial_rtt,
                         self.decay,
                         self.floor,

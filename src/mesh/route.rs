@@ -28,12 +28,12 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::{BoxError, Service, ServiceExt};
 
 use super::deadline;
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, ServedBy};
 use super::failfast::FailFast;
 use super::pool::Endpoints;
 use super::rendezvous;
+use super::wire::{chain, grpc_timeout, never_written, status_of, trailers_only_status};
 use super::MeshSettings;
-use crate::agent::drain::NOT_STARTED_KEY;
 use crate::beamline::BeamlineId;
 use crate::discovery::{Discovery, Snapshot};
 use crate::proto;
@@ -79,6 +79,31 @@ impl Rpc {
     }
 }
 
+/// What the mesh read from a call, in the response's extensions (for access logs above it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFacts {
+    pub capability: Option<String>,
+    pub task_id: Option<String>,
+}
+
+impl CallFacts {
+    fn of(rpc: Rpc, message: &[u8]) -> CallFacts {
+        match rpc {
+            Rpc::Execute => CallFacts {
+                capability: proto::ExecuteRequest::decode(message)
+                    .ok()
+                    .map(|r| r.capability),
+                task_id: None,
+            },
+            Rpc::GetTask | Rpc::Subscribe | Rpc::Cancel => CallFacts {
+                capability: None,
+                task_id: task_id(rpc, message).ok(),
+            },
+            _ => CallFacts::default(),
+        }
+    }
+}
+
 /// Where one attempt goes.
 enum Target {
     Instance(Arc<Endpoint>),
@@ -88,7 +113,7 @@ enum Target {
 pub struct Route {
     pub(super) beamline: BeamlineId,
     /// Owns the watch task; dropping the route ends it.
-    pub(super) _discovery: Discovery,
+    pub(super) discovery: Discovery,
     pub(super) snapshot: watch::Receiver<Snapshot>,
     pub(super) endpoints: watch::Receiver<Endpoints>,
     pub(super) pool_task: tokio::task::JoinHandle<()>,
@@ -192,9 +217,11 @@ impl Route {
         };
         self.budget.deposit();
         let beamline = self.beamline.clone();
+        let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
         match tokio::time::timeout(bound, self.attempts(rpc, parts, bytes)).await {
             Ok(Ok(mut response)) => {
                 deadline::fix_timeout_status(response.headers_mut());
+                response.extensions_mut().insert(facts);
                 Ok(match body_deadline {
                     Some(at) => {
                         response.map(|body| Body::new(deadline::DeadlineBody::new(body, at)))
@@ -260,6 +287,12 @@ impl Route {
         let (instance, result) = match target {
             Target::Instance(endpoint) => {
                 let result = endpoint.channel.clone().oneshot(request).await;
+                let result = result.map(|mut response| {
+                    response
+                        .extensions_mut()
+                        .insert(ServedBy(Arc::from(endpoint.id.as_str())));
+                    response
+                });
                 (Some(endpoint.id.clone()), result.map_err(BoxError::from))
             }
             Target::Balanced => (None, self.balanced(request).await),
@@ -317,97 +350,9 @@ fn task_id(rpc: Rpc, message: &[u8]) -> Result<String, Status> {
     decoded.map_err(|e| Status::invalid_argument(format!("bad request message: {e}")))
 }
 
-/// `grpc-timeout` as gRPC encodes it: digits and a unit (H, M, S, m, u, n).
-fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// The status of a trailers-only response, and whether it says the call never started.
-fn trailers_only_status(response: &Response) -> Option<(Code, bool)> {
-    let code = response
-        .headers()
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    let not_started = response
-        .headers()
-        .get(NOT_STARTED_KEY)
-        .is_some_and(|v| v.as_bytes() == b"true");
-    Some((Code::from_i32(code), not_started))
-}
-
-fn status_of(response: &Response) -> Status {
-    Status::from_header_map(response.headers())
-        .unwrap_or_else(|| Status::unavailable("unavailable"))
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
-/// Whether the error says the connection never opened, so the request was never written.
-fn never_written(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::AddrNotAvailable
-                    | std::io::ErrorKind::NotConnected
-            ) {
-                return true;
-            }
-        }
-        if e.to_string().contains("tcp connect error") {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse_like_grpc() {
-        let mut h = http::HeaderMap::new();
-        for (v, d) in [
-            ("100m", Duration::from_millis(100)),
-            ("2S", Duration::from_secs(2)),
-            ("1H", Duration::from_secs(3600)),
-            ("5u", Duration::from_micros(5)),
-        ] {
-            h.insert("grpc-timeout", http::HeaderValue::from_static(v));
-            assert_eq!(grpc_timeout(&h), Some(d), "{v}");
-        }
-        for bad in ["", "m", "10x", "-1S"] {
-            h.insert("grpc-timeout", http::HeaderValue::from_str(bad).unwrap());
-            assert_eq!(grpc_timeout(&h), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn only_reads_are_idempotent() {
