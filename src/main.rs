@@ -12,8 +12,17 @@ use clap::{Parser, Subcommand};
     about = "A gRPC service mesh for beamline agents"
 )]
 struct Cli {
+    /// Log lines (stderr) as text or as JSON objects (the gateway's access log included).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -32,21 +41,27 @@ enum Command {
     Dev(cli::dev::DevArgs),
     /// Start the local stack on free ports, take a scripted tour of the mesh, stop, exit 0.
     Demo(cli::demo::DemoArgs),
+    /// Read an API key on stdin and print its SHA-256 (for the gateway's --auth-file).
+    HashKey(cli::hash_key::HashKeyArgs),
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,
         Command::Gateway(args) => cli::gateway::run(args).await,
@@ -54,5 +69,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Call(args) => cli::call::run(args).await,
         Command::Dev(args) => cli::dev::run(args).await,
         Command::Demo(args) => cli::demo::run(args).await,
+        Command::HashKey(args) => cli::hash_key::run(args).await,
     }
 }

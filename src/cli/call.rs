@@ -56,6 +56,14 @@ pub struct CallArgs {
     /// `x-beamline` metadata).
     #[arg(long, global = true, value_name = "ID")]
     beamline: Option<BeamlineId>,
+    /// The credential for a gateway with authentication (an API key or a JWT), sent as
+    /// `authorization: Bearer …`.
+    #[arg(long, global = true, env = "BEAMLINE_MESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA certificate(s) to trust for an https:// gateway or agent (default: the public
+    /// web roots).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Give up connecting (with --consul: finding a healthy instance) after this long.
     #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration_flag)]
     connect_timeout: Duration,
@@ -195,7 +203,13 @@ async fn run_op(
         _ => None,
     };
     let target = Target::from_args(args)?;
-    let mut agent = Agent::connect(&target, args.beamline.as_ref(), args.connect_timeout).await?;
+    let access = Access {
+        beamline: args.beamline.as_ref(),
+        token: args.token.as_deref(),
+        ca_cert: args.ca_cert.as_deref(),
+        timeout: args.connect_timeout,
+    };
+    let mut agent = Agent::connect(&target, access).await?;
     let deadline = args.timeout;
 
     match &args.op {
@@ -355,13 +369,11 @@ impl Target {
     }
 }
 
-/// `host:port` or `http://host:port` → `http://host:port`. TLS (https://) arrives with the
-/// gateway's TLS support; refusing it here beats a confusing handshake error.
+/// `host:port`, `http://host:port` or `https://host:port` → a gRPC URI.
 fn grpc_uri(addr: &str, flag: &str) -> anyhow::Result<String> {
     let addr = addr.trim().trim_end_matches('/');
     let uri = match addr.split_once("://") {
-        Some(("http", rest)) if !rest.is_empty() => addr.to_string(),
-        Some(("https", _)) => anyhow::bail!("{flag} {addr}: https:// is not supported yet"),
+        Some(("http" | "https", rest)) if !rest.is_empty() => addr.to_string(),
         Some(_) => anyhow::bail!("{flag} {addr}: expected HOST:PORT or http://HOST:PORT"),
         None if addr.is_empty() => anyhow::bail!("{flag} is empty"),
         None => format!("http://{addr}"),
@@ -377,22 +389,36 @@ fn grpc_uri(addr: &str, flag: &str) -> anyhow::Result<String> {
 /// What the client calls through: a tonic channel to one address, or a mesh channel.
 type AgentService = BoxCloneService<http::Request<Body>, http::Response<Body>, BoxError>;
 
-/// A connected client plus the `x-beamline` metadata every request carries.
+/// A connected client plus the metadata every request carries.
 struct Agent {
     client: BeamlineAgentClient<AgentService>,
     beamline: Option<tonic::metadata::AsciiMetadataValue>,
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+/// What `connect` needs besides the target.
+struct Access<'a> {
+    beamline: Option<&'a BeamlineId>,
+    token: Option<&'a str>,
+    ca_cert: Option<&'a std::path::Path>,
+    timeout: Duration,
 }
 
 impl Agent {
     /// Connects to `target`; `beamline`, when given, goes out as `x-beamline` on every call (a
     /// gateway routes by it; an agent ignores it).
-    async fn connect(
-        target: &Target,
-        beamline: Option<&BeamlineId>,
-        timeout: Duration,
-    ) -> Result<Agent, Failure> {
+    async fn connect(target: &Target, access: Access<'_>) -> Result<Agent, Failure> {
+        let timeout = access.timeout;
         // A beamline id is [A-Za-z0-9.-], so it is always valid ASCII metadata.
-        let beamline = beamline.and_then(|b| b.as_str().parse().ok());
+        let beamline = access.beamline.and_then(|b| b.as_str().parse().ok());
+        let authorization = match access.token {
+            None => None,
+            Some(token) => Some(
+                format!("Bearer {}", token.trim())
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--token is not valid ASCII metadata"))?,
+            ),
+        };
         let uri = match target {
             Target::Direct(uri) => uri.clone(),
             Target::Consul { addr, beamline: id } => {
@@ -406,12 +432,27 @@ impl Agent {
                 return Ok(Agent {
                     client: BeamlineAgentClient::new(BoxCloneService::new(channel)),
                     beamline,
+                    authorization,
                 });
             }
         };
-        let endpoint = Endpoint::from_shared(uri.clone())
+        let mut endpoint = Endpoint::from_shared(uri.clone())
             .with_context(|| format!("{uri} is not a valid address"))?
             .connect_timeout(timeout);
+        if uri.starts_with("https://") {
+            let tls = match access.ca_cert {
+                Some(path) => {
+                    let pem = std::fs::read(path)
+                        .with_context(|| format!("--ca-cert {}", path.display()))?;
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                }
+                None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(tls)
+                .with_context(|| format!("TLS settings for {uri}"))?;
+        }
         // connect_timeout bounds the TCP connect; the outer timeout bounds connect() as a whole.
         let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
@@ -431,6 +472,7 @@ impl Agent {
         Ok(Agent {
             client: BeamlineAgentClient::new(BoxCloneService::new(service)),
             beamline,
+            authorization,
         })
     }
 
@@ -447,6 +489,11 @@ impl Agent {
             request
                 .metadata_mut()
                 .insert("x-beamline", beamline.clone());
+        }
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
         }
         request
     }

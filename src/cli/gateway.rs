@@ -1,12 +1,17 @@
-//! `beamline-mesh gateway`: the front door, routing by `x-beamline` through an in-process mesh.
+//! `beamline-mesh gateway`: the front door, routing by `x-beamline` through an in-process mesh,
+//! with the policy from `--auth-file` (or none, said out loud with `--insecure-no-auth`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use beamline_mesh::consul::ConsulConfig;
-use beamline_mesh::gateway;
+use beamline_mesh::gateway::config::PolicyConfig;
+use beamline_mesh::gateway::metrics::GatewayMetrics;
+use beamline_mesh::gateway::{self, status, GatewayOptions, TlsFiles};
 use beamline_mesh::mesh::{Mesh, MeshSettings};
 
 use super::duration_flag;
@@ -19,10 +24,24 @@ pub struct GatewayArgs {
     /// Consul's HTTP address (default: $CONSUL_HTTP_ADDR, else 127.0.0.1:8500).
     #[arg(long)]
     consul: Option<String>,
-    /// Run without authentication (the only mode until the gateway-policy work lands; required
-    /// so that scripts state it and keep working once authentication is the default).
+    /// The policy file (TOML): callers and their API key digests, JWT settings, rate limits.
+    #[arg(long, conflicts_with = "insecure_no_auth", required_unless_present = "insecure_no_auth")]
+    auth_file: Option<PathBuf>,
+    /// Run without authentication or rate limits (local development only).
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept bearer credentials over plaintext (behind a TLS-terminating proxy, or in a lab).
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// Serve Prometheus metrics (/metrics) and the status page (/) on this address.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// A call fails when no instance of its beamline is ready this long.
     #[arg(long, default_value = "3s", value_parser = duration_flag)]
     failfast: Duration,
@@ -31,12 +50,35 @@ pub struct GatewayArgs {
     unary_timeout: Duration,
 }
 
+fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+}
+
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.insecure_no_auth,
-        "the gateway has no authentication yet: pass --insecure-no-auth to run it without"
-    );
-    tracing::warn!("gateway running WITHOUT authentication (--insecure-no-auth)");
+    let policy = match &args.auth_file {
+        Some(path) => Some(PolicyConfig::load(path).context("--auth-file")?),
+        None => {
+            tracing::warn!("gateway running WITHOUT authentication (--insecure-no-auth)");
+            None
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_pem: read(cert, "--tls-cert")?,
+            key_pem: read(key, "--tls-key")?,
+        }),
+        _ => None,
+    };
+    if policy.is_some() && tls.is_none() {
+        // Bearer credentials must not cross a network in the clear.
+        anyhow::ensure!(
+            args.allow_plaintext,
+            "authentication is on but TLS is off: pass --tls-cert and --tls-key, or \
+             --allow-plaintext if a TLS-terminating proxy stands in front"
+        );
+        tracing::warn!("authentication without TLS (--allow-plaintext): credentials travel in the clear");
+    }
+
     let consul = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
     let settings = MeshSettings {
         failfast: args.failfast,
@@ -44,8 +86,26 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         ..MeshSettings::default()
     };
     let mesh = Mesh::new(consul, settings);
-    let (listener, addr) = gateway::bind(args.listen).await?;
+    let metrics = Arc::new(GatewayMetrics::new());
+    let (listener, addr) = gateway::bind(args.listen).await.context("--listen")?;
     println!("gateway listening on {addr}");
-    gateway::serve(mesh, listener, super::shutdown_signal()).await?;
+    let metrics_server = match args.metrics_listen {
+        Some(metrics_addr) => {
+            let (listener, bound) = gateway::bind(metrics_addr).await.context("--metrics-listen")?;
+            println!("metrics listening on http://{bound}");
+            let router = status::router(metrics.clone(), mesh.clone());
+            Some(tokio::spawn(status::serve(listener, router, super::shutdown_signal())))
+        }
+        None => None,
+    };
+    let options = GatewayOptions {
+        policy,
+        tls,
+        access_log: true,
+    };
+    gateway::serve(mesh, listener, options, metrics, super::shutdown_signal()).await?;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod call;
 pub mod demo;
 pub mod dev;
 pub mod gateway;
+pub mod hash_key;
 pub mod registry;
 pub mod stack;
 

@@ -7,12 +7,21 @@
 //! Owns the routing key and turning mesh errors into gRPC statuses; authentication, limits and
 //! metrics are tower layers added in front of it (they must not live in here).
 
+pub mod access_log;
+pub mod auth;
+pub mod caller;
+pub mod config;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod status;
+
+pub use server::{bind, serve, GatewayError, GatewayOptions, TlsFiles};
+
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
@@ -83,58 +92,4 @@ impl Service<http::Request<Body>> for GatewayService {
             }
         })
     }
-}
-
-/// Serves the gateway (with gRPC health and reflection) on `listener` until `shutdown`.
-pub async fn serve(
-    mesh: Mesh,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), GatewayError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(GatewayService::NAME, tonic_health::ServingStatus::Serving)
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| GatewayError::Reflection(e.to_string()))?;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(GatewayService::new(mesh))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await?;
-    Ok(())
-}
-
-/// Binds the gateway's listener.
-pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| GatewayError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| GatewayError::Bind { addr, source })?;
-    Ok((listener, local))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("gRPC reflection: {0}")]
-    Reflection(String),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-}
-
-/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
-/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

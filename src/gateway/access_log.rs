@@ -1,0 +1,252 @@
+//! The access log, and the gateway's one call-end observer: one `tracing` event (target
+//! `access`) per call, written when the call ends — for a stream, when its trailers pass or its
+//! body is dropped — with caller, beamline, method, capability, task id, instance, gRPC code and
+//! duration as structured fields (the subscriber adds the time; `--log-format json` is its
+//! choice). The same observer feeds [`GatewayMetrics`], so a response body is wrapped once.
+//!
+//! Place it outermost, in front of authentication: it then sees every call, the refused ones
+//! included. The caller comes from the response's extensions (the auth layer puts it there) or
+//! the request's (if this layer runs after authentication); with neither it is "anonymous".
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::body::Body;
+use tonic::Code;
+use tower::{Layer, Service};
+
+use super::caller::{method_of, Caller};
+use super::limits::ANONYMOUS;
+use super::metrics::{code_name, CallEnd, GatewayMetrics};
+use crate::mesh::{CallFacts, ServedBy};
+
+/// The `tracing` target of access log lines.
+pub const TARGET: &str = "access";
+
+/// Writes the access log line of every call (and, `with_metrics`, records its metrics).
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    metrics: Option<Arc<GatewayMetrics>>,
+    log: bool,
+}
+
+impl Default for AccessLogLayer {
+    fn default() -> Self {
+        AccessLogLayer::new()
+    }
+}
+
+impl AccessLogLayer {
+    pub fn new() -> AccessLogLayer {
+        AccessLogLayer {
+            metrics: None,
+            log: true,
+        }
+    }
+
+    /// Also records each call in `metrics`, from the same observer.
+    pub fn with_metrics(mut self, metrics: Arc<GatewayMetrics>) -> AccessLogLayer {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Turns the log line off or on (metrics alone, as `MetricsLayer` uses it).
+    pub fn with_log(mut self, log: bool) -> AccessLogLayer {
+        self.log = log;
+        self
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = Observed<S>;
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            inner,
+            metrics: self.metrics.clone(),
+            log: self.log,
+        }
+    }
+}
+
+/// The service of [`AccessLogLayer`] and `MetricsLayer`.
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    metrics: Option<Arc<GatewayMetrics>>,
+    log: bool,
+}
+
+impl<S> Service<http::Request<Body>> for Observed<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let beamline = super::beamline_of(&request).ok();
+        let beamline_label = self
+            .metrics
+            .as_ref()
+            .map(|m| m.call_started(beamline.as_ref().map(|b| b.as_str())))
+            .unwrap_or_default();
+        // Until a response says otherwise, a call that goes away was cancelled by its caller.
+        let mut record = CallRecord {
+            start: Instant::now(),
+            metrics: self.metrics.clone(),
+            log: self.log,
+            beamline: beamline.map(|b| b.to_string()).unwrap_or_default(),
+            beamline_label,
+            method: method_of(request.uri().path()).to_string(),
+            caller: request.extensions().get::<Caller>().map(|c| c.name.clone()),
+            facts: CallFacts::default(),
+            instance: None,
+            code: Code::Cancelled,
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            let extensions = response.extensions();
+            if let Some(caller) = extensions.get::<Caller>() {
+                record.caller = Some(caller.name.clone());
+            }
+            if let Some(facts) = extensions.get::<CallFacts>() {
+                record.facts = facts.clone();
+            }
+            record.instance = extensions.get::<ServedBy>().map(|s| s.0.clone());
+            if let Some(code) = grpc_status(response.headers()) {
+                // Trailers-only: the call ends here (dropping the record reports it).
+                record.code = code;
+                drop(record);
+                return Ok(response);
+            }
+            Ok(response.map(|inner| {
+                Body::new(ObservedBody {
+                    inner,
+                    record: Some(record),
+                })
+            }))
+        })
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|v| Code::from_bytes(v.as_bytes()))
+}
+
+/// One call in progress; reports itself (metrics, log line) when dropped.
+struct CallRecord {
+    start: Instant,
+    metrics: Option<Arc<GatewayMetrics>>,
+    log: bool,
+    beamline: String,
+    beamline_label: String,
+    method: String,
+    caller: Option<String>,
+    facts: CallFacts,
+    instance: Option<Arc<str>>,
+    code: Code,
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        let duration = self.start.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.call_ended(&CallEnd {
+                beamline_label: &self.beamline_label,
+                method: &self.method,
+                capability: self.facts.capability.as_deref(),
+                code: self.code,
+                duration,
+                reached_agent: self.instance.is_some(),
+            });
+        }
+        if self.log {
+            let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
+            tracing::info!(
+                target: TARGET,
+                caller = self.caller.as_deref().unwrap_or(ANONYMOUS),
+                beamline = %self.beamline,
+                method = %self.method,
+                capability = self.facts.capability.as_deref().unwrap_or(""),
+                task_id = self.facts.task_id.as_deref().unwrap_or(""),
+                instance = self.instance.as_deref().unwrap_or(""),
+                code = code_name(self.code),
+                duration_ms,
+                "call"
+            );
+        }
+    }
+}
+
+/// A response body that ends its call's record at the trailers, the end of the stream, or
+/// when dropped (the caller went away mid-stream: CANCELLED).
+struct ObservedBody {
+    inner: Body,
+    record: Option<CallRecord>,
+}
+
+impl ObservedBody {
+    /// Ends the call with `code` (dropping its record reports it), once.
+    fn end(&mut self, code: Code) {
+        if let Some(mut record) = self.record.take() {
+            record.code = code;
+            drop(record);
+        }
+    }
+}
+
+impl HttpBody for ObservedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        // `Body` is Unpin, so no pin projection is needed.
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.end(grpc_status(trailers).unwrap_or(Code::Unknown));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.end(Code::Internal),
+            // The stream ended without trailers: no status was sent.
+            Poll::Ready(None) => this.end(Code::Unknown),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+#[path = "access_log_tests.rs"]
+mod tests;
