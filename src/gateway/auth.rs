@@ -253,15 +253,27 @@ pub struct Auth<S> {
 impl<S> Auth<S> {
     /// The checks in order: who (UNAUTHENTICATED), which beamline (INVALID_ARGUMENT), may they
     /// (PERMISSION_DENIED). On success the request carries the identity and not the credential.
-    fn admit(&self, request: &mut http::Request<Body>) -> Result<Caller, Status> {
-        let caller = self.auth.authenticate(request.headers())?;
-        let beamline = super::beamline_of(request)?;
-        authorize(&caller, request.uri().path(), &beamline)?;
+    /// The admitted caller, or the refusal — with the caller when it is known, so the access
+    /// log names who was denied.
+    fn admit(&self, request: &mut http::Request<Body>) -> Result<Caller, (Status, Option<Caller>)> {
+        let caller = self
+            .auth
+            .authenticate(request.headers())
+            .map_err(|status| (status, None))?;
+        let checked = super::beamline_of(request)
+            .and_then(|beamline| authorize(&caller, request.uri().path(), &beamline));
+        if let Err(status) = checked {
+            return Err((status, Some(caller)));
+        }
         let headers = request.headers_mut();
         headers.remove(AUTHORIZATION);
         // insert() replaces every value a client may have sent: the identity must be ours.
-        let name = HeaderValue::from_str(&caller.name)
-            .map_err(|_| Status::unauthenticated("caller name is not valid metadata"))?;
+        let name = HeaderValue::from_str(&caller.name).map_err(|_| {
+            (
+                Status::unauthenticated("caller name is not valid metadata"),
+                None,
+            )
+        })?;
         headers.insert(CALLER_HEADER, name);
         headers.insert(ROLE_HEADER, HeaderValue::from_static(caller.role.as_str()));
         request.extensions_mut().insert(caller.clone());
@@ -288,7 +300,13 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let caller = match self.admit(&mut request) {
             Ok(caller) => caller,
-            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+            Err((status, caller)) => {
+                let mut response = status.into_http();
+                if let Some(caller) = caller {
+                    response.extensions_mut().insert(caller);
+                }
+                return Box::pin(async move { Ok(response) });
+            }
         };
         // The clone that was driven to readiness serves this call; a fresh clone waits for
         // the next poll_ready (tower's usual rule for cloning inner services).
