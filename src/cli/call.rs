@@ -58,7 +58,12 @@ pub struct CallArgs {
     beamline: Option<BeamlineId>,
     /// The credential for a gateway with authentication (an API key or a JWT), sent as
     /// `authorization: Bearer …`.
-    #[arg(long, global = true, env = "BEAMLINE_MESH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "BEAMLINE_MESH_TOKEN",
+        hide_env_values = true
+    )]
     token: Option<String>,
     /// PEM CA certificate(s) to trust for an https:// gateway or agent (default: the public
     /// web roots).

@@ -25,7 +25,11 @@ pub struct GatewayArgs {
     #[arg(long)]
     consul: Option<String>,
     /// The policy file (TOML): callers and their API key digests, JWT settings, rate limits.
-    #[arg(long, conflicts_with = "insecure_no_auth", required_unless_present = "insecure_no_auth")]
+    #[arg(
+        long,
+        conflicts_with = "insecure_no_auth",
+        required_unless_present = "insecure_no_auth"
+    )]
     auth_file: Option<PathBuf>,
     /// Run without authentication or rate limits (local development only).
     #[arg(long)]
@@ -76,7 +80,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             "authentication is on but TLS is off: pass --tls-cert and --tls-key, or \
              --allow-plaintext if a TLS-terminating proxy stands in front"
         );
-        tracing::warn!("authentication without TLS (--allow-plaintext): credentials travel in the clear");
+        tracing::warn!(
+            "authentication without TLS (--allow-plaintext): credentials travel in the clear"
+        );
     }
 
     let consul = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
@@ -91,10 +97,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     println!("gateway listening on {addr}");
     let metrics_server = match args.metrics_listen {
         Some(metrics_addr) => {
-            let (listener, bound) = gateway::bind(metrics_addr).await.context("--metrics-listen")?;
+            let (listener, bound) = gateway::bind(metrics_addr)
+                .await
+                .context("--metrics-listen")?;
             println!("metrics listening on http://{bound}");
             let router = status::router(metrics.clone(), mesh.clone());
-            Some(tokio::spawn(status::serve(listener, router, super::shutdown_signal())))
+            Some(tokio::spawn(status::serve(
+                listener,
+                router,
+                super::shutdown_signal(),
+            )))
         }
         None => None,
     };

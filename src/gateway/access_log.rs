@@ -204,6 +204,26 @@ struct ObservedBody {
 }
 
 impl ObservedBody {
+    /// An Execute's task id is only known from its first event: read it from the first
+    /// message of the stream (when that frame holds a whole, uncompressed message).
+    fn learn_task_id(&mut self, data: &Bytes) {
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
+        if record.method != "Execute" || record.facts.task_id.is_some() {
+            return;
+        }
+        let Some((&[0, a, b, c, d], rest)) = data.split_first_chunk::<5>() else {
+            return;
+        };
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
+        if let Some(message) = rest.get(..len) {
+            if let Ok(event) = <crate::proto::TaskEvent as prost::Message>::decode(message) {
+                record.facts.task_id = event.task.map(|t| t.task_id);
+            }
+        }
+    }
+
     /// Ends the call with `code` (dropping its record reports it), once.
     fn end(&mut self, code: Code) {
         if let Some(mut record) = self.record.take() {
@@ -228,6 +248,8 @@ impl HttpBody for ObservedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     this.end(grpc_status(trailers).unwrap_or(Code::Unknown));
+                } else if let Some(data) = frame.data_ref() {
+                    this.learn_task_id(data);
                 }
             }
             Poll::Ready(Some(Err(_))) => this.end(Code::Internal),

@@ -1,8 +1,8 @@
-//! The gateway process: starts the real `beamline-mesh gateway --insecure-no-auth` against a
-//! registry, reads its listening line against a deadline, and always kills it on drop (printing
-//! its stderr when a test panics). Runs with `RUST_LOG=beamline_mesh=debug` so a failing
-//! scenario shows the mesh's routing decisions. Also opens real tonic clients to it and builds
-//! requests that carry the `x-beamline` routing key.
+//! The gateway process: starts the real `beamline-mesh gateway --insecure-no-auth` (or with
+//! `--auth-file`) against a registry, reads its listening line against a deadline, and always
+//! kills it on drop (printing its stderr when a test panics). Runs with
+//! `RUST_LOG=beamline_mesh=debug` so a failing scenario shows the mesh's routing decisions. Also
+//! opens real tonic clients to it and builds requests that carry the `x-beamline` routing key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -30,6 +30,10 @@ pub struct GatewayBuilder {
     consul: String,
     extra: Vec<String>,
     log: String,
+    /// Flags before the `gateway` subcommand (e.g. `--log-format json`).
+    global: Vec<String>,
+    /// `--insecure-no-auth` unless an auth file is given.
+    no_auth: bool,
 }
 
 impl GatewayBuilder {
@@ -45,6 +49,25 @@ impl GatewayBuilder {
         self
     }
 
+    /// A flag without a value (e.g. `--allow-plaintext`).
+    pub fn flag(mut self, flag: &str) -> Self {
+        self.extra.push(flag.to_string());
+        self
+    }
+
+    /// `--auth-file FILE` instead of `--insecure-no-auth`.
+    pub fn auth_file(mut self, file: impl AsRef<std::path::Path>) -> Self {
+        self.no_auth = false;
+        self.arg("--auth-file", file.as_ref().display())
+    }
+
+    /// A global `--flag value` of `beamline-mesh`, placed before `gateway`.
+    pub fn global_arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.global.push(flag.to_string());
+        self.global.push(value.to_string());
+        self
+    }
+
     /// RUST_LOG of the gateway (default `info,beamline_mesh=debug`).
     pub fn log(mut self, filter: &str) -> Self {
         self.log = filter.to_string();
@@ -53,14 +76,17 @@ impl GatewayBuilder {
 
     /// Starts the gateway and waits (bounded) for `gateway listening on HOST:PORT`.
     pub fn start(self) -> GatewayProc {
-        let mut args: Vec<String> = vec![
+        let mut args = self.global.clone();
+        args.extend([
             "gateway".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--consul".into(),
             self.consul.clone(),
-            "--insecure-no-auth".into(),
-        ];
+        ]);
+        if self.no_auth {
+            args.push("--insecure-no-auth".into());
+        }
         args.extend(self.extra.iter().cloned());
         let work = tempfile::Builder::new()
             .prefix("beamline-gateway-test-")
@@ -80,6 +106,8 @@ impl GatewayBuilder {
             .expect("spawn beamline-mesh gateway");
         let stdout = child.stdout.take().expect("gateway stdout");
         let (tx, rx) = mpsc::channel::<std::io::Result<String>>();
+        let extra_stdout = Arc::new(Mutex::new(Vec::new()));
+        let extra_lines = Arc::clone(&extra_stdout);
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().unwrap_or_else(|| {
@@ -89,8 +117,10 @@ impl GatewayBuilder {
                 ))
             });
             let _ = tx.send(first);
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines.map_while(Result::ok) {}
+            // Keep draining (and keeping) so the child never blocks on a full pipe.
+            for line in lines.map_while(Result::ok) {
+                extra_lines.lock().unwrap().push(line);
+            }
         });
         let mut gateway = GatewayProc {
             child: Some(child),
@@ -98,6 +128,7 @@ impl GatewayBuilder {
             args,
             stderr_path,
             _work: work,
+            extra_stdout,
         };
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(line)) => line,
@@ -107,7 +138,9 @@ impl GatewayBuilder {
         let Some(hostport) = line.strip_prefix("gateway listening on ") else {
             gateway.fail_start(&format!("unexpected first stdout line {line:?}"))
         };
-        let addr: SocketAddr = match hostport.trim().parse() {
+        let hostport = hostport.trim();
+        let hostport = hostport.strip_prefix("https://").unwrap_or(hostport);
+        let addr: SocketAddr = match hostport.parse() {
             Ok(addr) => addr,
             Err(e) => gateway.fail_start(&format!("cannot parse address in {line:?}: {e}")),
         };
@@ -126,6 +159,8 @@ pub struct GatewayProc {
     args: Vec<String>,
     stderr_path: PathBuf,
     _work: tempfile::TempDir,
+    /// Lines printed on stdout after the listening line.
+    extra_stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl GatewayProc {
@@ -139,6 +174,8 @@ impl GatewayProc {
             consul: registry.addr.to_string(),
             extra: Vec::new(),
             log: "info,beamline_mesh=debug".to_string(),
+            global: Vec::new(),
+            no_auth: true,
         }
     }
 
@@ -166,6 +203,19 @@ impl GatewayProc {
     /// Everything the gateway wrote on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for a stdout line after the listening line that starts with `prefix`;
+    /// returns the rest of it.
+    pub async fn wait_stdout_line(&self, prefix: &str, timeout: Duration) -> String {
+        let found = super::poll_for(timeout, &format!("a stdout line {prefix:?}"), async || {
+            let lines = self.extra_stdout.lock().unwrap();
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(|rest| rest.trim().to_string()))
+        })
+        .await;
+        found
     }
 
     /// The last `max` bytes of stderr (for assertion messages).

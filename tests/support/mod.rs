@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod cli;
 pub mod gateway;
+pub mod policy;
 
 use std::fmt::Debug;
 use std::fs::File;
