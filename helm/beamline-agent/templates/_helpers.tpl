@@ -1,0 +1,55 @@
+{{- define "beamline-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "beamline-agent.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The beamline id, required (values.schema.json also checks its form). */}}
+{{- define "beamline-agent.beamline" -}}
+{{- required "beamline is required, e.g. --set beamline=5.3.1" .Values.beamline -}}
+{{- end -}}
+
+{{- define "beamline-agent.selector" -}}
+app.kubernetes.io/name: {{ include "beamline-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "beamline-agent.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: agent
+app.kubernetes.io/part-of: beamline-mesh
+beamline-mesh/beamline: {{ include "beamline-agent.beamline" . | quote }}
+{{ include "beamline-agent.selector" . }}
+{{- end -}}
+
+{{/* Drain budget: the agent's --drain-grace plus --drain-timeout, in seconds. */}}
+{{- define "beamline-agent.drainSeconds" -}}
+{{- add (int .Values.agent.drainGraceSeconds) (int .Values.agent.drainTimeoutSeconds) -}}
+{{- end -}}
+
+{{/* Longer than the drain, so Kubernetes never SIGKILLs a draining agent. */}}
+{{- define "beamline-agent.terminationGracePeriodSeconds" -}}
+{{- $drain := int (include "beamline-agent.drainSeconds" .) -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add $drain 15 -}}
+{{- else -}}
+{{- $t := int .Values.terminationGracePeriodSeconds -}}
+{{- if le $t $drain -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed agent.drainGraceSeconds + agent.drainTimeoutSeconds (%d)" $t $drain) -}}
+{{- end -}}
+{{- $t -}}
+{{- end -}}
+{{- end -}}
