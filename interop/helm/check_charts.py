@@ -103,8 +103,10 @@ def grpc_port(c: dict) -> int:
     return next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
 
 
-def assert_grpc_probes(c: dict, port: int) -> None:
+def assert_grpc_probes(c: dict, port: int, probe_port: int | None = None) -> None:
+    """gRPC probes on `probe_port` (default: the gRPC port itself)."""
     assert grpc_port(c) == port, f"grpc containerPort {grpc_port(c)} != {port}"
+    port = probe_port or port
     for probe in ("readinessProbe", "livenessProbe"):
         p = c[probe]
         assert "grpc" in p, f"{probe} is not a gRPC probe: {p}"
@@ -243,9 +245,11 @@ def main() -> int:
         assert vols["tls"]["secret"]["secretName"] == "beamline-gateway-tls"
         tok = env(c)["CONSUL_HTTP_TOKEN"]["valueFrom"]["secretKeyRef"]
         assert tok == {"name": "beamline-gateway-consul-token", "key": "token"}
-        # The kubelet's gRPC probe has no TLS: with TLS on, TCP probes on the gRPC port.
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert c[probe]["tcpSocket"]["port"] == 8080, c[probe]
+        # The kubelet's gRPC probe has no TLS: with TLS on, gRPC probes on the plaintext
+        # health-only port the gateway serves with --health-listen.
+        assert_grpc_probes(c, 8080, probe_port=8081)
+        args = c["args"]
+        assert args[args.index("--health-listen") + 1] == "0.0.0.0:8081", args
         sm = one(docs, "ServiceMonitor")
         assert sm["spec"]["endpoints"][0]["port"] == "metrics"
         assert sm["metadata"]["labels"]["release"] == "prometheus"
