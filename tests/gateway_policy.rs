@@ -415,3 +415,62 @@ fn hash_key_prints_the_sha256_of_a_known_key() {
     let out = run_with_stdin(&["hash-key"], OPS_KEY, secs(20));
     assert_eq!(out.stdout.trim(), sha256_hex(OPS_KEY.as_bytes()), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_listener_answers_in_plaintext_beside_a_tls_gateway() {
+    use std::io::BufRead;
+    let dir = support::policy::PolicyDir::new();
+    let certs = dir.tls();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beamline-mesh"))
+        .args(["gateway", "--listen", "127.0.0.1:0", "--insecure-no-auth"])
+        .args(["--consul", "127.0.0.1:1", "--health-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut health = None;
+    while health.is_none() {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the health listening line");
+        health = line
+            .strip_prefix("health listening on ")
+            .map(str::to_string);
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", health.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .expect("plaintext connection to the health port");
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "beamline.v1.BeamlineAgent".into(),
+        })
+        .await
+        .expect("health check over plaintext")
+        .into_inner()
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}

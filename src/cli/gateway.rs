@@ -43,6 +43,10 @@ pub struct GatewayArgs {
     /// Accept bearer credentials over plaintext (behind a TLS-terminating proxy, or in a lab).
     #[arg(long)]
     allow_plaintext: bool,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this address (for probes that cannot
+    /// speak TLS, such as Kubernetes' native gRPC probes).
+    #[arg(long)]
+    health_listen: Option<SocketAddr>,
     /// Serve Prometheus metrics (/metrics) and the status page (/) on this address.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -110,10 +114,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let health_listener = match args.health_listen {
+        Some(health_addr) => {
+            let (listener, bound) = gateway::bind(health_addr)
+                .await
+                .context("--health-listen")?;
+            println!("health listening on {bound}");
+            Some(listener)
+        }
+        None => None,
+    };
     let options = GatewayOptions {
         policy,
         tls,
         access_log: true,
+        health_listener,
     };
     gateway::serve(mesh, listener, options, metrics, super::shutdown_signal()).await?;
     if let Some(server) = metrics_server {

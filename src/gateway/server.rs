@@ -37,6 +37,9 @@ pub struct GatewayOptions {
     pub tls: Option<TlsFiles>,
     /// Write an access log line per call (metrics are always kept).
     pub access_log: bool,
+    /// A plaintext listener serving only grpc.health.v1 — for probes that cannot speak TLS
+    /// (Kubernetes' native gRPC probes) when the gateway port does.
+    pub health_listener: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +122,25 @@ pub async fn serve(
         .option_layer(limits)
         .service(GatewayService::new(mesh));
 
+    // The health listener stops with the gateway.
+    let stop_health = tokio_util::sync::CancellationToken::new();
+    let health_server = options.health_listener.map(|listener| {
+        let service = health_service.clone();
+        let stopped = stop_health.clone().cancelled_owned();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming(listener), stopped),
+        )
+    });
+    let shutdown = {
+        let stop_health = stop_health.clone();
+        async move {
+            shutdown.await;
+            stop_health.cancel();
+        }
+    };
+
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = options.tls {
         let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
@@ -126,12 +148,17 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| GatewayError::Tls(e.to_string()))?;
     }
-    server
+    let served = server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(Front(front))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await?;
+        .await;
+    stop_health.cancel();
+    if let Some(health_server) = health_server {
+        let _ = health_server.await;
+    }
+    served?;
     Ok(())
 }
 
