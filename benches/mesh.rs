@@ -35,10 +35,8 @@
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc as std_mpsc;
+mod support;
+
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -54,6 +52,8 @@ use beamline_mesh::mesh::{Mesh, MeshChannel, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
 
+use support::{cpu_of, load_average, median, percentile, verdict, Proc};
+
 const COMMAND: &str = "cargo bench --bench mesh";
 
 const BEAMLINE: &str = "5.3.1";
@@ -68,8 +68,6 @@ const MEASURE: Duration = Duration::from_secs(3);
 /// Rounds of every cell; the report gives the median.
 const REPEATS: usize = 3;
 
-/// How long a process may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// `grpc-timeout` of every benchmark call, and the timeout of every set-up request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for the agent to be registered and passing.
@@ -84,27 +82,19 @@ const GOAL_GATEWAY_ADDED_P50: Duration = Duration::from_micros(150);
 const GOAL_GATEWAY_ADDED_P99: Duration = Duration::from_millis(1);
 
 fn main() -> Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("mesh benchmark: skipped (run it with `{COMMAND}`)");
+    if !support::invoked_as_bench("mesh", COMMAND) {
         return Ok(());
     }
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("mesh and gateway benchmark");
-    println!("command: {COMMAND}");
-    println!("date: {}", shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!(
-        "commit: {}",
-        shell(&["git", "rev-parse", "--short", "HEAD"])
+    support::print_header(
+        "mesh and gateway benchmark",
+        COMMAND,
+        "load generator, in-process mesh, agent, gateway and registry all share them (loopback)",
     );
-    println!("machine: {cores} cores ({}); load generator, in-process mesh, agent, gateway and registry all share them (loopback)", cpu_model());
     println!(
         "cells: unary Describe, concurrency {CONCURRENCY:?}, {WARMUP:?} warm-up + {MEASURE:?} measured, {REPEATS} rounds (paths rotated), medians reported"
     );
     println!("load average at the start: {}", load_average());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("build tokio runtime")?;
+    let runtime = support::runtime()?;
     let cells = runtime.block_on(run())?;
     drop(runtime);
     print_report(&cells);
@@ -116,169 +106,23 @@ fn main() -> Result<()> {
 // Processes
 // ---------------------------------------------------------------------------------------------
 
-/// A child process; killed and reaped on drop, whatever happens.
-struct Proc {
-    child: Child,
-    /// What followed "listening on " in its first stdout line.
-    addr: String,
-    /// Holds the stderr log.
-    work: tempfile::TempDir,
-}
-
-impl Proc {
-    fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
-        let work = tempfile::Builder::new()
-            .prefix("beamline-mesh-bench-")
-            .tempdir()
-            .context("create temp dir")?;
-        let stderr = File::create(work.path().join("stderr.log")).context("create stderr log")?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("CONSUL_HTTP_ADDR")
-            .env_remove("CONSUL_HTTP_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .with_context(|| format!("spawn {name}"))?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        // From here on Drop kills the child, whichever way start() returns.
-        let mut process = Proc {
-            child,
-            addr: String::new(),
-            work,
-        };
-        let (tx, rx) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep draining so the child never blocks on a full pipe; ends when it exits.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            Ok(_) => bail!(
-                "{name} exited before listening; stderr:\n{}",
-                process.stderr_tail()
-            ),
-            Err(_) => bail!("{name} did not print its listening line within {START_TIMEOUT:?}"),
-        };
-        let addr = line
-            .split_once(" listening on ")
-            .with_context(|| format!("{name}: unexpected first line {line:?}"))?
-            .1
-            .trim();
-        process.addr = addr.trim_start_matches("http://").to_string();
-        Ok(process)
-    }
-
-    /// User + system CPU time so far.
-    fn cpu(&self) -> Duration {
-        cpu_of(&self.child.id().to_string())
-    }
-
-    fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.work.path().join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// User + system CPU time of `/proc/<pid>` (`self` for this process), all threads.
-fn cpu_of(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // The fields after the command (which may hold spaces) start at state, field 3.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
-    let total = ticks(11) + ticks(12);
-    Duration::from_nanos(total * 1_000_000_000 / clock_ticks())
-}
-
-/// The kernel's USER_HZ (100 on Linux in practice).
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        shell(&["getconf", "CLK_TCK"])
-            .parse()
-            .ok()
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
-}
-
-/// A short command's trimmed stdout, or "" when it fails.
-fn shell(argv: &[&str]) -> String {
-    Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The machine's 1/5/15-minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+/// The release binary with `args`; see [`Proc::start`].
+fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
+    let mut command = support::bin();
+    command.args(args);
+    Proc::start(name, command)
 }
 
 /// Polls (bounded) until the agent's service has a passing instance.
 async fn wait_passing(consul: &str) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("build reqwest client")?;
-    let url = format!("http://{consul}/v1/health/service/{SERVICE}?passing");
-    let deadline = Instant::now() + PASSING_DEADLINE;
-    loop {
-        if let Ok(response) = http.get(&url).send().await {
-            if response.status().is_success() {
-                let entries: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
-                if !entries.is_empty() {
-                    return Ok(());
-                }
-            }
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{SERVICE} was not passing within {PASSING_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let http = support::http(REQUEST_TIMEOUT)?;
+    support::wait_passing(
+        &http,
+        &format!("http://{consul}"),
+        SERVICE,
+        PASSING_DEADLINE,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,11 +222,7 @@ impl Cell {
 
     /// Nearest-rank percentile, `p` in 0..=100.
     fn pct(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+        percentile(&self.latencies, p)
     }
 
     /// CPU µs per call of each process.
@@ -393,13 +233,13 @@ impl Cell {
 }
 
 async fn run() -> Result<Vec<Cell>> {
-    let registry = Proc::start("registry", &["registry", "--listen", "127.0.0.1:0"])?;
-    let consul = registry.addr.clone();
-    let agent = Proc::start(
+    let registry = start("registry", &["registry", "--listen", "127.0.0.1:0"])?;
+    let consul = registry.authority().to_string();
+    let agent = start(
         "agent",
         &["agent", "--beamline", BEAMLINE, "--consul", &consul],
     )?;
-    let gateway = Proc::start(
+    let gateway = start(
         "gateway",
         &[
             "gateway",
@@ -415,14 +255,17 @@ async fn run() -> Result<Vec<Cell>> {
         .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
     println!(
         "registry {consul}, agent {} (passing), gateway {}",
-        agent.addr, gateway.addr
+        agent.authority(),
+        gateway.authority()
     );
 
     let mesh = Mesh::new(ConsulConfig::new(&consul)?, MeshSettings::default());
     let mut clients = [
-        Client::Direct(BeamlineAgentClient::new(channel(&agent.addr).await?)),
+        Client::Direct(BeamlineAgentClient::new(channel(agent.authority()).await?)),
         Client::Mesh(mesh.agent(BEAMLINE)?),
-        Client::Gateway(BeamlineAgentClient::new(channel(&gateway.addr).await?)),
+        Client::Gateway(BeamlineAgentClient::new(
+            channel(gateway.authority()).await?,
+        )),
     ];
     for (client, path) in clients.iter_mut().zip(PATHS) {
         client
@@ -557,11 +400,6 @@ struct Summary {
     errors: usize,
 }
 
-fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    values[values.len() / 2]
-}
-
 fn summarize(cells: &[Cell], path: Path, concurrency: usize) -> Option<Summary> {
     let mine: Vec<&Cell> = cells
         .iter()
@@ -590,14 +428,6 @@ fn micros(d: Duration) -> String {
 /// `a - b` in µs, signed.
 fn added(a: Duration, b: Duration) -> f64 {
     (a.as_secs_f64() - b.as_secs_f64()) * 1e6
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
 }
 
 fn print_report(cells: &[Cell]) {

@@ -23,17 +23,16 @@
 //!
 //! Bounded in every way: the registry is always killed (Drop), every request has a timeout,
 //! every wait a deadline; a registration phase that misses its deadline fails the run, saying
-//! how many got in. The whole run takes about 1.5 minutes on 2 cores (after the build).
+//! how many got in. The whole run takes about 20 s on 2 cores (after the build).
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits, so test runs never start a load test.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -42,6 +41,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+use support::{load_average, percentile, verdict, Proc};
 
 const COMMAND: &str = "cargo bench --bench registry";
 
@@ -54,8 +55,6 @@ const WATCHERS: usize = 1_000;
 /// Rounds of the per-service wakeup test, each on a different service.
 const ROUNDS: usize = 200;
 
-/// How long the binary may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of every ordinary (non-blocking) request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The registration phase of one mode stops here, even if not all instances are in.
@@ -90,29 +89,19 @@ const FANOUT_DEADLINE: Duration = Duration::from_secs(15);
 const TAIL_GRACE: Duration = Duration::from_millis(300);
 
 fn main() -> Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("registry benchmark: skipped (run it with `{COMMAND}`)");
+    if !support::invoked_as_bench("registry", COMMAND) {
         return Ok(());
     }
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    println!("registry benchmark");
-    println!("command: {COMMAND}");
-    println!("date: {date}");
-    println!("machine: {cores} cores; registry and load generator share them (loopback)");
+    support::print_header(
+        "registry benchmark",
+        COMMAND,
+        "registry and load generator share them (loopback)",
+    );
     println!(
         "load: {INSTANCES} instances in {SERVICES} services, {CLIENTS} concurrent clients; \
          {WATCHERS} blocking watchers (wait={WATCH_WAIT})"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("build tokio runtime")?;
+    let runtime = support::runtime()?;
     println!("load average at the start: {}", load_average());
     let memory = runtime.block_on(run_mode(Mode::Memory))?;
     let disk = runtime.block_on(run_mode(Mode::DataDir))?;
@@ -140,11 +129,14 @@ impl Mode {
     }
 }
 
-/// A running `beamline-mesh registry`; killed and reaped on drop, whatever happens.
+/// A running `beamline-mesh registry`; killed and reaped on drop (see [`Proc`]), whatever
+/// happens.
 struct RegistryProcess {
-    child: Child,
+    /// Declared first, so it is killed before the data dir is removed.
+    process: Proc,
+    /// `http://host:port`.
     base: String,
-    /// Holds the data dir (if any) and the stderr log.
+    /// Holds the data dir, if any.
     work: tempfile::TempDir,
 }
 
@@ -154,100 +146,45 @@ impl RegistryProcess {
             .prefix("beamline-registry-bench-")
             .tempdir()
             .context("create temp dir")?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"));
+        let mut command = support::bin();
         command.args(["registry", "--listen", "127.0.0.1:0"]);
         if mode == Mode::DataDir {
             command.arg("--data-dir").arg(work.path().join("data"));
         }
-        let stderr = File::create(work.path().join("stderr.log")).context("create stderr log")?;
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .context("spawn beamline-mesh registry")?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        // From here on Drop kills the child, whichever way start() returns.
-        let mut process = RegistryProcess {
-            child,
-            base: String::new(),
+        let process = Proc::start("registry", command)?;
+        let base = process.addr.clone();
+        ensure!(
+            base.starts_with("http://"),
+            "registry: unexpected address {base:?}"
+        );
+        Ok(RegistryProcess {
+            process,
+            base,
             work,
-        };
-        let (tx, rx) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep draining so the child never blocks on a full pipe; ends when it exits.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(Ok(line))) => line,
-            Ok(_) => bail!(
-                "registry exited before listening; stderr:\n{}",
-                process.stderr_tail()
-            ),
-            Err(_) => bail!("registry did not print its listening line within {START_TIMEOUT:?}"),
-        };
-        process.base = line
-            .strip_prefix("registry listening on ")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .trim()
-            .to_string();
-        Ok(process)
+        })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// `VmRSS` in bytes.
     fn rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .context("read /proc/<pid>/status")?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .context("no VmRSS line")?;
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .context("VmRSS value")?
-            .parse()
-            .context("VmRSS number")?;
-        Ok(kib * 1024)
-    }
-
-    /// User + system CPU time the registry has used, in clock ticks (USER_HZ, 100 a second).
-    fn cpu_ticks(&self) -> Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .context("read /proc/<pid>/stat")?;
-        // Fields after the command name in parentheses: state is the first, utime the 12th.
-        let (_, rest) = stat
-            .rsplit_once(')')
-            .context("malformed /proc/<pid>/stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| -> Result<u64> {
-            fields
-                .get(i)
-                .context("short /proc/<pid>/stat")?
-                .parse()
-                .context("CPU ticks")
-        };
-        Ok(tick(11)? + tick(12)?)
+        self.process.rss()
     }
 
     /// Waits (bounded by `deadline`) until the registry's CPU use has been quiet for
     /// `QUIET_WINDOWS` windows in a row.
     async fn quiesce(&self, deadline: Instant) -> Result<()> {
         let mut quiet = 0;
-        let mut last = self.cpu_ticks()?;
+        let mut last = self.process.cpu_ticks()?;
         while quiet < QUIET_WINDOWS {
             ensure!(
                 Instant::now() < deadline,
                 "the registry did not go quiet before the deadline"
             );
             tokio::time::sleep(QUIET_WINDOW).await;
-            let now = self.cpu_ticks()?;
+            let now = self.process.cpu_ticks()?;
             quiet = if now - last <= QUIET_TICKS {
                 quiet + 1
             } else {
@@ -259,20 +196,11 @@ impl RegistryProcess {
     }
 
     fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.work.path().join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.process.stderr_tail()
     }
 
     fn data_dir(&self) -> PathBuf {
         self.work.path().join("data")
-    }
-}
-
-impl Drop for RegistryProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -383,11 +311,7 @@ impl Latencies {
     fn pct(&self, p: f64) -> Duration {
         let mut sorted = self.0.clone();
         sorted.sort();
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-        sorted[rank.clamp(1, sorted.len()) - 1]
+        percentile(&sorted, p)
     }
 }
 
@@ -834,27 +758,12 @@ async fn fan_out_wakeup(base: &str, registry: &RegistryProcess) -> Result<Wakeup
 // Report
 // ---------------------------------------------------------------------------------------------
 
-/// The machine's 1/5/15-minute load averages: other work on the 2 cores skews the numbers.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1_000_000.0
 }
 
 fn fmt_ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
 }
 
 fn print_report(memory: &ModeResult, disk: &ModeResult) {

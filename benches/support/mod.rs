@@ -1,0 +1,387 @@
+//! What the benchmarks share: child processes of the release binary (started with a deadline on
+//! their listening line, killed and reaped on drop), `/proc` readings (memory, CPU time, where
+//! the resident pages are), percentiles, the report's header lines, and a bounded wait for a
+//! service to be passing in the registry.
+//!
+//! Each bench includes this file with `mod support;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// How long a process may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) a bench only says
+/// how to run itself and exits, so test runs never start a load test. True when it should run.
+pub fn invoked_as_bench(name: &str, command: &str) -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    println!("{name} benchmark: skipped (run it with `{command}`)");
+    false
+}
+
+/// The lines every report starts with: title, command, date, commit and the machine.
+pub fn print_header(title: &str, command: &str, sharing: &str) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("{title}");
+    println!("command: {command}");
+    println!("date: {}", shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!(
+        "commit: {}",
+        shell(&["git", "rev-parse", "--short", "HEAD"])
+    );
+    println!("machine: {cores} cores ({}); {sharing}", cpu_model());
+}
+
+/// A multi-threaded Tokio runtime, as `#[tokio::main]` builds it.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------
+
+/// `beamline-mesh` (the release binary cargo built for the bench), without the environment
+/// variables that would change what it does (`RUST_LOG`, `CONSUL_HTTP_*`).
+pub fn bin() -> Command {
+    clean(Command::new(env!("CARGO_BIN_EXE_beamline-mesh")))
+}
+
+/// This bench's own binary, to re-execute (a bench may add no other target).
+pub fn this_bench() -> Result<Command> {
+    let exe = std::env::current_exe().context("locate the bench binary")?;
+    Ok(clean(Command::new(exe)))
+}
+
+fn clean(mut command: Command) -> Command {
+    command.env_remove("RUST_LOG");
+    command.env_remove("CONSUL_HTTP_ADDR");
+    command.env_remove("CONSUL_HTTP_TOKEN");
+    command
+}
+
+/// A child process; killed and reaped on drop, whatever happens.
+pub struct Proc {
+    pub name: &'static str,
+    child: Child,
+    /// What followed " listening on " in its first stdout line (for the registry, a URL).
+    pub addr: String,
+    /// Holds the stderr log.
+    work: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Spawns `command` (stdout piped, stderr to a log file) and waits, at most
+    /// [`START_TIMEOUT`], for its first stdout line, `… listening on <addr>`.
+    pub fn start(name: &'static str, mut command: Command) -> Result<Proc> {
+        let work = tempfile::Builder::new()
+            .prefix("beamline-bench-")
+            .tempdir()
+            .context("create temp dir")?;
+        let stderr = File::create(work.path().join("stderr.log")).context("create stderr log")?;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        // From here on Drop kills the child, whichever way start() returns.
+        let mut process = Proc {
+            name,
+            child,
+            addr: String::new(),
+            work,
+        };
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next());
+            // Keep draining so the child never blocks on a full pipe; ends when it exits.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => bail!(
+                "{name} exited before listening; stderr:\n{}",
+                process.stderr_tail()
+            ),
+            Err(_) => bail!("{name} did not print its listening line within {START_TIMEOUT:?}"),
+        };
+        process.addr = line
+            .split_once(" listening on ")
+            .with_context(|| format!("{name}: unexpected first line {line:?}"))?
+            .1
+            .trim()
+            .to_string();
+        Ok(process)
+    }
+
+    /// `host:port`, without the scheme some processes print.
+    pub fn authority(&self) -> &str {
+        self.addr.trim_start_matches("http://")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Memory and threads from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Result<Memory> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+        let field = |key: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .with_context(|| format!("{}: no {key} line", self.name))?;
+            line.split_whitespace()
+                .nth(1)
+                .with_context(|| format!("{key} value"))?
+                .parse()
+                .with_context(|| format!("{key} number"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            anon_kib: field("RssAnon:")?,
+            file_kib: field("RssFile:")?,
+            hwm_kib: field("VmHWM:")?,
+            threads: field("Threads:")?,
+        })
+    }
+
+    /// `VmRSS` in bytes.
+    pub fn rss(&self) -> Result<u64> {
+        Ok(self.memory()?.rss_kib * 1024)
+    }
+
+    /// User + system CPU time so far, in clock ticks (USER_HZ).
+    pub fn cpu_ticks(&self) -> Result<u64> {
+        cpu_ticks_of(&self.pid().to_string())
+    }
+
+    /// User + system CPU time so far (zero if it cannot be read).
+    pub fn cpu(&self) -> Duration {
+        cpu_of(&self.pid().to_string())
+    }
+
+    /// Where the resident pages are, from `/proc/<pid>/smaps`, by mapping: the executable's own
+    /// image (code, read-only data, relocated data), shared libraries, and everything else
+    /// (heap, thread stacks, anonymous mappings).
+    pub fn breakdown(&self) -> Result<Breakdown> {
+        let pid = self.pid();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).context("read /proc/<pid>/exe")?;
+        let exe = exe.to_string_lossy().into_owned();
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+            .context("read /proc/<pid>/smaps")?;
+        let mut out = Breakdown::default();
+        // Which bucket the mapping whose lines follow belongs to.
+        let mut bucket = 2;
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            if let Some(kib) = first.strip_prefix("Rss:").map(|_| words.next()) {
+                let kib: u64 = kib.context("Rss value")?.parse().context("Rss number")?;
+                out.0[bucket] += kib;
+            } else if !first.ends_with(':') {
+                // A mapping's header: "start-end perms offset dev inode [path]".
+                let path = line.split_whitespace().nth(5).unwrap_or("");
+                bucket = if path == exe {
+                    0
+                } else if path.starts_with('/') {
+                    1
+                } else {
+                    2
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last 20 lines of its stderr.
+    pub fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.work.path().join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// From `/proc/<pid>/status`, in KiB.
+#[derive(Clone, Copy)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub hwm_kib: u64,
+    pub threads: u64,
+}
+
+/// Resident KiB in: the executable's image, shared libraries, the rest (heap, stacks, anon).
+#[derive(Clone, Copy, Default)]
+pub struct Breakdown(pub [u64; 3]);
+
+// ---------------------------------------------------------------------------------------------
+// /proc and the machine
+// ---------------------------------------------------------------------------------------------
+
+/// User + system CPU time of `/proc/<pid>` (`self` for this process), all threads, in clock
+/// ticks.
+pub fn cpu_ticks_of(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // The fields after the command (which may hold spaces) start at state, field 3.
+    let (_, rest) = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .context("short /proc/<pid>/stat")?
+            .parse()
+            .context("CPU ticks")
+    };
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    Ok(tick(11)? + tick(12)?)
+}
+
+/// [`cpu_ticks_of`] as a duration; zero when it cannot be read.
+pub fn cpu_of(pid: &str) -> Duration {
+    let ticks = cpu_ticks_of(pid).unwrap_or(0);
+    Duration::from_nanos(ticks * 1_000_000_000 / clock_ticks())
+}
+
+/// The kernel's USER_HZ (100 on Linux in practice).
+pub fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        shell(&["getconf", "CLK_TCK"])
+            .parse()
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// A short command's trimmed stdout, or "" when it fails.
+pub fn shell(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The machine's 1/5/15-minute load averages: other work on the cores skews the numbers.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+// ---------------------------------------------------------------------------------------------
+
+/// Nearest-rank percentile of sorted values, `p` in 0..=100 (zero when empty).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median (upper median for an even count) of values that need not be sorted.
+pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry's HTTP API
+// ---------------------------------------------------------------------------------------------
+
+/// An HTTP client for set-up requests: no proxy, every request bounded by `timeout`.
+pub fn http(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .context("build reqwest client")
+}
+
+/// Polls (bounded by `deadline`) until `service` has a passing instance in the registry at
+/// `base` (`http://host:port`).
+pub async fn wait_passing(
+    http: &reqwest::Client,
+    base: &str,
+    service: &str,
+    deadline: Duration,
+) -> Result<()> {
+    let url = format!("{base}/v1/health/service/{service}?passing");
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Ok(response) = http.get(&url).send().await {
+            if response.status().is_success() {
+                let entries: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+                if !entries.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        ensure!(
+            tokio::time::Instant::now() < until,
+            "{service} was not passing within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The Consul service of a beamline: `5.3.1` → `beamline-5-3-1` (ARCHITECTURE.md's mapping).
+pub fn service_name(beamline: &str) -> String {
+    format!(
+        "beamline-{}",
+        beamline.to_ascii_lowercase().replace('.', "-")
+    )
+}
