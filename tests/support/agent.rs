@@ -373,11 +373,31 @@ pub struct Exited {
 /// panics). For invocations that must fail at start.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let mut child = agent_command(&args)
+    run_bounded(agent_command(&args), None, timeout)
+}
+
+/// Runs `command` to its exit with `stdin` (none: an empty input), collecting its output,
+/// bounded by `timeout` (then it is killed and this panics).
+pub fn run_bounded(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Exited {
+    let label = format!("{command:?}");
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn beamline-mesh");
+    let writer = stdin.map(|data| {
+        let mut input = child.stdin.take().expect("stdin");
+        let data = data.to_string();
+        // Dropping `input` at the end closes stdin.
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut input, data.as_bytes());
+        })
+    });
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || {
@@ -398,10 +418,13 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("beamline-mesh {args:?} did not exit within {timeout:?}");
+            panic!("{label} did not exit within {timeout:?}");
         }
         std::thread::sleep(POLL_INTERVAL);
     };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     Exited {
         status,
         stdout: out.join().unwrap_or_default(),

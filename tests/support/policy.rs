@@ -7,10 +7,9 @@
 //! `sha2` (not with the crate's own helper), so the tests check the digest format independently.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
@@ -20,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
-use super::agent::{AgentProc, Exited};
+use super::agent::{run_bounded, AgentProc, Exited};
 use super::gateway::{start_agent, to, GatewayBuilder, GatewayProc, CALL_BOUND};
 use super::{secs, Registry, POLL_INTERVAL, REQUEST_TIMEOUT};
 
@@ -509,49 +508,10 @@ pub fn log_text(line: &Value, name: &str) -> Option<String> {
 /// Runs `beamline-mesh <args>` with `stdin` as its standard input, to its exit, bounded by
 /// `timeout` (then it is killed and this panics).
 pub fn run_with_stdin(args: &[&str], stdin: &str, timeout: Duration) -> Exited {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"));
+    command
         .args(args)
         .env_remove("CONSUL_HTTP_ADDR")
-        .env_remove("CONSUL_HTTP_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn beamline-mesh");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(data.as_bytes());
-        // Dropping `input` closes stdin: the end of the key.
-    });
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("beamline-mesh {args:?} did not exit within {timeout:?}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    };
-    let _ = writer.join();
-    Exited {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+        .env_remove("CONSUL_HTTP_TOKEN");
+    run_bounded(command, Some(stdin), timeout)
 }
