@@ -1,36 +1,48 @@
 //! Mesh and gateway benchmark: `cargo bench --bench mesh`.
 //!
-//! Starts the real release binary three times, over loopback only: a registry
-//! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`) and a
-//! gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth`), waits (bounded) until
-//! the agent is passing, and then measures unary `Describe` side by side, in the same run, over
-//! three paths to that one agent:
+//! Starts the real release binary four times, over loopback only: a registry
+//! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`), a
+//! bare gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth`) and a policed
+//! gateway (`gateway --listen 127.0.0.1:0 --consul … --auth-file FILE --allow-plaintext`), waits
+//! (bounded) until the agent is passing, and then measures unary `Describe` side by side, in the
+//! same run, over four paths to that one agent:
 //!
 //! 1. **direct**: a tonic `Channel` (one HTTP/2 connection) to the agent under the generated
 //!    `BeamlineAgentClient`;
 //! 2. **mesh**: this process's own `Mesh` (`MeshSettings::default()`, Consul discovery, p2c over
 //!    Peak-EWMA, the router, retries and deadlines), `mesh.agent("5.3.1")`;
-//! 3. **gateway**: a tonic `Channel` to the gateway, with `x-beamline: 5.3.1` on every request
-//!    (the gateway runs its own mesh to the agent: one extra hop).
+//! 3. **gateway**: a tonic `Channel` to the bare gateway, with `x-beamline: 5.3.1` on every
+//!    request (the gateway runs its own mesh to the agent: one extra hop);
+//! 4. **policed gateway**: the same to the second gateway, whose policy file (written by this
+//!    bench into a temp dir) has one operator caller for every beamline, identified by the
+//!    SHA-256 of an API key, and per-beamline and per-caller limits far above any rate reached
+//!    here (10⁶/s, burst 10⁶), so that no call is refused; every request also carries
+//!    `authorization: Bearer <key>`. The difference from path 3 is the cost of the policy layers
+//!    (authentication and rate limiting) on a call that passes them; the metrics and access-log
+//!    layer runs on both gateways (the limiter only counts refusals, and there are none).
+//!
+//! Both gateways write one access-log line per call to stderr; [`Proc`] sends every child's
+//! stderr to a log file of its own (never a pipe that could fill), so both pay the same for it.
 //!
 //! Each cell (path × concurrency 1 and 64) runs `WARMUP` then `MEASURE`, with `concurrency`
 //! tasks each calling in a loop; a call counts when it completes inside the measured window.
 //! Cells are repeated `REPEATS` times, the order of the paths rotated every round so machine
-//! noise (other builds, the registry's health checks) hits all three alike; the report gives
+//! noise (other builds, the registry's health checks) hits all four alike; the report gives
 //! the median of the rounds. Every request carries the same `grpc-timeout` (5 s), so the agent
 //! does the same work on every path (the mesh would otherwise add its default deadline).
 //!
 //! The load generator (and, on the mesh path, the in-process mesh) shares the machine's cores
-//! with the agent and, on the gateway path, with the gateway: at concurrency 64 the cores are
+//! with the agent and, on the gateway paths, with that gateway: at concurrency 64 the cores are
 //! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
 //! processes of a path spend per call. The CPU time each process spent per call (from
 //! `/proc/<pid>/stat`) is reported beside the numbers for that reason.
 //!
 //! Goals (issue 4): mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
-//! added p50 and ≤ 1 ms added p99.
+//! added p50 and ≤ 1 ms added p99. Issue 5: the policy layers add ≤ 20 µs p50 (policed gateway
+//! vs bare gateway).
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
-//! every cell a bound on its duration. The run takes about 75 s after the build.
+//! every cell a bound on its duration. The run takes about 90 s after the build.
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
@@ -47,6 +59,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 
 use beamline_mesh::consul::ConsulConfig;
+use beamline_mesh::gateway::auth::sha256_hex;
 use beamline_mesh::gateway::ROUTING_KEY;
 use beamline_mesh::mesh::{Mesh, MeshChannel, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
@@ -58,6 +71,10 @@ const COMMAND: &str = "cargo bench --bench mesh";
 
 const BEAMLINE: &str = "5.3.1";
 const SERVICE: &str = "beamline-5-3-1";
+
+/// The policed gateway's one caller: its API key, and the `authorization` value that carries it.
+const API_KEY: &str = "bench-key-4f9c2e7a1d8b6035";
+const BEARER: &str = "Bearer bench-key-4f9c2e7a1d8b6035";
 
 /// Concurrent callers per cell.
 const CONCURRENCY: [usize; 2] = [1, 64];
@@ -80,6 +97,8 @@ const GOAL_MESH_THROUGHPUT: f64 = 0.95;
 const GOAL_MESH_ADDED_P50: Duration = Duration::from_micros(50);
 const GOAL_GATEWAY_ADDED_P50: Duration = Duration::from_micros(150);
 const GOAL_GATEWAY_ADDED_P99: Duration = Duration::from_millis(1);
+/// Goal (issue 5): added p50 of the policy layers (policed gateway vs bare gateway).
+const GOAL_POLICY_ADDED_P50: Duration = Duration::from_micros(20);
 
 fn main() -> Result<()> {
     if !support::invoked_as_bench("mesh", COMMAND) {
@@ -88,7 +107,7 @@ fn main() -> Result<()> {
     support::print_header(
         "mesh and gateway benchmark",
         COMMAND,
-        "load generator, in-process mesh, agent, gateway and registry all share them (loopback)",
+        "load generator, in-process mesh, agent, both gateways and registry all share them (loopback)",
     );
     println!(
         "cells: unary Describe, concurrency {CONCURRENCY:?}, {WARMUP:?} warm-up + {MEASURE:?} measured, {REPEATS} rounds (paths rotated), medians reported"
@@ -126,7 +145,7 @@ async fn wait_passing(consul: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The three paths
+// The four paths
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +153,10 @@ enum Path {
     Direct,
     Mesh,
     Gateway,
+    Policed,
 }
 
-const PATHS: [Path; 3] = [Path::Direct, Path::Mesh, Path::Gateway];
+const PATHS: [Path; 4] = [Path::Direct, Path::Mesh, Path::Gateway, Path::Policed];
 
 impl Path {
     fn label(self) -> &'static str {
@@ -144,6 +164,7 @@ impl Path {
             Path::Direct => "direct",
             Path::Mesh => "mesh",
             Path::Gateway => "gateway",
+            Path::Policed => "policed gateway",
         }
     }
 }
@@ -153,6 +174,7 @@ enum Client {
     Direct(BeamlineAgentClient<Channel>),
     Mesh(BeamlineAgentClient<MeshChannel>),
     Gateway(BeamlineAgentClient<Channel>),
+    Policed(BeamlineAgentClient<Channel>),
 }
 
 impl Client {
@@ -166,6 +188,12 @@ impl Client {
                 request
                     .metadata_mut()
                     .insert(ROUTING_KEY, MetadataValue::from_static(BEAMLINE));
+                client.describe(request).await.map(drop)
+            }
+            Client::Policed(client) => {
+                let metadata = request.metadata_mut();
+                metadata.insert(ROUTING_KEY, MetadataValue::from_static(BEAMLINE));
+                metadata.insert("authorization", MetadataValue::from_static(BEARER));
                 client.describe(request).await.map(drop)
             }
         }
@@ -202,6 +230,22 @@ async fn channel(addr: &str) -> Result<Channel> {
 // The run
 // ---------------------------------------------------------------------------------------------
 
+/// The policed gateway's `--auth-file`: one operator caller for every beamline, and limits no
+/// cell comes near, so every call passes all the policy layers.
+fn policy_file() -> String {
+    format!(
+        "[[caller]]\n\
+         name = \"bench\"\n\
+         api_key_sha256 = \"{}\"\n\
+         role = \"operator\"\n\
+         beamlines = [\"*\"]\n\
+         [limits]\n\
+         per_beamline = {{ rate = 1000000, burst = 1000000 }}\n\
+         per_caller = {{ rate = 1000000, burst = 1000000 }}\n",
+        sha256_hex(API_KEY.as_bytes())
+    )
+}
+
 /// One measured cell.
 struct Cell {
     path: Path,
@@ -211,7 +255,7 @@ struct Cell {
     /// Latencies of the successful calls completed in the window, sorted.
     latencies: Vec<Duration>,
     /// CPU time spent during the window by this process (load generator + in-process mesh),
-    /// the agent and the gateway.
+    /// the agent and the gateway (the policed one on its path).
     cpu: [Duration; 3],
 }
 
@@ -250,13 +294,34 @@ async fn run() -> Result<Vec<Cell>> {
             "--insecure-no-auth",
         ],
     )?;
+    let policy_dir = tempfile::Builder::new()
+        .prefix("beamline-bench-policy-")
+        .tempdir()
+        .context("create policy temp dir")?;
+    let policy_path = policy_dir.path().join("policy.toml");
+    std::fs::write(&policy_path, policy_file()).context("write policy file")?;
+    let policy_arg = policy_path.to_str().context("policy path is not UTF-8")?;
+    let policed = start(
+        "policed gateway",
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--consul",
+            &consul,
+            "--auth-file",
+            policy_arg,
+            "--allow-plaintext",
+        ],
+    )?;
     wait_passing(&consul)
         .await
         .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
     println!(
-        "registry {consul}, agent {} (passing), gateway {}",
+        "registry {consul}, agent {} (passing), gateway {}, policed gateway {}",
         agent.authority(),
-        gateway.authority()
+        gateway.authority(),
+        policed.authority()
     );
 
     let mesh = Mesh::new(ConsulConfig::new(&consul)?, MeshSettings::default());
@@ -266,6 +331,9 @@ async fn run() -> Result<Vec<Cell>> {
         Client::Gateway(BeamlineAgentClient::new(
             channel(gateway.authority()).await?,
         )),
+        Client::Policed(BeamlineAgentClient::new(
+            channel(policed.authority()).await?,
+        )),
     ];
     for (client, path) in clients.iter_mut().zip(PATHS) {
         client
@@ -273,6 +341,9 @@ async fn run() -> Result<Vec<Cell>> {
             .await
             .with_context(|| match path {
                 Path::Gateway => format!("gateway stderr:\n{}", gateway.stderr_tail()),
+                Path::Policed => {
+                    format!("policed gateway stderr:\n{}", policed.stderr_tail())
+                }
                 _ => format!("agent stderr:\n{}", agent.stderr_tail()),
             })?;
     }
@@ -282,15 +353,20 @@ async fn run() -> Result<Vec<Cell>> {
         for concurrency in CONCURRENCY {
             for i in 0..PATHS.len() {
                 let index = (i + round) % PATHS.len();
+                let path = PATHS[index];
+                let hop = match path {
+                    Path::Policed => &policed,
+                    _ => &gateway,
+                };
                 let cell = measure(
-                    PATHS[index],
+                    path,
                     &clients[index],
                     concurrency,
-                    [None, Some(&agent), Some(&gateway)],
+                    [None, Some(&agent), Some(hop)],
                 )
                 .await?;
                 println!(
-                    "round {} c={concurrency:>2} {:<7}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
+                    "round {} c={concurrency:>2} {:<15}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
                     round + 1,
                     cell.path.label(),
                     cell.per_second(),
@@ -442,7 +518,7 @@ fn print_report(cells: &[Cell]) {
                 continue;
             };
             let [client, agent, gateway] = s.cpu_per_call;
-            let gateway = if path == Path::Gateway {
+            let gateway = if matches!(path, Path::Gateway | Path::Policed) {
                 format!("{gateway:.1}")
             } else {
                 "–".into()
@@ -488,9 +564,30 @@ fn print_report(cells: &[Cell]) {
             verdict(gateway_p99 <= GOAL_GATEWAY_ADDED_P99.as_secs_f64() * 1e6),
         );
     }
+    println!();
+    println!(
+        "| concurrency | policed/bare gateway calls/s | policy added p50 (goal ≤ {} µs) | policy added p99 |",
+        GOAL_POLICY_ADDED_P50.as_micros(),
+    );
+    println!("|---:|---:|---:|---:|");
+    for concurrency in CONCURRENCY {
+        let (Some(gateway), Some(policed)) = (
+            summarize(cells, Path::Gateway, concurrency),
+            summarize(cells, Path::Policed, concurrency),
+        ) else {
+            continue;
+        };
+        let policy_p50 = added(policed.p50, gateway.p50);
+        println!(
+            "| {concurrency} | {:.3} | {policy_p50:+.0} µs: {} | {:+.0} µs |",
+            policed.per_second / gateway.per_second,
+            verdict(policy_p50 <= GOAL_POLICY_ADDED_P50.as_secs_f64() * 1e6),
+            added(policed.p99, gateway.p99),
+        );
+    }
     println!(
         "\nThe bench process is the load generator plus, on the mesh path, the in-process mesh; it \
-         shares the cores with the agent (and the gateway), so at concurrency 64 the cores are \
+         shares the cores with the agent (and the gateway of the path), so at concurrency 64 the cores are \
          saturated and latency there is mostly queueing."
     );
 }
