@@ -2,8 +2,9 @@
 //!
 //! Starts the real release binary four times, over loopback only: a registry
 //! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`), a
-//! bare gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth`) and a policed
-//! gateway (`gateway --listen 127.0.0.1:0 --consul … --auth-file FILE --allow-plaintext`), waits
+//! bare gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth --no-access-log`:
+//! routing only, no policy layer) and a policed gateway (`gateway --listen 127.0.0.1:0 --consul
+//! … --auth-file FILE --allow-plaintext --metrics-listen 127.0.0.1:0`: every layer), waits
 //! (bounded) until the agent is passing, and then measures unary `Describe` side by side, in the
 //! same run, over four paths to that one agent:
 //!
@@ -17,12 +18,11 @@
 //!    bench into a temp dir) has one operator caller for every beamline, identified by the
 //!    SHA-256 of an API key, and per-beamline and per-caller limits far above any rate reached
 //!    here (10⁶/s, burst 10⁶), so that no call is refused; every request also carries
-//!    `authorization: Bearer <key>`. The difference from path 3 is the cost of the policy layers
-//!    (authentication and rate limiting) on a call that passes them; the metrics and access-log
-//!    layer runs on both gateways (the limiter only counts refusals, and there are none).
+//!    `authorization: Bearer <key>`. The difference from path 3 is the cost of the whole policy
+//!    stack on a call that passes it: metrics and the access log, authentication, rate limiting.
 //!
-//! Both gateways write one access-log line per call to stderr; [`Proc`] sends every child's
-//! stderr to a log file of its own (never a pipe that could fill), so both pay the same for it.
+//! The policed gateway writes one access-log line per call to stderr; [`Proc`] sends every
+//! child's stderr to a log file of its own (never a pipe that could fill).
 //!
 //! Each cell (path × concurrency 1 and 64) runs `WARMUP` then `MEASURE`, with `concurrency`
 //! tasks each calling in a loop; a call counts when it completes inside the measured window.
@@ -292,6 +292,7 @@ async fn run() -> Result<Vec<Cell>> {
             "--consul",
             &consul,
             "--insecure-no-auth",
+            "--no-access-log",
         ],
     )?;
     let policy_dir = tempfile::Builder::new()
@@ -312,6 +313,8 @@ async fn run() -> Result<Vec<Cell>> {
             "--auth-file",
             policy_arg,
             "--allow-plaintext",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     )?;
     wait_passing(&consul)

@@ -47,6 +47,9 @@ pub struct GatewayArgs {
     /// speak TLS, such as Kubernetes' native gRPC probes).
     #[arg(long)]
     health_listen: Option<SocketAddr>,
+    /// Do not write the access log (one line per call, target "access").
+    #[arg(long)]
+    no_access_log: bool,
     /// Serve Prometheus metrics (/metrics) and the status page (/) on this address.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -127,7 +130,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let options = GatewayOptions {
         policy,
         tls,
-        access_log: true,
+        access_log: !args.no_access_log,
+        metrics: args.metrics_listen.is_some(),
         health_listener,
     };
     gateway::serve(mesh, listener, options, metrics, super::shutdown_signal()).await?;

@@ -35,8 +35,10 @@ pub struct GatewayOptions {
     /// `None` runs without authentication (`--insecure-no-auth`), and without limits.
     pub policy: Option<PolicyConfig>,
     pub tls: Option<TlsFiles>,
-    /// Write an access log line per call (metrics are always kept).
+    /// Write an access log line per call.
     pub access_log: bool,
+    /// Record metrics (served on the metrics listener).
+    pub metrics: bool,
     /// A plaintext listener serving only grpc.health.v1 — for probes that cannot speak TLS
     /// (Kubernetes' native gRPC probes) when the gateway port does.
     pub health_listener: Option<TcpListener>,
@@ -103,11 +105,11 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| GatewayError::Reflection(e.to_string()))?;
 
-    let observe = MetricsLayer::new(metrics.clone());
-    let observe = if options.access_log {
-        observe.with_access_log()
-    } else {
-        observe
+    // One observer serves metrics and the access log; without either, no layer at all.
+    let observe = match (options.metrics, options.access_log) {
+        (false, false) => None,
+        (true, false) => Some(MetricsLayer::new(metrics.clone())),
+        (_, true) => Some(MetricsLayer::new(metrics.clone()).with_access_log()),
     };
     let (auth, limits) = match &options.policy {
         Some(policy) => (
@@ -117,7 +119,7 @@ pub async fn serve(
         None => (None, None),
     };
     let front = ServiceBuilder::new()
-        .layer(observe)
+        .option_layer(observe)
         .option_layer(auth)
         .option_layer(limits)
         .service(GatewayService::new(mesh));
