@@ -85,6 +85,60 @@ const MEASURE: Duration = Duration::from_secs(3);
 /// Rounds of every cell; the report gives the median.
 const REPEATS: usize = 3;
 
+/// What one run measures. The defaults are the README's run; `MESH_BENCH_PATHS`
+/// (`direct,mesh,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
+/// `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
+/// (`perf record -p PID`; the processes' pids are printed at the start).
+struct Plan {
+    paths: Vec<Path>,
+    concurrency: Vec<usize>,
+    measure: Duration,
+    rounds: usize,
+}
+
+impl Plan {
+    fn from_env() -> Result<Plan> {
+        fn list<T>(
+            name: &str,
+            default: Vec<T>,
+            parse: impl Fn(&str) -> Option<T>,
+        ) -> Result<Vec<T>> {
+            let Ok(value) = std::env::var(name) else {
+                return Ok(default);
+            };
+            let items = value
+                .split(',')
+                .map(|item| {
+                    parse(item.trim()).with_context(|| format!("{name}: bad item {item:?}"))
+                })
+                .collect::<Result<Vec<T>>>()?;
+            ensure!(!items.is_empty(), "{name} is empty");
+            Ok(items)
+        }
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{name}: want a positive whole number, got {v:?}")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Plan {
+            paths: list("MESH_BENCH_PATHS", PATHS.to_vec(), |item| {
+                PATHS.into_iter().find(|p| p.key() == item)
+            })?,
+            concurrency: list("MESH_BENCH_CONCURRENCY", CONCURRENCY.to_vec(), |item| {
+                item.parse().ok().filter(|n| *n > 0)
+            })?,
+            measure: Duration::from_secs(number("MESH_BENCH_SECONDS", MEASURE.as_secs())?),
+            rounds: number("MESH_BENCH_ROUNDS", REPEATS as u64)? as usize,
+        })
+    }
+}
+
 /// `grpc-timeout` of every benchmark call, and the timeout of every set-up request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for the agent to be registered and passing.
@@ -109,14 +163,19 @@ fn main() -> Result<()> {
         COMMAND,
         "load generator, in-process mesh, agent, both gateways and registry all share them (loopback)",
     );
+    let plan = Plan::from_env()?;
     println!(
-        "cells: unary Describe, concurrency {CONCURRENCY:?}, {WARMUP:?} warm-up + {MEASURE:?} measured, {REPEATS} rounds (paths rotated), medians reported"
+        "cells: unary Describe over {:?}, concurrency {:?}, {WARMUP:?} warm-up + {:?} measured, {} rounds (paths rotated), medians reported",
+        plan.paths.iter().map(|p| p.key()).collect::<Vec<_>>(),
+        plan.concurrency,
+        plan.measure,
+        plan.rounds,
     );
     println!("load average at the start: {}", load_average());
     let runtime = support::runtime()?;
-    let cells = runtime.block_on(run())?;
+    let cells = runtime.block_on(run(&plan))?;
     drop(runtime);
-    print_report(&cells);
+    print_report(&plan, &cells);
     println!("\nload average at the end: {}", load_average());
     Ok(())
 }
@@ -159,6 +218,16 @@ enum Path {
 const PATHS: [Path; 4] = [Path::Direct, Path::Mesh, Path::Gateway, Path::Policed];
 
 impl Path {
+    /// Its name in `MESH_BENCH_PATHS`.
+    fn key(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Mesh => "mesh",
+            Path::Gateway => "gateway",
+            Path::Policed => "policed",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Path::Direct => "direct",
@@ -250,6 +319,7 @@ fn policy_file() -> String {
 struct Cell {
     path: Path,
     concurrency: usize,
+    measure: Duration,
     calls: usize,
     errors: usize,
     /// Latencies of the successful calls completed in the window, sorted.
@@ -261,7 +331,7 @@ struct Cell {
 
 impl Cell {
     fn per_second(&self) -> f64 {
-        self.calls as f64 / MEASURE.as_secs_f64()
+        self.calls as f64 / self.measure.as_secs_f64()
     }
 
     /// Nearest-rank percentile, `p` in 0..=100.
@@ -276,7 +346,7 @@ impl Cell {
     }
 }
 
-async fn run() -> Result<Vec<Cell>> {
+async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     let registry = start("registry", &["registry", "--listen", "127.0.0.1:0"])?;
     let consul = registry.authority().to_string();
     let agent = start(
@@ -321,10 +391,14 @@ async fn run() -> Result<Vec<Cell>> {
         .await
         .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
     println!(
-        "registry {consul}, agent {} (passing), gateway {}, policed gateway {}",
+        "registry {consul}, agent {} (passing, pid {}), gateway {} (pid {}), policed gateway {} (pid {}), bench pid {}",
         agent.authority(),
+        agent.pid(),
         gateway.authority(),
-        policed.authority()
+        gateway.pid(),
+        policed.authority(),
+        policed.pid(),
+        std::process::id(),
     );
 
     let mesh = Mesh::new(ConsulConfig::new(&consul)?, MeshSettings::default());
@@ -352,11 +426,11 @@ async fn run() -> Result<Vec<Cell>> {
     }
 
     let mut cells = Vec::new();
-    for round in 0..REPEATS {
-        for concurrency in CONCURRENCY {
-            for i in 0..PATHS.len() {
-                let index = (i + round) % PATHS.len();
-                let path = PATHS[index];
+    for round in 0..plan.rounds {
+        for &concurrency in &plan.concurrency {
+            for i in 0..plan.paths.len() {
+                let path = plan.paths[(i + round) % plan.paths.len()];
+                let index = PATHS.iter().position(|p| *p == path).unwrap_or_default();
                 let hop = match path {
                     Path::Policed => &policed,
                     _ => &gateway,
@@ -365,6 +439,7 @@ async fn run() -> Result<Vec<Cell>> {
                     path,
                     &clients[index],
                     concurrency,
+                    plan.measure,
                     [None, Some(&agent), Some(hop)],
                 )
                 .await?;
@@ -392,11 +467,12 @@ async fn measure(
     path: Path,
     client: &Client,
     concurrency: usize,
+    window: Duration,
     procs: [Option<&Proc>; 3],
 ) -> Result<Cell> {
     let start = Instant::now() + Duration::from_millis(5);
     let from = start + WARMUP;
-    let until = from + MEASURE;
+    let until = from + window;
     let mut callers = JoinSet::new();
     for _ in 0..concurrency {
         let mut client = client.clone();
@@ -457,6 +533,7 @@ async fn measure(
     Ok(Cell {
         path,
         concurrency,
+        measure: window,
         calls: latencies.len(),
         errors,
         latencies,
@@ -509,13 +586,13 @@ fn added(a: Duration, b: Duration) -> f64 {
     (a.as_secs_f64() - b.as_secs_f64()) * 1e6
 }
 
-fn print_report(cells: &[Cell]) {
-    println!("\n## Results (median of {REPEATS} rounds)\n");
+fn print_report(plan: &Plan, cells: &[Cell]) {
+    println!("\n## Results (median of {} rounds)\n", plan.rounds);
     println!(
         "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway | errors |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for concurrency in CONCURRENCY {
+    for &concurrency in &plan.concurrency {
         for path in PATHS {
             let Some(s) = summarize(cells, path, concurrency) else {
                 continue;
@@ -546,7 +623,7 @@ fn print_report(cells: &[Cell]) {
         GOAL_GATEWAY_ADDED_P99.as_micros(),
     );
     println!("|---:|---:|---:|---:|---:|---:|");
-    for concurrency in CONCURRENCY {
+    for &concurrency in &plan.concurrency {
         let (Some(direct), Some(mesh), Some(gateway)) = (
             summarize(cells, Path::Direct, concurrency),
             summarize(cells, Path::Mesh, concurrency),
@@ -573,7 +650,7 @@ fn print_report(cells: &[Cell]) {
         GOAL_POLICY_ADDED_P50.as_micros(),
     );
     println!("|---:|---:|---:|---:|");
-    for concurrency in CONCURRENCY {
+    for &concurrency in &plan.concurrency {
         let (Some(gateway), Some(policed)) = (
             summarize(cells, Path::Gateway, concurrency),
             summarize(cells, Path::Policed, concurrency),

@@ -45,22 +45,57 @@ enum Command {
     HashKey(cli::hash_key::HashKeyArgs),
 }
 
-fn init_tracing(format: LogFormat) {
+/// Lines a server may have queued for stderr before logging waits for the writer.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+
+/// Logs to stderr. Servers (`background`) hand each line to a writer thread that batches lines
+/// into few writes: a gateway writes an access-log line per call, and a call must not wait on a
+/// slow log file. Nothing is dropped: a full queue makes logging wait. The guard flushes the
+/// queue when dropped, so `main` holds it until it returns. Short-lived commands write directly
+/// (`call` ends with `process::exit`, which would skip the flush).
+fn init_tracing(
+    format: LogFormat,
+    background: bool,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = if background {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(LOG_QUEUE_LINES)
+            .lossy(false)
+            .thread_name("log-writer")
+            .finish(std::io::BufWriter::new(std::io::stderr()));
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
+            Some(guard),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        )
+    };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
         LogFormat::Text => fmt.init(),
         LogFormat::Json => fmt.json().flatten_event(true).init(),
     }
+    guard
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let background = matches!(
+        cli.command,
+        Command::Registry(_) | Command::Agent(_) | Command::Gateway(_)
+    );
+    let _log_guard = init_tracing(cli.log_format, background);
     match cli.command {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,

@@ -161,7 +161,20 @@ async fn metrics_count_the_calls_and_the_status_page_lists_the_beamlines() {
 async fn the_json_access_log_has_one_line_per_call() {
     let stack =
         PolicyStack::start(&["5.3.1"], false, |g| g.global_arg("--log-format", "json")).await;
-    let warmup = access_lines(&stack.gateway.stderr()).len();
+    // The gateway writes its log from a thread of its own: wait for the line of the start-up
+    // check's successful Describe (the last of its calls) before counting.
+    let warmup = poll_until(
+        secs(10),
+        "the access log line of the start-up Describe",
+        async || access_lines(&stack.gateway.stderr()),
+        |lines| {
+            lines
+                .last()
+                .is_some_and(|l| log_text(l, "code").as_deref() == Some("OK"))
+        },
+    )
+    .await
+    .len();
 
     let mut client = stack.client().await;
     describe_as(&mut client, "5.3.1", Some(OPS_KEY))

@@ -3,6 +3,7 @@
 //! deadline would not stop a 2 s stream. Here the response body ends with DEADLINE_EXCEEDED
 //! trailers when the deadline passes, and dropping the upstream body cancels the call upstream.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,17 +17,21 @@ pin_project_lite::pin_project! {
     pub struct DeadlineBody {
         #[pin]
         inner: Body,
-        #[pin]
-        sleep: Sleep,
+        sleep: Pin<Box<Sleep>>,
         expired: bool,
     }
 }
 
 impl DeadlineBody {
-    pub fn new(inner: Body, deadline: Instant) -> DeadlineBody {
+    /// `timer` is the call's own (already registered) timer, moved to `deadline` if it is set
+    /// to another instant: one timer per call, not one per bound.
+    pub fn new(inner: Body, mut timer: Pin<Box<Sleep>>, deadline: Instant) -> DeadlineBody {
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         DeadlineBody {
             inner,
-            sleep: tokio::time::sleep_until(deadline),
+            sleep: timer,
             expired: false,
         }
     }
@@ -47,7 +52,7 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if std::future::Future::poll(this.sleep, cx).is_ready() {
+        if this.sleep.as_mut().poll(cx).is_ready() {
             *this.expired = true;
             let status = Status::deadline_exceeded("the caller's deadline passed");
             let mut trailers = http::HeaderMap::new();

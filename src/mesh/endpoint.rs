@@ -1,5 +1,5 @@
-//! One instance as the mesh sees it: a lazily connecting tonic channel and a readiness gate
-//! driven by a long-lived grpc.health.v1 `Watch` on that channel. The gate closes on
+//! One instance as the mesh sees it: a lazily opened connection and a readiness gate driven by
+//! a long-lived grpc.health.v1 `Watch` over that connection. The gate closes on
 //! NOT_SERVING (an agent starting to drain says so before Consul notices) and on any stream
 //! error (a dead instance), and reopens once the instance answers SERVING again.
 //!
@@ -14,12 +14,13 @@ use futures::Stream;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::load::Load;
 use tower::Service;
+
+use super::connection::{Connection, ConnectionSettings};
 
 /// The health service name every beamline agent reports.
 const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
@@ -44,11 +45,20 @@ impl Default for EndpointSettings {
     }
 }
 
+impl EndpointSettings {
+    fn connection(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            connect_timeout: self.connect_timeout,
+            http2_keepalive: self.http2_keepalive,
+        }
+    }
+}
+
 /// One instance's connection and gate. Dropping it stops its health watch.
 pub struct Endpoint {
     pub id: String,
     pub addr: String,
-    pub channel: Channel,
+    pub connection: Connection,
     gate: watch::Receiver<bool>,
     health_task: tokio::task::JoinHandle<()>,
 }
@@ -62,17 +72,10 @@ impl Drop for Endpoint {
 impl Endpoint {
     /// A new endpoint (connects lazily); `None` when `addr` is not a valid address.
     pub fn new(id: &str, addr: &str, settings: &EndpointSettings) -> Option<Endpoint> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .ok()?
-            .connect_timeout(settings.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(settings.http2_keepalive)
-            .keep_alive_timeout(settings.http2_keepalive)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let connection = Connection::new(addr, settings.connection())?;
         let (tx, gate) = watch::channel(false);
         let health_task = tokio::spawn(watch_health(
-            channel.clone(),
+            connection.clone(),
             tx,
             id.to_string(),
             settings.clone(),
@@ -80,7 +83,7 @@ impl Endpoint {
         Some(Endpoint {
             id: id.to_string(),
             addr: addr.to_string(),
-            channel,
+            connection,
             gate,
             health_task,
         })
@@ -96,14 +99,14 @@ impl Endpoint {
 }
 
 async fn watch_health(
-    channel: Channel,
+    connection: Connection,
     gate: watch::Sender<bool>,
     id: String,
     settings: EndpointSettings,
 ) {
     let mut backoff = settings.min_backoff;
     loop {
-        let mut client = HealthClient::new(channel.clone());
+        let mut client = HealthClient::new(connection.clone());
         let request = HealthCheckRequest {
             service: AGENT_SERVICE.to_string(),
         };

@@ -6,6 +6,7 @@
 //!
 //! Owns the per-beamline routes and their lifetime (created on first use, dropped when idle).
 
+mod connection;
 mod deadline;
 mod endpoint;
 mod failfast;

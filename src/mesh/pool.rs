@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
-use tonic::transport::Channel;
 use tower::discover::Change;
 
+use super::connection::Connection;
 use super::endpoint::{Endpoint, EndpointSettings, Gated, Tagged};
 use super::load::PeakEwma;
 use crate::discovery::{self, Snapshot};
@@ -63,8 +63,8 @@ pub async fn follow(
     }
 }
 
-/// The service p2c balances over: a gated, load-measured channel to one instance.
-pub type Balanced = Gated<PeakEwma<Tagged<Channel>>>;
+/// The service p2c balances over: a gated, load-measured connection to one instance.
+pub type Balanced = Gated<PeakEwma<Tagged<Connection>>>;
 
 /// The endpoints as tower `Change`s, for `tower::balance::p2c::Balance`.
 pub struct Discover {
@@ -104,7 +104,7 @@ impl Discover {
                 Change::Insert(id, _) => {
                     let endpoint = &endpoints[&id];
                     let load = PeakEwma::new(
-                        Tagged::new(endpoint.channel.clone(), &id),
+                        Tagged::new(endpoint.connection.clone(), &id),
                         self.initial_rtt,
                         self.decay,
                         self.floor,

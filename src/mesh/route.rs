@@ -12,8 +12,10 @@
 //! recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
 //! default applies to unary calls only; streams get a bound on the time to the response headers.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -208,7 +210,8 @@ impl Route {
         // DEADLINE_EXCEEDED.
         let caller_deadline =
             caller_deadline.map(|d| d.saturating_sub((d / 20).min(Duration::from_millis(5))));
-        let body_deadline = caller_deadline.map(|d| Instant::now() + d);
+        let started = Instant::now();
+        let body_deadline = caller_deadline.map(|d| started + d);
         let bound = match (caller_deadline, rpc.is_stream()) {
             (Some(d), true) => d.min(self.settings.first_message_timeout),
             (Some(d), false) => d,
@@ -218,19 +221,32 @@ impl Route {
         self.budget.deposit();
         let beamline = self.beamline.clone();
         let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
-        match tokio::time::timeout(bound, self.attempts(rpc, parts, bytes)).await {
-            Ok(Ok(mut response)) => {
+        // One timer per call: it bounds the attempts, then (moved if a stream's deadline is
+        // later) the response body. Each timer a call registers may wake the runtime's timer
+        // thread, which at one call in flight costs more than the rest of the routing.
+        let mut timer = Box::pin(tokio::time::sleep_until(started + bound));
+        let attempts = self.attempts(rpc, parts, bytes);
+        let mut attempts = std::pin::pin!(attempts);
+        let answered = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = attempts.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match answered {
+            Some(Ok(mut response)) => {
                 deadline::fix_timeout_status(response.headers_mut());
                 response.extensions_mut().insert(facts);
                 Ok(match body_deadline {
                     Some(at) => {
-                        response.map(|body| Body::new(deadline::DeadlineBody::new(body, at)))
+                        response.map(|body| Body::new(deadline::DeadlineBody::new(body, timer, at)))
                     }
                     None => response,
                 })
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(BoxError::from(Status::deadline_exceeded(format!(
+            Some(Err(e)) => Err(e),
+            None => Err(BoxError::from(Status::deadline_exceeded(format!(
                 "beamline {beamline}: no answer within {bound:?}"
             )))),
         }
@@ -286,7 +302,7 @@ impl Route {
         };
         let (instance, result) = match target {
             Target::Instance(endpoint) => {
-                let result = endpoint.channel.clone().oneshot(request).await;
+                let result = endpoint.connection.clone().oneshot(request).await;
                 let result = result.map(|mut response| {
                     response
                         .extensions_mut()

@@ -59,6 +59,9 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether the error says the connection never opened, so the request was never written.
 pub(super) fn never_written(error: &(dyn std::error::Error + 'static)) -> bool {
+    if super::connection::is_connect_error(error) {
+        return true;
+    }
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
