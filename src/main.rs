@@ -45,41 +45,28 @@ enum Command {
     HashKey(cli::hash_key::HashKeyArgs),
 }
 
-/// Lines a server may have queued for stderr before logging waits for the writer.
-const LOG_QUEUE_LINES: usize = 16 * 1024;
-
-/// Logs to stderr. Servers (`background`) hand each line to a writer thread that batches lines
-/// into few writes: a gateway writes an access-log line per call, and a call must not wait on a
-/// slow log file. Nothing is dropped: a full queue makes logging wait. The guard flushes the
-/// queue when dropped, so `main` holds it until it returns. Short-lived commands write directly
-/// (`call` ends with `process::exit`, which would skip the flush).
-fn init_tracing(
-    format: LogFormat,
-    background: bool,
-) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+/// Logs to stderr. Servers (`background`) batch their lines through a writer thread (a gateway
+/// writes an access-log line per call, and a call must not wait on stderr); the guard writes
+/// what is left when dropped, so `main` holds it until it returns. Short-lived commands write
+/// directly (`call` ends with `process::exit`, which would skip the guard).
+fn init_tracing(format: LogFormat, background: bool) -> Option<cli::log_writer::WriterGuard> {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = if background {
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .buffered_lines_limit(LOG_QUEUE_LINES)
-            .lossy(false)
-            .thread_name("log-writer")
-            .finish(std::io::BufWriter::new(std::io::stderr()));
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
-            Some(guard),
-        )
+    let batched = if background {
+        // Without a writer thread (the system refused one), write in place.
+        cli::log_writer::BatchedStderr::start().ok()
     } else {
-        (
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
-            None,
-        )
+        None
+    };
+    let (writer, guard) = match batched {
+        Some((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        None => (BoxMakeWriter::new(std::io::stderr), None),
     };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     match format {
         LogFormat::Text => fmt.init(),

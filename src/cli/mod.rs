@@ -7,6 +7,7 @@ pub mod demo;
 pub mod dev;
 pub mod gateway;
 pub mod hash_key;
+pub mod log_writer;
 pub mod registry;
 pub mod stack;
 

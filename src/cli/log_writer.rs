@@ -1,0 +1,215 @@
+//! Stderr for the servers (registry, agent, gateway): log lines are appended to a buffer that a
+//! thread of its own writes out every few milliseconds, or sooner when it fills.
+//!
+//! Why: the gateway writes an access-log line per call. Written in place, each line is a
+//! `write(2)` on the call's path; handed to a writer thread one by one (tracing-appender), each
+//! line wakes that thread — either costs more than the rest of the policy layers together. Here
+//! a line costs a short lock and a copy, and the writer wakes on a timer. Nothing is dropped:
+//! a logger that finds the buffer over its bound writes it out itself (ordered with the
+//! writer thread's output). Lines can lag by up to `FLUSH_EVERY`; `kill -9` loses at most that.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// How often the writer thread writes what has been logged.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Past this many buffered bytes the writer thread is woken early.
+const WAKE_AT: usize = 256 * 1024;
+/// Past this many, the logger writes the buffer itself (backpressure instead of loss).
+const WRITE_INLINE_AT: usize = 4 * 1024 * 1024;
+
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// Stderr. Held while a chunk is taken and written, so chunks reach it in order.
+    output: Mutex<Box<dyn Write + Send>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn write_out(&self) {
+        let mut output = lock(&self.output);
+        let chunk = std::mem::take(&mut lock(&self.pending).lines);
+        if chunk.is_empty() {
+            return;
+        }
+        // Nowhere to report a failing stderr; the lines are gone either way.
+        let _ = output.write_all(&chunk);
+        let _ = output.flush();
+    }
+}
+
+/// The `MakeWriter` for `tracing_subscriber::fmt`.
+#[derive(Clone)]
+pub struct BatchedStderr {
+    shared: Arc<Shared>,
+}
+
+/// Writes what is left and stops the writer thread when dropped (hold it until `main` ends).
+pub struct WriterGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchedStderr {
+    /// The writer, and the guard whose drop writes the rest; starts the writer thread.
+    pub fn start() -> std::io::Result<(BatchedStderr, WriterGuard)> {
+        BatchedStderr::to(Box::new(std::io::stderr()))
+    }
+
+    fn to(output: Box<dyn Write + Send>) -> std::io::Result<(BatchedStderr, WriterGuard)> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                lines: Vec::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            output: Mutex::new(output),
+        });
+        let writer = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || loop {
+                let closed = {
+                    let pending = lock(&writer.pending);
+                    let (pending, _) = writer
+                        .wake
+                        .wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                            !p.closed && p.lines.len() < WAKE_AT
+                        })
+                        .unwrap_or_else(|e| e.into_inner());
+                    pending.closed
+                };
+                writer.write_out();
+                if closed {
+                    return;
+                }
+            })?;
+        Ok((
+            BatchedStderr {
+                shared: shared.clone(),
+            },
+            WriterGuard {
+                shared,
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).closed = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Lines logged after the thread saw `closed` (other threads still running).
+        self.shared.write_out();
+    }
+}
+
+/// One event's output: appended to the buffer.
+pub struct Appender<'a> {
+    shared: &'a Shared,
+}
+
+impl Write for Appender<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let buffered = {
+            let mut pending = lock(&self.shared.pending);
+            pending.lines.extend_from_slice(bytes);
+            pending.lines.len()
+        };
+        if buffered >= WRITE_INLINE_AT {
+            self.shared.write_out();
+        } else if buffered >= WAKE_AT {
+            self.shared.wake.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedStderr {
+    type Writer = Appender<'a>;
+
+    fn make_writer(&'a self) -> Appender<'a> {
+        Appender {
+            shared: &self.shared,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared in-memory stderr.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_reach_the_output_in_order_and_the_guard_writes_the_rest() {
+        let captured = Captured::default();
+        let (writer, guard) = BatchedStderr::to(Box::new(captured.clone())).unwrap();
+        for i in 0..100 {
+            writeln!(writer.make_writer(), "line {i}").unwrap();
+        }
+        drop(guard);
+        let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(
+            String::from_utf8(lock(&captured.0).clone()).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn the_writer_thread_writes_without_being_asked() {
+        let captured = Captured::default();
+        let (writer, _guard) = BatchedStderr::to(Box::new(captured.clone())).unwrap();
+        writeln!(writer.make_writer(), "hello").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while lock(&captured.0).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lock(&captured.0).as_slice(), b"hello\n");
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_by_the_logger_itself() {
+        let captured = Captured::default();
+        let (writer, _guard) = BatchedStderr::to(Box::new(captured.clone())).unwrap();
+        writer
+            .make_writer()
+            .write_all(&vec![b'.'; WRITE_INLINE_AT])
+            .unwrap();
+        assert!(lock(&captured.0).len() >= WRITE_INLINE_AT);
+    }
+}
