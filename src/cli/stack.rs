@@ -11,221 +11,32 @@
 //! parent, which then stops them in order), and each gets a stdin pipe plus
 //! [`super::STOP_ON_STDIN_EOF_ENV`], so that if the parent dies without running any code (`kill
 //! -9`), the closed pipe makes every child shut down by itself.
+//!
+//! This module owns which children run and the order they start and stop in; `config` is what
+//! to start, `process` is one child's lifetime.
 
-use std::collections::VecDeque;
-use std::io::IsTerminal;
-use std::net::SocketAddr;
+mod config;
+mod process;
+
+pub use config::{Listen, StackConfig, DEMO_AGENTS};
+pub use process::Proc;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
 
 use beamline_mesh::beamline::BeamlineId;
 use beamline_mesh::consul::{ConsulClient, ConsulConfig};
 
-/// The demo agents every stack runs: 5.3.1 twice, 7.0.1 and 12.3.1 once.
-pub const DEMO_AGENTS: &[&str] = &["5.3.1", "5.3.1", "7.0.1", "12.3.1"];
+use process::spawn;
 
-/// How long a child may take to print its listening line.
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long every agent may take to pass its health check in Consul.
 const PASSING_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long agents get to drain after SIGTERM before they are killed.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The same for the gateway and the registry.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Lines of each child's stderr kept for error reports.
-const LOG_TAIL_LINES: usize = 40;
-
-/// Where a server listens: an address, and whether a busy address may be swapped for a free
-/// port (only for the defaults; an address the user gave is kept or refused).
-#[derive(Debug, Clone, Copy)]
-pub struct Listen {
-    pub addr: SocketAddr,
-    pub fall_back_if_busy: bool,
-}
-
-impl Listen {
-    /// The given address, or `default` (falling back to a free port if busy) when none is given.
-    pub fn or_default(given: Option<SocketAddr>, default: &str) -> Listen {
-        match given {
-            Some(addr) => Listen {
-                addr,
-                fall_back_if_busy: false,
-            },
-            None => Listen {
-                addr: default.parse().expect("a valid default address"),
-                fall_back_if_busy: true,
-            },
-        }
-    }
-
-    /// A free port on loopback.
-    pub fn free() -> Listen {
-        Listen {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            fall_back_if_busy: false,
-        }
-    }
-
-    /// The address to pass, and a note when the default was busy.
-    fn resolve(self) -> (SocketAddr, Option<String>) {
-        if !self.fall_back_if_busy || self.addr.port() == 0 {
-            return (self.addr, None);
-        }
-        match std::net::TcpListener::bind(self.addr) {
-            Ok(probe) => {
-                drop(probe);
-                (self.addr, None)
-            }
-            Err(e) => {
-                let mut free = self.addr;
-                free.set_port(0);
-                let why = match e.kind() {
-                    std::io::ErrorKind::AddrInUse => "in use".to_string(),
-                    _ => e.to_string(),
-                };
-                (free, Some(format!("{} {why}: took a free port", self.addr)))
-            }
-        }
-    }
-}
-
-/// What to start.
-#[derive(Debug, Clone)]
-pub struct StackConfig {
-    pub registry: Listen,
-    pub gateway: Listen,
-    /// The registry's `--data-dir` (state in memory without it).
-    pub data_dir: Option<PathBuf>,
-    /// The beamline of each agent to start.
-    pub agents: Vec<String>,
-    /// Extra flags for every agent.
-    pub agent_args: Vec<String>,
-    /// Copy the children's stderr (their logs) to ours, each line prefixed with the child's
-    /// name; otherwise only the last lines are kept, for error reports.
-    pub forward_logs: bool,
-}
-
-impl StackConfig {
-    /// The demo stack on free ports, logs kept quiet.
-    pub fn on_free_ports() -> StackConfig {
-        StackConfig {
-            registry: Listen::free(),
-            gateway: Listen::free(),
-            data_dir: None,
-            agents: DEMO_AGENTS.iter().map(|s| s.to_string()).collect(),
-            agent_args: Vec::new(),
-            forward_logs: false,
-        }
-    }
-}
-
-/// One running child process. SIGKILLed on drop unless it has already exited.
-pub struct Proc {
-    /// A short name for messages: `registry`, `gateway`, `agent 5.3.1 #1`.
-    pub name: String,
-    /// Where it listens, from its listening line (`http://…` for the registry).
-    pub addr: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    log: Arc<Mutex<VecDeque<String>>>,
-    exited: bool,
-}
-
-impl Proc {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// The last lines the child wrote on stderr.
-    pub fn log_tail(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    /// Asks the child to shut down: SIGTERM (or, where that cannot be sent, its stdin closed,
-    /// which it obeys just the same).
-    pub fn terminate(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.child.id() {
-            // No libc here: the `kill` utility sends the signal.
-            let sent = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if sent {
-                return;
-            }
-        }
-        self.stdin = None;
-    }
-
-    /// kill -9, and reap.
-    pub async fn kill9(&mut self) {
-        let _ = self.child.kill().await;
-        self.exited = true;
-    }
-
-    /// Waits up to `timeout` for the child to exit; kills it after that. True when it exited by
-    /// itself.
-    pub async fn wait_or_kill(&mut self, timeout: Duration) -> bool {
-        let clean = matches!(
-            tokio::time::timeout(timeout, self.child.wait()).await,
-            Ok(Ok(_))
-        );
-        if !clean {
-            let _ = self.child.kill().await;
-        }
-        self.exited = true;
-        clean
-    }
-
-    /// SIGTERM, then [`Self::wait_or_kill`].
-    pub async fn stop(&mut self, timeout: Duration) -> bool {
-        self.terminate();
-        self.wait_or_kill(timeout).await
-    }
-
-    fn report(&self, why: &str) -> anyhow::Error {
-        let tail = self.log_tail();
-        let tail = tail
-            .iter()
-            .rev()
-            .take(15)
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>();
-        if tail.is_empty() {
-            anyhow::anyhow!("{}: {why}", self.name)
-        } else {
-            anyhow::anyhow!(
-                "{}: {why}\n--- its last log lines ---\n{}",
-                self.name,
-                tail.join("\n")
-            )
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if !self.exited {
-            let _ = self.child.start_kill();
-        }
-    }
-}
 
 /// An agent of the stack.
 pub struct AgentProc {
@@ -397,8 +208,7 @@ impl Stack {
                 return Ok(());
             }
             for agent in &mut self.agents {
-                if let Ok(Some(status)) = agent.proc.child.try_wait() {
-                    agent.proc.exited = true;
+                if let Some(status) = agent.proc.poll_exit() {
                     return Err(agent.proc.report(&format!("exited ({status})")));
                 }
             }
@@ -418,14 +228,18 @@ impl Stack {
     pub async fn stop(&mut self) -> Vec<String> {
         let mut killed = Vec::new();
         for agent in &mut self.agents {
-            if !agent.proc.exited {
+            if !agent.proc.has_exited() {
                 agent.proc.terminate();
             }
         }
-        let waits = self.agents.iter_mut().filter(|a| !a.proc.exited).map(|a| {
-            let name = a.proc.name.clone();
-            async move { (name, a.proc.wait_or_kill(AGENT_STOP_TIMEOUT).await) }
-        });
+        let waits = self
+            .agents
+            .iter_mut()
+            .filter(|a| !a.proc.has_exited())
+            .map(|a| {
+                let name = a.proc.name.clone();
+                async move { (name, a.proc.wait_or_kill(AGENT_STOP_TIMEOUT).await) }
+            });
         for (name, clean) in futures::future::join_all(waits).await {
             if !clean {
                 killed.push(name);
@@ -435,7 +249,7 @@ impl Stack {
             .into_iter()
             .flatten()
         {
-            if !proc.exited && !proc.stop(SERVER_STOP_TIMEOUT).await {
+            if !proc.has_exited() && !proc.stop(SERVER_STOP_TIMEOUT).await {
                 killed.push(proc.name.clone());
             }
         }
@@ -453,11 +267,10 @@ impl Stack {
             .map(|p| (p, true));
         let agents = self.agents.iter_mut().map(|a| (&mut a.proc, false));
         for (proc, server) in servers.chain(agents) {
-            if proc.exited {
+            if proc.has_exited() {
                 continue;
             }
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                proc.exited = true;
+            if let Some(status) = proc.poll_exit() {
                 out.push((format!("{} ({status})", proc.name), server));
             }
         }
@@ -489,100 +302,4 @@ fn path_arg(path: &Path) -> anyhow::Result<String> {
     path.to_str()
         .map(str::to_string)
         .with_context(|| format!("{} is not valid UTF-8", path.display()))
-}
-
-/// Starts `exe args…` and waits (bounded) for its first stdout line, which must start with
-/// `prefix`; the rest of that line is the address.
-async fn spawn(
-    exe: &Path,
-    name: &str,
-    args: &[String],
-    prefix: &str,
-    forward_logs: bool,
-) -> anyhow::Result<Proc> {
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .env(super::STOP_ON_STDIN_EOF_ENV, "1")
-        // Only the flags configure the children: a user's Consul settings or registry token
-        // must not leak into the local stack.
-        .env_remove("CONSUL_HTTP_ADDR")
-        .env_remove("CONSUL_HTTP_TOKEN")
-        .env_remove("BEAMLINE_REGISTRY_ACL_TOKEN");
-    if !(forward_logs && std::io::stderr().is_terminal()) {
-        cmd.env("NO_COLOR", "1");
-    }
-    #[cfg(unix)]
-    cmd.process_group(0);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name} ({})", exe.display()))?;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take().context("no stdout pipe")?;
-    let stderr = child.stderr.take().context("no stderr pipe")?;
-
-    let log: Arc<Mutex<VecDeque<String>>> = Arc::default();
-    let log_writer = Arc::clone(&log);
-    let log_name = name.to_string();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if forward_logs {
-                eprintln!("[{log_name}] {line}");
-            }
-            let mut log = log_writer.lock().unwrap_or_else(|e| e.into_inner());
-            if log.len() == LOG_TAIL_LINES {
-                log.pop_front();
-            }
-            log.push_back(line);
-        }
-    });
-
-    let mut proc = Proc {
-        name: name.to_string(),
-        addr: String::new(),
-        child,
-        stdin,
-        log,
-        exited: false,
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    let first = match tokio::time::timeout(LISTEN_TIMEOUT, lines.next_line()).await {
-        Ok(Ok(Some(line))) => line,
-        Ok(Ok(None)) | Ok(Err(_)) => {
-            // Let its last stderr lines arrive before reporting them.
-            let status = tokio::time::timeout(Duration::from_secs(2), proc.child.wait()).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            proc.exited = matches!(status, Ok(Ok(_)));
-            let why = match status {
-                Ok(Ok(status)) => format!("exited ({status}) before it listened"),
-                _ => "closed its stdout before it listened".to_string(),
-            };
-            return Err(proc.report(&why));
-        }
-        Err(_) => {
-            return Err(proc.report(&format!(
-                "printed no listening line within {LISTEN_TIMEOUT:?}"
-            )))
-        }
-    };
-    let Some(addr) = first.strip_prefix(prefix) else {
-        return Err(proc.report(&format!(
-            "its first line {first:?} does not start with {prefix:?}"
-        )));
-    };
-    proc.addr = addr.trim().to_string();
-    // Keep reading stdout, so the child never blocks on a full pipe.
-    let out_name = name.to_string();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if forward_logs {
-                eprintln!("[{out_name}] {line}");
-            }
-        }
-    });
-    Ok(proc)
 }

@@ -1,6 +1,7 @@
 //! Probes against real servers started on 127.0.0.1 port 0: axum for HTTP, a raw TLS listener for
 //! HTTPS, tonic with tonic-health (plain and TLS) for gRPC.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
