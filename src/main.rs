@@ -15,6 +15,15 @@ struct Cli {
     /// Log lines (stderr) as text or as JSON objects (the gateway's access log included).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Threads that run the process's async work (default: one per core the process may use).
+    /// A gateway or agent sharing a node with others may do better with fewer.
+    #[arg(
+        long,
+        global = true,
+        env = "BEAMLINE_MESH_WORKER_THREADS",
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,15 +84,26 @@ fn init_tracing(format: LogFormat, background: bool) -> Option<cli::log_writer::
     guard
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    use anyhow::Context;
     let cli = Cli::parse();
     let background = matches!(
         cli.command,
         Command::Registry(_) | Command::Agent(_) | Command::Gateway(_)
     );
+    // Declared before the runtime, so dropped after it: the last lines are written.
     let _log_guard = init_tracing(cli.log_format, background);
-    match cli.command {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(threads.into());
+    }
+    let runtime = runtime.build().context("start the async runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Registry(args) => cli::registry::run(args).await,
         Command::Agent(args) => cli::agent::run(args).await,
         Command::Gateway(args) => cli::gateway::run(args).await,
