@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -21,19 +21,26 @@ use tonic::body::Body;
 use tonic::Code;
 use tower::{Layer, Service};
 
+use super::access_line::{AccessLine, LineQueue};
 use super::caller::{method_of, Caller};
-use super::limits::ANONYMOUS;
-use super::metrics::{code_name, CallEnd, GatewayMetrics};
+use super::metrics::{CallEnd, GatewayMetrics};
 use crate::mesh::{CallFacts, ServedBy};
 
 /// The `tracing` target of access log lines.
 pub const TARGET: &str = "access";
 
+/// Where a call's line goes: emitted where the call ends, or queued for the queue's thread.
+#[derive(Clone)]
+enum LogTo {
+    Inline,
+    Queue(Arc<LineQueue>),
+}
+
 /// Writes the access log line of every call (and, `with_metrics`, records its metrics).
 #[derive(Clone)]
 pub struct AccessLogLayer {
     metrics: Option<Arc<GatewayMetrics>>,
-    log: bool,
+    log: Option<LogTo>,
 }
 
 impl Default for AccessLogLayer {
@@ -46,7 +53,7 @@ impl AccessLogLayer {
     pub fn new() -> AccessLogLayer {
         AccessLogLayer {
             metrics: None,
-            log: true,
+            log: Some(LogTo::Inline),
         }
     }
 
@@ -58,7 +65,13 @@ impl AccessLogLayer {
 
     /// Turns the log line off or on (metrics alone, as `MetricsLayer` uses it).
     pub fn with_log(mut self, log: bool) -> AccessLogLayer {
-        self.log = log;
+        self.log = log.then_some(LogTo::Inline);
+        self
+    }
+
+    /// Writes the lines through `queue`, off the calls' path (the gateway server's choice).
+    pub fn with_queue(mut self, queue: Arc<LineQueue>) -> AccessLogLayer {
+        self.log = Some(LogTo::Queue(queue));
         self
     }
 }
@@ -69,7 +82,7 @@ impl<S> Layer<S> for AccessLogLayer {
         Observed {
             inner,
             metrics: self.metrics.clone(),
-            log: self.log,
+            log: self.log.clone(),
         }
     }
 }
@@ -79,7 +92,7 @@ impl<S> Layer<S> for AccessLogLayer {
 pub struct Observed<S> {
     inner: S,
     metrics: Option<Arc<GatewayMetrics>>,
-    log: bool,
+    log: Option<LogTo>,
 }
 
 impl<S> Service<http::Request<Body>> for Observed<S>
@@ -108,8 +121,9 @@ where
         // Until a response says otherwise, a call that goes away was cancelled by its caller.
         let mut record = CallRecord {
             start: Instant::now(),
+            started: SystemTime::now(),
             metrics: self.metrics.clone(),
-            log: self.log,
+            log: self.log.clone(),
             beamline: beamline.map(|b| b.to_string()).unwrap_or_default(),
             beamline_label,
             method: method_of(request.uri().path()).to_string(),
@@ -154,8 +168,9 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
 /// One call in progress; reports itself (metrics, log line) when dropped.
 struct CallRecord {
     start: Instant,
+    started: SystemTime,
     metrics: Option<Arc<GatewayMetrics>>,
-    log: bool,
+    log: Option<LogTo>,
     beamline: String,
     beamline_label: String,
     method: String,
@@ -178,20 +193,23 @@ impl Drop for CallRecord {
                 reached_agent: self.instance.is_some(),
             });
         }
-        if self.log {
-            let duration_ms = (duration.as_secs_f64() * 1e6).round() / 1e3;
-            tracing::info!(
-                target: TARGET,
-                caller = self.caller.as_deref().unwrap_or(ANONYMOUS),
-                beamline = %self.beamline,
-                method = %self.method,
-                capability = self.facts.capability.as_deref().unwrap_or(""),
-                task_id = self.facts.task_id.as_deref().unwrap_or(""),
-                instance = self.instance.as_deref().unwrap_or(""),
-                code = code_name(self.code),
-                duration_ms,
-                "call"
-            );
+        let Some(log) = &self.log else {
+            return;
+        };
+        let line = AccessLine {
+            started: self.started,
+            caller: self.caller.take(),
+            beamline: std::mem::take(&mut self.beamline),
+            method: std::mem::take(&mut self.method),
+            capability: self.facts.capability.take(),
+            task_id: self.facts.task_id.take(),
+            instance: self.instance.take(),
+            code: self.code,
+            duration,
+        };
+        match log {
+            LogTo::Inline => line.emit(),
+            LogTo::Queue(queue) => queue.push(line),
         }
     }
 }

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::gateway::caller::{Beamlines, Role};
+use crate::gateway::limits::ANONYMOUS;
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
@@ -160,4 +161,38 @@ async fn without_the_log_nothing_is_written() {
         .await
         .unwrap();
     assert!(captured.lines().is_empty());
+}
+
+#[tokio::test]
+async fn queued_lines_keep_their_order_and_all_are_written_when_the_queue_goes() {
+    let (captured, _guard) = capture();
+    let queue = Arc::new(LineQueue::start().unwrap());
+    let door = tower::service_fn(|_| async {
+        Ok::<_, Infallible>(Status::resource_exhausted("rate limit").into_http())
+    });
+    let service = AccessLogLayer::new().with_queue(queue.clone()).layer(door);
+    let beamlines = ["5.3.1", "7.0.1", "12.3.1"];
+    for beamline in beamlines {
+        service
+            .clone()
+            .oneshot(request("/beamline.v1.BeamlineAgent/Execute", beamline))
+            .await
+            .unwrap();
+    }
+    // The last handle on the queue emits what its thread has not yet.
+    drop(service);
+    drop(queue);
+    let lines = captured.lines();
+    let logged: Vec<_> = lines
+        .iter()
+        .map(|l| l["fields"]["beamline"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logged, beamlines, "{lines:?}");
+    for line in &lines {
+        let started = line["fields"]["started"].as_str().unwrap();
+        assert!(
+            started.parse::<prost_types::Timestamp>().is_ok(),
+            "started is not RFC 3339: {started:?}"
+        );
+    }
 }

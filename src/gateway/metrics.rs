@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tonic::Code;
 use tower::Layer;
 
+use super::access_line::LineQueue;
 use super::access_log::{AccessLogLayer, Observed};
 use super::limits::Scope;
 use crate::mesh::Mesh;
@@ -405,10 +406,17 @@ impl MetricsLayer {
         }
     }
 
-    /// Also writes the access log line of each call.
+    /// Also writes the access log line of each call, where the call ends.
     pub fn with_access_log(self) -> MetricsLayer {
         MetricsLayer {
             observer: self.observer.with_log(true),
+        }
+    }
+
+    /// Also writes the access log line of each call, through `queue` (off the call's path).
+    pub fn with_queued_access_log(self, queue: Arc<LineQueue>) -> MetricsLayer {
+        MetricsLayer {
+            observer: self.observer.with_queue(queue),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Owns the routing key and turning mesh errors into gRPC statuses; authentication, limits and
 //! metrics are tower layers added in front of it (they must not live in here).
 
+pub mod access_line;
 pub mod access_log;
 pub mod auth;
 pub mod caller;

@@ -16,6 +16,7 @@ use tonic::server::NamedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tower::{Service, ServiceBuilder};
 
+use super::access_line::LineQueue;
 use super::auth::{AuthLayer, Authenticator};
 use super::config::{ConfigError, PolicyConfig};
 use super::limits::RateLimitLayer;
@@ -109,7 +110,13 @@ pub async fn serve(
     let observe = match (options.metrics, options.access_log) {
         (false, false) => None,
         (true, false) => Some(MetricsLayer::new(metrics.clone())),
-        (_, true) => Some(MetricsLayer::new(metrics.clone()).with_access_log()),
+        (_, true) => Some(match LineQueue::start() {
+            Ok(queue) => MetricsLayer::new(metrics.clone()).with_queued_access_log(Arc::new(queue)),
+            Err(e) => {
+                tracing::warn!("no access-log thread ({e}): lines are written as calls end");
+                MetricsLayer::new(metrics.clone()).with_access_log()
+            }
+        }),
     };
     let (auth, limits) = match &options.policy {
         Some(policy) => (
