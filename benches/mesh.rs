@@ -42,7 +42,7 @@
 //! vs bare gateway).
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
-//! every cell a bound on its duration. The run takes about 90 s after the build.
+//! every cell a bound on its duration. The run takes about 150 s after the build.
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
@@ -83,7 +83,7 @@ const WARMUP: Duration = Duration::from_millis(500);
 /// The measured window of each cell.
 const MEASURE: Duration = Duration::from_secs(3);
 /// Rounds of every cell; the report gives the median.
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 
 /// What one run measures. The defaults are the README's run; `MESH_BENCH_PATHS`
 /// (`direct,mesh,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
