@@ -23,8 +23,8 @@ pin_project_lite::pin_project! {
 }
 
 impl DeadlineBody {
-    /// `timer` is the call's own (already registered) timer, moved to `deadline` if it is set
-    /// to another instant: one timer per call, not one per bound.
+    /// `timer` is the call's own timer, moved to `deadline` if it is set to another instant:
+    /// one timer per call, not one per bound.
     pub fn new(inner: Body, mut timer: Pin<Box<Sleep>>, deadline: Instant) -> DeadlineBody {
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);

@@ -211,7 +211,7 @@ impl Route {
         let caller_deadline =
             caller_deadline.map(|d| d.saturating_sub((d / 20).min(Duration::from_millis(5))));
         let started = Instant::now();
-        let body_deadline = caller_deadline.map(|d| started + d);
+        let body_deadline = caller_deadline.map(|d| later(started, d));
         let bound = match (caller_deadline, rpc.is_stream()) {
             (Some(d), true) => d.min(self.settings.first_message_timeout),
             (Some(d), false) => d,
@@ -222,9 +222,9 @@ impl Route {
         let beamline = self.beamline.clone();
         let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
         // One timer per call: it bounds the attempts, then (moved if a stream's deadline is
-        // later) the response body. Each timer a call registers may wake the runtime's timer
-        // thread, which at one call in flight costs more than the rest of the routing.
-        let mut timer = Box::pin(tokio::time::sleep_until(started + bound));
+        // later) the response body. Registering a timer can wake the thread parked on the
+        // runtime's timer driver (a syscall), so a call registers one, not one per bound.
+        let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
         let attempts = self.attempts(rpc, parts, bytes);
         let mut attempts = std::pin::pin!(attempts);
         let answered = std::future::poll_fn(|cx| {
@@ -352,6 +352,13 @@ enum Outcome {
     Retry(BoxError),
 }
 
+/// `d` after `at`; a deadline too far to represent is as good as none (never a panic).
+fn later(at: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(d.min(CENTURY))
+        .unwrap_or_else(|| at + Duration::from_secs(24 * 3600))
+}
+
 fn replay(bytes: &Bytes) -> Body {
     Body::new(http_body_util::Full::new(bytes.clone()))
 }
@@ -369,6 +376,17 @@ fn task_id(rpc: Rpc, message: &[u8]) -> Result<String, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_beyond_any_clock_is_far_but_no_panic() {
+        let now = Instant::now();
+        let far = later(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(3600));
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+    }
 
     #[test]
     fn only_reads_are_idempotent() {

@@ -13,6 +13,10 @@ use crate::agent::drain::NOT_STARTED_KEY;
 pub(super) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    // gRPC allows at most 8 digits; longer values are malformed, not "forever".
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -98,7 +102,24 @@ mod tests {
             h.insert("grpc-timeout", http::HeaderValue::from_static(v));
             assert_eq!(grpc_timeout(&h), Some(d), "{v}");
         }
-        for bad in ["", "m", "10x", "-1S"] {
+        assert_eq!(
+            grpc_timeout(&{
+                let mut h = http::HeaderMap::new();
+                h.insert("grpc-timeout", http::HeaderValue::from_static("99999999H"));
+                h
+            }),
+            Some(Duration::from_secs(99_999_999 * 3600)),
+            "8 digits of hours is the longest timeout gRPC can say"
+        );
+        for bad in [
+            "",
+            "m",
+            "10x",
+            "-1S",
+            "+1S",
+            "123456789S",
+            "18446744073709551615H",
+        ] {
             h.insert("grpc-timeout", http::HeaderValue::from_str(bad).unwrap());
             assert_eq!(grpc_timeout(&h), None, "{bad:?}");
         }
