@@ -1,8 +1,9 @@
 //! The gateway's errors, end to end (registry, demo agents, gateway with `--failfast 1s`, real
 //! tonic clients): every instance gone → UNAVAILABLE within the failfast bound, never a hang;
 //! an unknown beamline → NOT_FOUND naming it; a missing or malformed `x-beamline` →
-//! INVALID_ARGUMENT; a tiny caller deadline → a fast DEADLINE_EXCEEDED; a task whose owner is
-//! not registered → NOT_FOUND.
+//! INVALID_ARGUMENT; a tiny caller deadline → a fast DEADLINE_EXCEEDED; an absurd
+//! `grpc-timeout` is no deadline (and no crash); a task whose owner is not registered →
+//! NOT_FOUND.
 
 mod support;
 
@@ -278,4 +279,25 @@ async fn a_task_whose_owner_is_not_registered_is_not_found() {
         .await
         .expect_err("GetTask of an unknown task of a real instance");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_grpc_timeouts_are_not_deadlines_and_break_nothing() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut client = c.gateway.client().await;
+    // Longer than gRPC's 8 digits, or beyond any clock: no deadline, not a crash.
+    for value in ["18446744073709551615H", "123456789S", "99999999H"] {
+        let mut request = to(BEAMLINE, DescribeRequest {});
+        request.metadata_mut().insert(
+            "grpc-timeout",
+            tonic::metadata::MetadataValue::from_static(value),
+        );
+        let answered = tokio::time::timeout(CALL_BOUND, client.describe(request))
+            .await
+            .unwrap_or_else(|_| panic!("a Describe with grpc-timeout {value} hung"));
+        answered.unwrap_or_else(|s| panic!("grpc-timeout {value}: {s:?}"));
+    }
+    describe(&mut client, BEAMLINE)
+        .await
+        .expect("the gateway still routes");
 }
