@@ -302,6 +302,45 @@ async fn es256_jwt_with_a_generated_key_pair() {
     }
 }
 
+/// A key pair made for this test alone (`openssl genpkey -algorithm RSA`); it signs nothing
+/// else. RSA keys are checked in because no dependency of the crate generates them.
+const RS256_PRIVATE: &str = include_str!("testdata/rs256_private.pem");
+const RS256_PUBLIC: &str = include_str!("testdata/rs256_public.pem");
+
+#[tokio::test]
+async fn rs256_jwt_with_a_checked_in_test_key_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jwt = jwt_config(&dir, None);
+    jwt.hs256_secret_file = None;
+    let path = dir.path().join("rs256.pem");
+    std::fs::write(&path, RS256_PUBLIC).unwrap();
+    jwt.rs256_public_key_file = Some(path);
+    let auth = authenticator(Some(jwt));
+    let key = EncodingKey::from_rsa_pem(RS256_PRIVATE.as_bytes()).unwrap();
+    let operator = claims(json!({"sub": "planner", "role": "operator", "beamlines": ["7.0.1"]}));
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &operator, &key).unwrap();
+    let response = call(&auth, "Execute", "7.0.1", Some(&bearer(&token)), &[]).await;
+    assert!(rejection(&response).is_none());
+    assert_eq!(response.headers()["x-caller"], "planner");
+    assert_eq!(response.headers()["x-role"], "operator");
+    let response = call(&auth, "Execute", "5.3.1", Some(&bearer(&token)), &[]).await;
+    assert_rejected(&response, Code::PermissionDenied);
+
+    // Tampered claims under the same signature; and an HS256 token where RS256 is configured.
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let widened = claims(json!({"sub": "planner", "role": "operator", "beamlines": ["*"]}));
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        serde_json::to_vec(&widened).unwrap(),
+    );
+    let tampered = format!("{head}.{payload}.{signature}");
+    for token in [tampered, hs256(operator.clone())] {
+        let response = call(&auth, "Describe", "5.3.1", Some(&bearer(&token)), &[]).await;
+        assert_rejected(&response, Code::Unauthenticated);
+    }
+}
+
 #[test]
 fn unloadable_keys_are_config_errors_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
