@@ -6,11 +6,10 @@
 //! fractions of a second.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
+use super::{follow_stdout, secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
 
 /// Short check, keep-alive and drain-grace intervals, so every scenario takes seconds.
 pub const FAST: &[&str] = &[
@@ -116,28 +115,8 @@ impl AgentBuilder {
             .spawn()
             .expect("spawn beamline-mesh agent");
         let stdout = child.stdout.take().expect("agent stdout");
-        let (tx, rx) = mpsc::channel::<std::io::Result<String>>();
         let extra = Arc::new(Mutex::new(Vec::new()));
-        let extra_lines = Arc::clone(&extra);
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            match lines.next() {
-                Some(line) => {
-                    let _ = tx.send(line);
-                }
-                None => {
-                    let _ = tx.send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "stdout closed before the listening line",
-                    )));
-                    return;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for line in lines.map_while(Result::ok) {
-                extra_lines.lock().unwrap().push(line);
-            }
-        });
+        let rx = follow_stdout(stdout, Arc::clone(&extra));
         let mut agent = AgentProc {
             child: Some(child),
             exit: None,

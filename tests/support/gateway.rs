@@ -6,12 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +18,7 @@ use beamline_mesh::proto::DescribeRequest;
 use tonic::transport::{Channel, Endpoint};
 
 use super::agent::{wait_passing, AgentProc};
-use super::{poll_until, secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
+use super::{follow_stdout, poll_until, secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
 
 /// The gRPC metadata key the gateway routes by.
 pub const ROUTING_KEY: &str = "x-beamline";
@@ -105,23 +103,8 @@ impl GatewayBuilder {
             .spawn()
             .expect("spawn beamline-mesh gateway");
         let stdout = child.stdout.take().expect("gateway stdout");
-        let (tx, rx) = mpsc::channel::<std::io::Result<String>>();
         let extra_stdout = Arc::new(Mutex::new(Vec::new()));
-        let extra_lines = Arc::clone(&extra_stdout);
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().unwrap_or_else(|| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "stdout closed before the listening line",
-                ))
-            });
-            let _ = tx.send(first);
-            // Keep draining (and keeping) so the child never blocks on a full pipe.
-            for line in lines.map_while(Result::ok) {
-                extra_lines.lock().unwrap().push(line);
-            }
-        });
+        let rx = follow_stdout(stdout, Arc::clone(&extra_stdout));
         let mut gateway = GatewayProc {
             child: Some(child),
             addr: "127.0.0.1:0".parse().unwrap(),
