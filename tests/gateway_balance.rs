@@ -13,12 +13,19 @@ use futures::StreamExt;
 use support::gateway::*;
 use support::*;
 
+/// The fairness scenarios measure how p2c shares calls, which the CPU load of this file's other
+/// scenarios (each runs a registry, agents and a gateway on the same cores) skews: a latency
+/// peak past the mesh's 5 ms floor moves an instance's estimate up a bucket. They run alone; the
+/// others run together.
+static CORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 const BEAMLINE: &str = "5.3.1";
 /// Pause between two calls of one load worker (keeps 2 cores from saturating).
 const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_describes_are_spread_fairly_over_three_instances() {
+    let _alone = CORES.write().await;
     let c = Cluster::start(BEAMLINE, 3, |g| g).await;
     let client = c.gateway.client().await;
     // 300 calls, 16 at a time, over one connection to the gateway.
@@ -56,6 +63,7 @@ async fn three_hundred_describes_are_spread_fairly_over_three_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_describes_are_spread_over_three_instances() {
+    let _alone = CORES.write().await;
     // One caller, one call at a time: there are no in-flight counts to go by, so only the
     // round-trip estimates decide; still every instance must get a real share (≥ 10%). Exact
     // estimates would let one small latency peak starve an instance until it decayed; the mesh
@@ -80,6 +88,7 @@ async fn sequential_describes_are_spread_over_three_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_one_of_three_instances_fails_no_call() {
+    let _shared = CORES.read().await;
     let mut c = Cluster::start(BEAMLINE, 3, |g| g).await;
     let load = Load::start(&c.gateway, BEAMLINE, 8, PACE).await;
     // About a second of calls before the kill.
@@ -141,6 +150,7 @@ async fn kill9_of_one_of_three_instances_fails_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_instance_gets_traffic_within_a_second_of_passing() {
+    let _shared = CORES.read().await;
     let c = Cluster::start(BEAMLINE, 2, |g| g).await;
     let load = Load::start(&c.gateway, BEAMLINE, 4, PACE).await;
     load.wait_calls(100, secs(15)).await;
@@ -167,6 +177,7 @@ async fn a_new_instance_gets_traffic_within_a_second_of_passing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigtermed_instance_drains_without_failures_and_gets_nothing_once_deregistered() {
+    let _shared = CORES.read().await;
     let mut c = Cluster::start(BEAMLINE, 3, |g| g).await;
     let load = Load::start(&c.gateway, BEAMLINE, 4, PACE).await;
     load.wait_calls(100, secs(15)).await;
@@ -224,6 +235,7 @@ async fn a_sigtermed_instance_drains_without_failures_and_gets_nothing_once_dere
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_keep_succeeding_with_the_registry_stopped() {
+    let _shared = CORES.read().await;
     let mut c = Cluster::start(BEAMLINE, 3, |g| g).await;
     let load = Load::start(&c.gateway, BEAMLINE, 4, PACE).await;
     load.wait_calls(50, secs(15)).await;
@@ -275,6 +287,7 @@ fn median(samples: &mut [std::time::Duration]) -> std::time::Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sequential_describe_takes_no_delayed_ack_stall() {
+    let _shared = CORES.read().await;
     // On loopback a Describe takes well under a millisecond; 40 ms per call is Nagle's algorithm
     // on a server socket meeting the client's delayed ACK (TCP_NODELAY not set on accepted
     // connections). Checked directly against the agent and through the gateway.

@@ -1,25 +1,34 @@
 //! The agent process: starts the real `beamline-mesh agent` (the demo agent on the agent runtime),
 //! reads its listening line against a deadline, signals it (SIGTERM, SIGKILL), waits for its exit
-//! with a deadline, and always kills it on drop. Also opens real tonic clients to it.
+//! with a deadline, and always kills it on drop.
 //!
 //! Tests pass short intervals ([`FAST`]) so that health checks, keep-alive and drain take
 //! fractions of a second.
+//!
+//! Owns the child process and its logs; it must not speak gRPC to it (`calls`), ask the registry
+//! about it (`registration`) or run commands that are meant to exit (`oneshot`).
+
+mod calls;
+mod oneshot;
+mod registration;
+
+// Tests reach these as `support::agent::NAME`; a binary that uses none of one file's items must
+// not warn.
+#[allow(unused_imports)]
+pub use calls::*;
+#[allow(unused_imports)]
+pub use oneshot::*;
+#[allow(unused_imports)]
+pub use registration::*;
 
 use std::fs::File;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
-use beamline_mesh::proto::{ExecuteRequest, Task, TaskEvent, TaskState};
-use tonic::transport::{Channel, Endpoint};
-use tonic::Streaming;
-use tonic_health::pb::health_client::HealthClient;
-
-use super::{follow_stdout, secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
+use super::{follow_stdout, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
 
 /// Short check, keep-alive and drain-grace intervals, so every scenario takes seconds.
 pub const FAST: &[&str] = &[
@@ -32,9 +41,6 @@ pub const FAST: &[&str] = &[
     "--drain-grace",
     "300ms",
 ];
-
-/// The gRPC service name of the agent contract (as registered in tonic-health).
-pub const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
 
 /// Options for starting `beamline-mesh agent`.
 pub struct AgentBuilder {
@@ -305,25 +311,6 @@ impl AgentProc {
     pub fn extra_stdout(&self) -> Vec<String> {
         self.extra_stdout.lock().unwrap().clone()
     }
-
-    async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.endpoint())
-            .expect("agent endpoint")
-            .connect_timeout(secs(5))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connect to agent {}: {e:?}", self.addr))
-    }
-
-    /// A real tonic `BeamlineAgent` client over a fresh connection.
-    pub async fn client(&self) -> BeamlineAgentClient<Channel> {
-        BeamlineAgentClient::new(self.channel().await)
-    }
-
-    /// A real grpc.health.v1 client over a fresh connection.
-    pub async fn health(&self) -> HealthClient<Channel> {
-        HealthClient::new(self.channel().await)
-    }
 }
 
 impl Drop for AgentProc {
@@ -336,198 +323,6 @@ impl Drop for AgentProc {
                 self.addr,
                 tail(&self.stderr(), 6000)
             );
-        }
-    }
-}
-
-/// What a process that was expected to exit by itself did.
-#[derive(Debug)]
-pub struct Exited {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `beamline-mesh <args>` to its exit, bounded by `timeout` (then it is killed and this
-/// panics). For invocations that must fail at start.
-pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    run_bounded(agent_command(&args), None, timeout)
-}
-
-/// Runs `command` to its exit with `stdin` (none: an empty input), collecting its output,
-/// bounded by `timeout` (then it is killed and this panics).
-pub fn run_bounded(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Exited {
-    let label = format!("{command:?}");
-    let mut child = command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn beamline-mesh");
-    let writer = stdin.map(|data| {
-        let mut input = child.stdin.take().expect("stdin");
-        let data = data.to_string();
-        // Dropping `input` at the end closes stdin.
-        std::thread::spawn(move || {
-            let _ = std::io::Write::write_all(&mut input, data.as_bytes());
-        })
-    });
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{label} did not exit within {timeout:?}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    };
-    if let Some(writer) = writer {
-        let _ = writer.join();
-    }
-    Exited {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The agent as the registry sees it
-// ---------------------------------------------------------------------------------------------
-
-/// The entry of `/v1/health/service/<service>` (with `?passing` when `passing`) whose
-/// `Service.ID` is `id`, if listed.
-pub async fn health_entry(
-    registry: &Registry,
-    service: &str,
-    id: &str,
-    passing: bool,
-) -> Option<serde_json::Value> {
-    let query = if passing { "passing" } else { "" };
-    let entries = registry.health_service(service, query).await.json();
-    super::arr(&entries)
-        .iter()
-        .find(|e| e["Service"]["ID"] == id)
-        .cloned()
-}
-
-/// Waits until instance `id` of `service` is listed with `?passing`; returns its entry.
-pub async fn wait_passing(
-    registry: &Registry,
-    service: &str,
-    id: &str,
-    timeout: Duration,
-) -> serde_json::Value {
-    let what = format!("{id} to be listed in /v1/health/service/{service}?passing");
-    super::poll_for(timeout, &what, async || {
-        health_entry(registry, service, id, true).await
-    })
-    .await
-}
-
-/// Waits until instance `id` is not registered at all (GET /v1/agent/service/:id is 404).
-pub async fn wait_gone(registry: &Registry, id: &str, timeout: Duration) {
-    let path = format!("/v1/agent/service/{id}");
-    super::poll_until(
-        timeout,
-        &format!("{id} to be deregistered"),
-        async || registry.get(&path).await.code(),
-        |code| *code == 404,
-    )
-    .await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Calls
-// ---------------------------------------------------------------------------------------------
-
-/// How long one stream message may take to arrive in a test.
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// JSON params → the `google.protobuf.Struct` of an ExecuteRequest.
-pub fn params(v: serde_json::Value) -> Option<prost_types::Struct> {
-    Some(beamline_mesh::agent::capabilities::json_to_struct(&v))
-}
-
-/// A `google.protobuf.Struct` → JSON (for reading results).
-pub fn to_json(s: &prost_types::Struct) -> serde_json::Value {
-    beamline_mesh::agent::capabilities::struct_to_json(s)
-}
-
-pub fn execute_request(capability: &str, p: serde_json::Value, key: &str) -> ExecuteRequest {
-    ExecuteRequest {
-        capability: capability.to_string(),
-        params: params(p),
-        idempotency_key: key.to_string(),
-    }
-}
-
-/// The task of an event (every event must carry one).
-pub fn task_of(event: &TaskEvent) -> &Task {
-    event
-        .task
-        .as_ref()
-        .unwrap_or_else(|| panic!("event without a task: {event:?}"))
-}
-
-pub fn state_of(event: &TaskEvent) -> TaskState {
-    let task = task_of(event);
-    TaskState::try_from(task.state).unwrap_or_else(|_| panic!("unknown state in {task:?}"))
-}
-
-pub fn task_state(task: &Task) -> TaskState {
-    TaskState::try_from(task.state).unwrap_or_else(|_| panic!("unknown state in {task:?}"))
-}
-
-pub fn is_terminal(state: TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Rejected
-    )
-}
-
-/// The next message of a stream (None at its end), bounded by [`EVENT_TIMEOUT`].
-pub async fn next_event(stream: &mut Streaming<TaskEvent>) -> Option<TaskEvent> {
-    match tokio::time::timeout(EVENT_TIMEOUT, stream.message()).await {
-        Ok(Ok(event)) => event,
-        Ok(Err(status)) => panic!("stream failed: {status:?}"),
-        Err(_) => panic!("no stream message within {EVENT_TIMEOUT:?}"),
-    }
-}
-
-/// Every remaining message until the stream ends; panics if it does not end within `timeout`.
-pub async fn rest_of(stream: &mut Streaming<TaskEvent>, timeout: Duration) -> Vec<TaskEvent> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut events = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, stream.message()).await {
-            Ok(Ok(Some(event))) => events.push(event),
-            Ok(Ok(None)) => return events,
-            Ok(Err(status)) => panic!("stream failed after {events:?}: {status:?}"),
-            Err(_) => panic!(
-                "stream did not end within {timeout:?}; last event {:?}",
-                events.last()
-            ),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::POLL_INTERVAL;
+use super::wait_exit;
 
 /// How long one `call` may take in a test (the agent answers in well under a second; a move
 /// takes a few).
@@ -188,21 +188,12 @@ impl CallProc {
     /// Waits for the exit (polling); kills the process and panics after `timeout`.
     pub fn wait(mut self, timeout: Duration) -> CallOutput {
         let mut child = self.child.take().expect("call already waited for");
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "beamline-mesh call {:?} did not exit within {timeout:?}; stderr:\n{}",
-                    self.args,
-                    self.stderr_lines.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
+        let Some(status) = wait_exit(&mut child, timeout) else {
+            panic!(
+                "beamline-mesh call {:?} did not exit within {timeout:?}; stderr:\n{}",
+                self.args,
+                self.stderr_lines.lock().unwrap().join("\n")
+            );
         };
         // The pipes close with the process, so the readers end.
         let stdout = self

@@ -59,3 +59,23 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// Polls `child` until it exits, within `timeout`; past it the child is killed and reaped and
+/// `None` says it never exited by itself.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}

@@ -1,27 +1,32 @@
 //! The gateway process: starts the real `beamline-mesh gateway --insecure-no-auth` (or with
 //! `--auth-file`) against a registry, reads its listening line against a deadline, and always
 //! kills it on drop (printing its stderr when a test panics). Runs with
-//! `RUST_LOG=beamline_mesh=debug` so a failing scenario shows the mesh's routing decisions. Also
-//! opens real tonic clients to it and builds requests that carry the `x-beamline` routing key.
+//! `RUST_LOG=beamline_mesh=debug` so a failing scenario shows the mesh's routing decisions.
+//!
+//! Owns the child process and its logs; it must not make gRPC calls through it (`calls`), start
+//! agents (`cluster`) or drive traffic (`load`).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod calls;
+mod cluster;
+mod load;
+
+// Tests reach these as `support::gateway::NAME`; a binary that uses none of one file's items
+// must not warn.
+#[allow(unused_imports)]
+pub use calls::*;
+#[allow(unused_imports)]
+pub use cluster::*;
+#[allow(unused_imports)]
+pub use load::*;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
-use beamline_mesh::proto::DescribeRequest;
-use tonic::transport::{Channel, Endpoint};
-
-use super::agent::{wait_passing, AgentProc};
-use super::{follow_stdout, poll_until, secs, tail, Registry, POLL_INTERVAL, START_TIMEOUT};
-
-/// The gRPC metadata key the gateway routes by.
-pub const ROUTING_KEY: &str = "x-beamline";
+use super::{follow_stdout, tail, Registry, START_TIMEOUT};
 
 /// Options for starting `beamline-mesh gateway`.
 pub struct GatewayBuilder {
@@ -205,22 +210,6 @@ impl GatewayProc {
     pub fn stderr_tail(&self, max: usize) -> String {
         tail(&self.stderr(), max).to_string()
     }
-
-    /// A new connection to the gateway.
-    pub async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.endpoint())
-            .expect("gateway endpoint")
-            .connect_timeout(secs(5))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connect to gateway {}: {e:?}", self.addr))
-    }
-
-    /// A real tonic `BeamlineAgent` client to the gateway over a fresh connection. Requests
-    /// need the routing key: build them with [`to`].
-    pub async fn client(&self) -> BeamlineAgentClient<Channel> {
-        BeamlineAgentClient::new(self.channel().await)
-    }
 }
 
 impl Drop for GatewayProc {
@@ -235,237 +224,4 @@ impl Drop for GatewayProc {
             );
         }
     }
-}
-
-/// `message` as a request for `beamline` (the `x-beamline` metadata set).
-pub fn to<T>(beamline: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        ROUTING_KEY,
-        beamline.parse().expect("beamline as a metadata value"),
-    );
-    request
-}
-
-/// [`to`] with a caller deadline (sent as `grpc-timeout`).
-pub fn to_with_timeout<T>(beamline: &str, message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = to(beamline, message);
-    request.set_timeout(timeout);
-    request
-}
-
-// ---------------------------------------------------------------------------------------------
-// A registry, N agents of one beamline and a gateway
-// ---------------------------------------------------------------------------------------------
-
-/// Consul service name of a beamline (`5.3.1` → `beamline-5-3-1`).
-pub fn service_name(beamline: &str) -> String {
-    format!("beamline-{}", beamline.to_lowercase().replace('.', "-"))
-}
-
-/// A registry, `n` demo agents of one beamline (passing in Consul, FAST intervals) and a
-/// gateway that has seen every one of them answer. Fields drop in order: gateway, agents,
-/// registry.
-pub struct Cluster {
-    pub gateway: GatewayProc,
-    pub agents: Vec<AgentProc>,
-    /// Instance id of `agents[i]`.
-    pub ids: Vec<String>,
-    pub beamline: String,
-    pub registry: Registry,
-}
-
-/// Starts an agent of `beamline` in `registry` (drain grace 500ms) and waits until it is passing
-/// in Consul; returns it with its instance id and when it was first seen passing.
-pub async fn start_agent(registry: &Registry, beamline: &str) -> (AgentProc, String, Instant) {
-    let agent = AgentProc::builder(beamline)
-        .registry(registry)
-        .arg("--drain-grace", "500ms")
-        .start();
-    let id = agent
-        .client()
-        .await
-        .describe(DescribeRequest {})
-        .await
-        .unwrap_or_else(|e| panic!("direct Describe of agent {}: {e:?}", agent.addr))
-        .into_inner()
-        .instance_id;
-    wait_passing(registry, &service_name(beamline), &id, secs(10)).await;
-    (agent, id, Instant::now())
-}
-
-impl Cluster {
-    /// `n` agents of `beamline`, and a gateway built by `gateway` from a builder over the
-    /// registry; returns once a Describe through the gateway has reached every agent.
-    pub async fn start(
-        beamline: &str,
-        n: usize,
-        gateway: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
-    ) -> Cluster {
-        let registry = Registry::start();
-        let started =
-            futures::future::join_all((0..n).map(|_| start_agent(&registry, beamline))).await;
-        let (agents, ids): (Vec<AgentProc>, Vec<String>) =
-            started.into_iter().map(|(a, id, _)| (a, id)).unzip();
-        let gateway = gateway(GatewayProc::builder(&registry)).start();
-        let cluster = Cluster {
-            gateway,
-            agents,
-            ids,
-            beamline: beamline.to_string(),
-            registry,
-        };
-        cluster.wait_all_reached(secs(10)).await;
-        cluster
-    }
-
-    /// Polls Describe through the gateway until every id in `self.ids` has answered.
-    pub async fn wait_all_reached(&self, timeout: Duration) {
-        let mut client = self.gateway.client().await;
-        let mut seen = BTreeSet::new();
-        let want: BTreeSet<String> = self.ids.iter().cloned().collect();
-        let deadline = Instant::now() + timeout;
-        let mut last_error = None;
-        while !want.is_subset(&seen) {
-            if Instant::now() >= deadline {
-                panic!(
-                    "Describe through the gateway reached {seen:?}, not all of {want:?}, within \
-                     {timeout:?}; last error {last_error:?}"
-                );
-            }
-            match describe(&mut client, &self.beamline).await {
-                Ok(id) => {
-                    seen.insert(id);
-                }
-                Err(status) => {
-                    last_error = Some(status);
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                }
-            }
-        }
-    }
-}
-
-/// Describe through the gateway; the answering instance's id. Bounded by [`CALL_BOUND`] (a
-/// hang is reported as a DEADLINE_EXCEEDED made up here, saying so).
-pub async fn describe(
-    client: &mut BeamlineAgentClient<Channel>,
-    beamline: &str,
-) -> Result<String, tonic::Status> {
-    match tokio::time::timeout(
-        CALL_BOUND,
-        client.describe(to(beamline, DescribeRequest {})),
-    )
-    .await
-    {
-        Ok(result) => result.map(|r| r.into_inner().instance_id),
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-            "TEST: no answer through the gateway within {CALL_BOUND:?}"
-        ))),
-    }
-}
-
-/// The longest a test lets one unary call take before it counts it as hung.
-pub const CALL_BOUND: Duration = Duration::from_secs(10);
-
-/// One call of a [`Load`].
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    pub worker: usize,
-    pub started: Instant,
-    pub finished: Instant,
-    /// The answering instance id, or the status.
-    pub result: Result<String, tonic::Status>,
-}
-
-/// Concurrent callers doing Describe through the gateway in a loop (each on its own
-/// connection, paced by `pause`) until stopped, recording every call.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    records: Arc<Mutex<Vec<CallRecord>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    pub async fn start(
-        gateway: &GatewayProc,
-        beamline: &str,
-        workers: usize,
-        pause: Duration,
-    ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for worker in 0..workers {
-            let mut client = gateway.client().await;
-            let stop = Arc::clone(&stop);
-            let records = Arc::clone(&records);
-            let beamline = beamline.to_string();
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let result = describe(&mut client, &beamline).await;
-                    let finished = Instant::now();
-                    records.lock().unwrap().push(CallRecord {
-                        worker,
-                        started,
-                        finished,
-                        result,
-                    });
-                    tokio::time::sleep(pause).await;
-                }
-            }));
-        }
-        Load {
-            stop,
-            records,
-            tasks,
-        }
-    }
-
-    /// Every call finished so far.
-    pub fn records(&self) -> Vec<CallRecord> {
-        self.records.lock().unwrap().clone()
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.lock().unwrap().len()
-    }
-
-    /// Waits (polling) until at least `n` calls have finished.
-    pub async fn wait_calls(&self, n: usize, timeout: Duration) {
-        poll_until(
-            timeout,
-            &format!("{n} calls of the load to finish"),
-            async || self.len(),
-            |len| *len >= n,
-        )
-        .await;
-    }
-
-    /// Stops the callers, waits for their last calls, and returns every record.
-    pub async fn stop(self) -> Vec<CallRecord> {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            task.await.expect("load worker panicked");
-        }
-        let records = self.records.lock().unwrap().clone();
-        records
-    }
-}
-
-/// The failed calls of `records`, for an assertion message.
-pub fn failures(records: &[CallRecord]) -> Vec<&CallRecord> {
-    records.iter().filter(|r| r.result.is_err()).collect()
-}
-
-/// Calls answered per instance id.
-pub fn per_instance(records: &[CallRecord]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for r in records {
-        if let Ok(id) = &r.result {
-            *counts.entry(id.clone()).or_insert(0) += 1;
-        }
-    }
-    counts
 }

@@ -1,27 +1,41 @@
-//! The gateway's policy layers end to end: an auth file (callers, JWT, limits) written to a
+//! The gateway's policy inputs and credentials: an auth file (callers, JWT, limits) written to a
 //! temporary directory, TLS certificates (rcgen: a CA and a server certificate for localhost and
-//! 127.0.0.1), HS256 JWTs, requests that carry a credential, a TLS tonic client, the metrics
-//! listener (GET with a timeout, a minimal Prometheus text parser) and the JSON access log.
+//! 127.0.0.1), HS256 JWTs, requests that carry a credential, a TLS tonic client, and one-shot
+//! commands fed on stdin (such as `hash-key`).
 //!
 //! API keys are known here in clear; the auth file holds only their SHA-256, computed here with
 //! `sha2` (not with the crate's own helper), so the tests check the digest format independently.
+//!
+//! Owns what a caller presents and what the gateway is configured with; it must not start
+//! processes (`stack`) or read what the gateway reports (`metrics`, `access_log`).
 
-use std::collections::BTreeMap;
+mod access_log;
+mod metrics;
+mod stack;
+
+// Tests reach these as `support::policy::NAME`; a binary that uses none of one file's items must
+// not warn.
+#[allow(unused_imports)]
+pub use access_log::*;
+#[allow(unused_imports)]
+pub use metrics::*;
+#[allow(unused_imports)]
+pub use stack::*;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::Code;
 
-use super::agent::{run_bounded, AgentProc, Exited};
-use super::gateway::{start_agent, to, GatewayBuilder, GatewayProc, CALL_BOUND};
-use super::{secs, Registry, POLL_INTERVAL, REQUEST_TIMEOUT};
+use super::agent::{run_bounded, Exited};
+use super::gateway::{to, CALL_BOUND};
+use super::secs;
 
 /// `ops-console`: operator on every beamline.
 pub const OPS_KEY: &str = "ops-console-key-7f3a9c1e";
@@ -251,254 +265,6 @@ pub async fn describe_as(
             "TEST: no answer through the gateway within {CALL_BOUND:?}"
         ))),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A registry, one demo agent per beamline and a gateway with the standard policy
-// ---------------------------------------------------------------------------------------------
-
-/// Fields drop in order: gateway, agents, registry, then the directory.
-pub struct PolicyStack {
-    pub gateway: GatewayProc,
-    /// `(beamline, agent, instance id)`.
-    pub agents: Vec<(String, AgentProc, String)>,
-    pub registry: Registry,
-    pub dir: PolicyDir,
-    pub tls: Option<TlsFiles>,
-}
-
-impl PolicyStack {
-    /// One agent per beamline, passing in Consul, and a gateway with `--auth-file` (the
-    /// standard policy) and either TLS (generated certificates) or `--allow-plaintext`, further
-    /// configured by `configure`. Returns once every beamline answers an operator's Describe.
-    pub async fn start(
-        beamlines: &[&str],
-        tls: bool,
-        configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
-    ) -> PolicyStack {
-        let dir = PolicyDir::new();
-        let auth = dir.standard();
-        let registry = Registry::start();
-        let started =
-            futures::future::join_all(beamlines.iter().map(|b| start_agent(&registry, b))).await;
-        let agents: Vec<(String, AgentProc, String)> = beamlines
-            .iter()
-            .zip(started)
-            .map(|(b, (agent, id, _))| (b.to_string(), agent, id))
-            .collect();
-        let mut builder = GatewayProc::builder(&registry).auth_file(&auth);
-        let tls = tls.then(|| dir.tls());
-        builder = match &tls {
-            Some(files) => builder
-                .arg("--tls-cert", files.cert.display())
-                .arg("--tls-key", files.key.display()),
-            None => builder.flag("--allow-plaintext"),
-        };
-        let gateway = configure(builder).start();
-        let stack = PolicyStack {
-            gateway,
-            agents,
-            registry,
-            dir,
-            tls,
-        };
-        for beamline in beamlines {
-            stack.wait_routable(beamline, secs(15)).await;
-        }
-        stack
-    }
-
-    /// A client to the gateway (over TLS when the stack has it).
-    pub async fn client(&self) -> BeamlineAgentClient<Channel> {
-        match &self.tls {
-            Some(files) => tls_client(self.gateway.addr, &files.ca_pem)
-                .await
-                .unwrap_or_else(|e| panic!("TLS connect to gateway {}: {e:?}", self.gateway.addr)),
-            None => self.gateway.client().await,
-        }
-    }
-
-    /// Instance id of the agent of `beamline`.
-    pub fn instance(&self, beamline: &str) -> &str {
-        self.agents
-            .iter()
-            .find(|(b, _, _)| b == beamline)
-            .map(|(_, _, id)| id.as_str())
-            .unwrap_or_else(|| panic!("no agent of {beamline} in the stack"))
-    }
-
-    /// Polls an operator's Describe of `beamline` until it succeeds (UNAVAILABLE and
-    /// RESOURCE_EXHAUSTED are retried; anything else fails at once).
-    pub async fn wait_routable(&self, beamline: &str, timeout: Duration) {
-        let mut client = self.client().await;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match describe_as(&mut client, beamline, Some(OPS_KEY)).await {
-                Ok(_) => return,
-                Err(status)
-                    if matches!(status.code(), Code::Unavailable | Code::ResourceExhausted)
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                }
-                Err(status) => panic!(
-                    "{beamline} not routable through the gateway within {timeout:?}: {status:?}"
-                ),
-            }
-        }
-    }
-
-    /// `http://ADDR` of the metrics listener, from its stdout line.
-    pub async fn metrics_base(&self) -> String {
-        let addr = self
-            .gateway
-            .wait_stdout_line("metrics listening on ", secs(10))
-            .await;
-        if addr.starts_with("http://") {
-            addr
-        } else {
-            format!("http://{addr}")
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The metrics listener
-// ---------------------------------------------------------------------------------------------
-
-/// GET `url` (timeout [`REQUEST_TIMEOUT`]); status, content type and body.
-pub async fn http_get(url: &str) -> (u16, String, String) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("build reqwest client");
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp
-        .text()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: body: {e:?}"));
-    (status, content_type, body)
-}
-
-/// One sample of the Prometheus text format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-/// Parses the Prometheus text exposition format (comments skipped, label values unescaped);
-/// panics naming the line it cannot parse.
-pub fn parse_prometheus(text: &str) -> Vec<Sample> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|line| parse_sample(line).unwrap_or_else(|| panic!("bad metrics line {line:?}")))
-        .collect()
-}
-
-fn parse_sample(line: &str) -> Option<Sample> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .unwrap_or(line.len());
-    let name = line[..name_end].to_string();
-    let mut rest = &line[name_end..];
-    let mut labels = BTreeMap::new();
-    if let Some(after) = rest.strip_prefix('{') {
-        let mut chars = after.char_indices().peekable();
-        let end;
-        loop {
-            while chars
-                .peek()
-                .is_some_and(|(_, c)| *c == ',' || c.is_whitespace())
-            {
-                chars.next();
-            }
-            if let Some(&(i, '}')) = chars.peek() {
-                end = i + 1;
-                break;
-            }
-            let mut key = String::new();
-            for (_, c) in chars.by_ref() {
-                if c == '=' {
-                    break;
-                }
-                key.push(c);
-            }
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next()?.1 {
-                    '"' => break,
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    c => value.push(c),
-                }
-            }
-            labels.insert(key.trim().to_string(), value);
-        }
-        rest = &after[end..];
-    }
-    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
-}
-
-/// Per metric name, the sum of the samples that `pred` selects.
-pub fn sums_by_name(samples: &[Sample], pred: impl Fn(&Sample) -> bool) -> BTreeMap<String, f64> {
-    let mut sums = BTreeMap::new();
-    for s in samples.iter().filter(|s| pred(s)) {
-        *sums.entry(s.name.clone()).or_insert(0.0) += s.value;
-    }
-    sums
-}
-
-// ---------------------------------------------------------------------------------------------
-// The access log
-// ---------------------------------------------------------------------------------------------
-
-/// The JSON lines of `stderr` whose target is `access`.
-pub fn access_lines(stderr: &str) -> Vec<Value> {
-    stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| v["target"] == "access")
-        .collect()
-}
-
-/// A field of a JSON log line: under `fields` (tracing-subscriber's default) or at the top.
-pub fn log_field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
-    line.get("fields")
-        .and_then(|f| f.get(name))
-        .or_else(|| line.get(name))
-}
-
-/// A log field as text (strings as they are, other values as JSON).
-pub fn log_text(line: &Value, name: &str) -> Option<String> {
-    log_field(line, name).map(|v| match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+//! gRPC calls against a running agent: real tonic clients (BeamlineAgent and grpc.health.v1)
+//! over fresh connections, ExecuteRequest and Struct conversions, task-state readers, and
+//! stream reads bounded by a timeout so a silent agent fails the test instead of hanging it.
+//!
+//! Owns the wire side only; it must not start, signal or reap the process (the parent module
+//! does).
+
+use std::time::Duration;
+
+use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
+use beamline_mesh::proto::{ExecuteRequest, Task, TaskEvent, TaskState};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::AgentProc;
+use crate::support::deadline::secs;
+
+/// The gRPC service name of the agent contract (as registered in tonic-health).
+pub const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
+
+impl AgentProc {
+    async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.endpoint())
+            .expect("agent endpoint")
+            .connect_timeout(secs(5))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to agent {}: {e:?}", self.addr))
+    }
+
+    /// A real tonic `BeamlineAgent` client over a fresh connection.
+    pub async fn client(&self) -> BeamlineAgentClient<Channel> {
+        BeamlineAgentClient::new(self.channel().await)
+    }
+
+    /// A real grpc.health.v1 client over a fresh connection.
+    pub async fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel().await)
+    }
+}
+
+/// How long one stream message may take to arrive in a test.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// JSON params → the `google.protobuf.Struct` of an ExecuteRequest.
+pub fn params(v: serde_json::Value) -> Option<prost_types::Struct> {
+    Some(beamline_mesh::agent::capabilities::json_to_struct(&v))
+}
+
+/// A `google.protobuf.Struct` → JSON (for reading results).
+pub fn to_json(s: &prost_types::Struct) -> serde_json::Value {
+    beamline_mesh::agent::capabilities::struct_to_json(s)
+}
+
+pub fn execute_request(capability: &str, p: serde_json::Value, key: &str) -> ExecuteRequest {
+    ExecuteRequest {
+        capability: capability.to_string(),
+        params: params(p),
+        idempotency_key: key.to_string(),
+    }
+}
+
+/// The task of an event (every event must carry one).
+pub fn task_of(event: &TaskEvent) -> &Task {
+    event
+        .task
+        .as_ref()
+        .unwrap_or_else(|| panic!("event without a task: {event:?}"))
+}
+
+pub fn state_of(event: &TaskEvent) -> TaskState {
+    let task = task_of(event);
+    TaskState::try_from(task.state).unwrap_or_else(|_| panic!("unknown state in {task:?}"))
+}
+
+pub fn task_state(task: &Task) -> TaskState {
+    TaskState::try_from(task.state).unwrap_or_else(|_| panic!("unknown state in {task:?}"))
+}
+
+pub fn is_terminal(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Rejected
+    )
+}
+
+/// The next message of a stream (None at its end), bounded by [`EVENT_TIMEOUT`].
+pub async fn next_event(stream: &mut Streaming<TaskEvent>) -> Option<TaskEvent> {
+    match tokio::time::timeout(EVENT_TIMEOUT, stream.message()).await {
+        Ok(Ok(event)) => event,
+        Ok(Err(status)) => panic!("stream failed: {status:?}"),
+        Err(_) => panic!("no stream message within {EVENT_TIMEOUT:?}"),
+    }
+}
+
+/// Every remaining message until the stream ends; panics if it does not end within `timeout`.
+pub async fn rest_of(stream: &mut Streaming<TaskEvent>, timeout: Duration) -> Vec<TaskEvent> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(event))) => events.push(event),
+            Ok(Ok(None)) => return events,
+            Ok(Err(status)) => panic!("stream failed after {events:?}: {status:?}"),
+            Err(_) => panic!(
+                "stream did not end within {timeout:?}; last event {:?}",
+                events.last()
+            ),
+        }
+    }
+}
