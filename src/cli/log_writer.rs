@@ -1,10 +1,11 @@
 //! Stderr for the servers (registry, agent, gateway): log lines are appended to a buffer that a
-//! thread of its own writes out every few milliseconds, or sooner when it fills.
+//! thread of its own writes out a few milliseconds after the first line of a batch, or sooner
+//! when it fills; with nothing to write the thread sleeps.
 //!
 //! Why: the gateway writes an access-log line per call. Written in place, each line is a
 //! `write(2)` on the call's path; handed to a writer thread one by one (tracing-appender), each
 //! line wakes that thread — either costs more than the rest of the policy layers together. Here
-//! a line costs a short lock and a copy, and the writer wakes on a timer. Nothing is dropped:
+//! a line costs a short lock and a copy, and the writer is woken once per batch. Nothing is dropped:
 //! a logger that finds the buffer over its bound writes it out itself (ordered with the
 //! writer thread's output). Lines can lag by up to `FLUSH_EVERY`; `kill -9` loses at most that.
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How often the writer thread writes what has been logged.
+/// How long the writer thread gathers lines after the first of a batch.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Past this many buffered bytes the writer thread is woken early.
 const WAKE_AT: usize = 256 * 1024;
@@ -81,22 +82,7 @@ impl BatchedStderr {
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || loop {
-                let closed = {
-                    let pending = lock(&writer.pending);
-                    let (pending, _) = writer
-                        .wake
-                        .wait_timeout_while(pending, FLUSH_EVERY, |p| {
-                            !p.closed && p.lines.len() < WAKE_AT
-                        })
-                        .unwrap_or_else(|e| e.into_inner());
-                    pending.closed
-                };
-                writer.write_out();
-                if closed {
-                    return;
-                }
-            })?;
+            .spawn(move || write_batches(&writer))?;
         Ok((
             BatchedStderr {
                 shared: shared.clone(),
@@ -106,6 +92,29 @@ impl BatchedStderr {
                 thread: Some(thread),
             },
         ))
+    }
+}
+
+/// Sleeps while there is nothing to write (an idle server wakes no one), gathers lines for
+/// `FLUSH_EVERY` after the first of a batch, writes them.
+fn write_batches(shared: &Shared) {
+    loop {
+        let mut pending = lock(&shared.pending);
+        while pending.lines.is_empty() && !pending.closed {
+            pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+        }
+        let (pending, _) = shared
+            .wake
+            .wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                !p.closed && p.lines.len() < WAKE_AT
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        let closed = pending.closed;
+        drop(pending);
+        shared.write_out();
+        if closed {
+            return;
+        }
     }
 }
 
@@ -128,14 +137,16 @@ pub struct Appender<'a> {
 
 impl Write for Appender<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let buffered = {
+        let (buffered, first) = {
             let mut pending = lock(&self.shared.pending);
+            let first = pending.lines.is_empty();
             pending.lines.extend_from_slice(bytes);
-            pending.lines.len()
+            (pending.lines.len(), first)
         };
         if buffered >= WRITE_INLINE_AT {
             self.shared.write_out();
-        } else if buffered >= WAKE_AT {
+        } else if first || buffered >= WAKE_AT {
+            // The first line of a batch starts the writer's clock; a full buffer cuts it short.
             self.shared.wake.notify_one();
         }
         Ok(bytes.len())
