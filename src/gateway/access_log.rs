@@ -1,8 +1,10 @@
 //! The access log, and the gateway's one call-end observer: one `tracing` event (target
-//! `access`) per call, written when the call ends — for a stream, when its trailers pass or its
-//! body is dropped — with caller, beamline, method, capability, task id, instance, gRPC code and
-//! duration as structured fields (the subscriber adds the time; `--log-format json` is its
-//! choice). The same observer feeds [`GatewayMetrics`], so a response body is wrapped once.
+//! `access`) per call, recorded when the call ends — for a stream, when its trailers pass or its
+//! body is dropped — with caller, beamline, method, capability, task id, instance, gRPC code,
+//! duration and start time as structured fields (`--log-format json` is the subscriber's
+//! choice). The line is emitted there, or handed to a [`LineQueue`] that emits it off the
+//! call's path (the gateway server's choice). The same observer feeds [`GatewayMetrics`], at
+//! the call's end, so a response body is wrapped once.
 //!
 //! Place it outermost, in front of authentication: it then sees every call, the refused ones
 //! included. The caller comes from the response's extensions (the auth layer puts it there) or
