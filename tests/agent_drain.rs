@@ -73,18 +73,12 @@ async fn a_draining_agent_refuses_new_work_serves_the_rest_and_finishes_its_task
     wait_passing(&reg, SERVICE, &id, secs(8)).await;
 
     // 10 mm at 5 mm/s: a 2 s move, far longer than the drain grace (300ms).
-    let mut exec = client
-        .execute(execute_request(
-            "move_motor",
-            json!({"motor": "sample_x", "position": 10.0}),
-            "",
-        ))
-        .await
-        .expect("Execute")
-        .into_inner();
-    let task_id = task_of(&next_event(&mut exec).await.unwrap())
-        .task_id
-        .clone();
+    let (mut exec, task_id) = start_task(
+        &mut client,
+        "move_motor",
+        json!({"motor": "sample_x", "position": 10.0}),
+    )
+    .await;
     let mut sub_before = client
         .subscribe(SubscribeRequest {
             task_id: task_id.clone(),
@@ -256,18 +250,12 @@ async fn a_task_still_running_at_the_drain_timeout_fails_retryable() {
     wait_passing(&reg, SERVICE, &id, secs(8)).await;
 
     // 50 points × 200 ms dwell: a 10 s scan, far past the drain timeout.
-    let mut exec = client
-        .execute(execute_request(
-            "scan",
-            json!({"motor": "sample_y", "start": 0.0, "stop": 0.0, "steps": 50, "dwell_ms": 200}),
-            "",
-        ))
-        .await
-        .expect("Execute scan")
-        .into_inner();
-    let task_id = task_of(&next_event(&mut exec).await.unwrap())
-        .task_id
-        .clone();
+    let (mut exec, task_id) = start_task(
+        &mut client,
+        "scan",
+        json!({"motor": "sample_y", "start": 0.0, "stop": 0.0, "steps": 50, "dwell_ms": 200}),
+    )
+    .await;
     let mut sub = client
         .subscribe(SubscribeRequest {
             task_id: task_id.clone(),

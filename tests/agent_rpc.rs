@@ -263,18 +263,12 @@ async fn subscribe_starts_with_a_snapshot_then_follows_to_the_end() {
     let s = start();
     let mut client = s.agent.client().await;
     // 5 mm at 5 mm/s: 1 s.
-    let mut exec = client
-        .execute(execute_request(
-            "move_motor",
-            json!({"motor": "sample_y", "position": 5.0}),
-            "",
-        ))
-        .await
-        .expect("Execute")
-        .into_inner();
-    let task_id = task_of(&next_event(&mut exec).await.unwrap())
-        .task_id
-        .clone();
+    let (_exec, task_id) = start_task(
+        &mut client,
+        "move_motor",
+        json!({"motor": "sample_y", "position": 5.0}),
+    )
+    .await;
 
     let mut sub = s
         .agent
@@ -319,18 +313,12 @@ async fn cancel_stops_a_move_and_is_idempotent() {
     let s = start();
     let mut client = s.agent.client().await;
     // 10 mm at 5 mm/s: 2 s; cancelled long before.
-    let mut exec = client
-        .execute(execute_request(
-            "move_motor",
-            json!({"motor": "sample_x", "position": 10.0}),
-            "",
-        ))
-        .await
-        .expect("Execute")
-        .into_inner();
-    let task_id = task_of(&next_event(&mut exec).await.unwrap())
-        .task_id
-        .clone();
+    let (mut exec, task_id) = start_task(
+        &mut client,
+        "move_motor",
+        json!({"motor": "sample_x", "position": 10.0}),
+    )
+    .await;
     // Wait until it is really moving.
     loop {
         let e = next_event(&mut exec).await.expect("the move ended early");

@@ -70,8 +70,7 @@ pub fn task_of(event: &TaskEvent) -> &Task {
 }
 
 pub fn state_of(event: &TaskEvent) -> TaskState {
-    let task = task_of(event);
-    TaskState::try_from(task.state).unwrap_or_else(|_| panic!("unknown state in {task:?}"))
+    task_state(task_of(event))
 }
 
 pub fn task_state(task: &Task) -> TaskState {
@@ -86,6 +85,25 @@ pub fn is_terminal(state: TaskState) -> bool {
 }
 
 /// The next message of a stream (None at its end), bounded by [`EVENT_TIMEOUT`].
+/// Starts `capability` with `params` (no idempotency key): its event stream, and the id of the
+/// task its first event names.
+pub async fn start_task(
+    client: &mut BeamlineAgentClient<Channel>,
+    capability: &str,
+    params: serde_json::Value,
+) -> (Streaming<TaskEvent>, String) {
+    let mut events = client
+        .execute(execute_request(capability, params, ""))
+        .await
+        .unwrap_or_else(|e| panic!("Execute {capability}: {e:?}"))
+        .into_inner();
+    let first = next_event(&mut events)
+        .await
+        .unwrap_or_else(|| panic!("Execute {capability}: no first event"));
+    let task_id = task_of(&first).task_id.clone();
+    (events, task_id)
+}
+
 pub async fn next_event(stream: &mut Streaming<TaskEvent>) -> Option<TaskEvent> {
     match tokio::time::timeout(EVENT_TIMEOUT, stream.message()).await {
         Ok(Ok(event)) => event,
