@@ -33,6 +33,23 @@ async fn instance_id(client: &mut BeamlineAgentClient<Channel>) -> String {
         .instance_id
 }
 
+/// An agent with `flag value`, registered with `reg` and passing: the process, a client, and
+/// its instance id.
+async fn passing_agent(
+    reg: &Registry,
+    flag: &str,
+    value: &str,
+) -> (AgentProc, BeamlineAgentClient<Channel>, String) {
+    let agent = AgentProc::builder(BEAMLINE)
+        .registry(reg)
+        .arg(flag, value)
+        .start();
+    let mut client = agent.client().await;
+    let id = instance_id(&mut client).await;
+    wait_passing(reg, SERVICE, &id, secs(8)).await;
+    (agent, client, id)
+}
+
 async fn serving(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
     health
         .check(HealthCheckRequest {
@@ -200,13 +217,7 @@ async fn a_draining_agent_refuses_new_work_serves_the_rest_and_finishes_its_task
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_agent_keeps_serving_for_the_drain_grace_after_deregistering() {
     let reg = Registry::start();
-    let mut agent = AgentProc::builder(BEAMLINE)
-        .registry(&reg)
-        .arg("--drain-grace", "1500ms")
-        .start();
-    let mut client = agent.client().await;
-    let id = instance_id(&mut client).await;
-    wait_passing(&reg, SERVICE, &id, secs(8)).await;
+    let (mut agent, mut client, id) = passing_agent(&reg, "--drain-grace", "1500ms").await;
 
     let term_at = Instant::now();
     agent.sigterm();
@@ -241,13 +252,7 @@ async fn an_idle_agent_keeps_serving_for_the_drain_grace_after_deregistering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_still_running_at_the_drain_timeout_fails_retryable() {
     let reg = Registry::start();
-    let mut agent = AgentProc::builder(BEAMLINE)
-        .registry(&reg)
-        .arg("--drain-timeout", "800ms")
-        .start();
-    let mut client = agent.client().await;
-    let id = instance_id(&mut client).await;
-    wait_passing(&reg, SERVICE, &id, secs(8)).await;
+    let (mut agent, mut client, id) = passing_agent(&reg, "--drain-timeout", "800ms").await;
 
     // 50 points × 200 ms dwell: a 10 s scan, far past the drain timeout.
     let (mut exec, task_id) = start_task(
@@ -309,13 +314,7 @@ async fn a_task_still_running_at_the_drain_timeout_fails_retryable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_retry_during_drain_gets_the_running_task_and_new_keyed_work_is_refused() {
     let reg = Registry::start();
-    let mut agent = AgentProc::builder(BEAMLINE)
-        .registry(&reg)
-        .arg("--drain-timeout", "20s")
-        .start();
-    let mut client = agent.client().await;
-    let id = instance_id(&mut client).await;
-    wait_passing(&reg, SERVICE, &id, secs(8)).await;
+    let (mut agent, mut client, _id) = passing_agent(&reg, "--drain-timeout", "20s").await;
 
     let params = json!({"motor": "sample_y", "position": 9.0});
     let mut first = client
