@@ -37,6 +37,16 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string {key:?} in {v}"))
 }
 
+/// `call execute move_motor` of `mono_energy` to `position` (1000 eV/s from 8000 eV), once it
+/// prints its first WORKING line: the running call and its task id.
+fn moving_energy(addr: &str, position: u32) -> (CallProc, String) {
+    let params = format!(r#"{{"motor": "mono_energy", "position": {position}}}"#);
+    let running = CallProc::spawn(&["--addr", addr, "execute", "move_motor", "--params", &params]);
+    let line = running.wait_stderr_line(secs(10), |l| l.contains(" WORKING"));
+    let task_id = task_id_in_progress_line(&line);
+    (running, task_id)
+}
+
 /// `task <id> <STATE> …` (the plain progress lines on a non-terminal stderr) → the id.
 fn task_id_in_progress_line(line: &str) -> String {
     line.split_whitespace()
@@ -223,16 +233,7 @@ fn a_task_that_ends_cancelled_prints_it_and_exits_2() {
     let agent = lone_agent();
     let addr = agent.addr.to_string();
     // 8000 → 2000 eV at 1000 eV/s: six seconds, time enough to cancel it.
-    let running = CallProc::spawn(&[
-        "--addr",
-        &addr,
-        "execute",
-        "move_motor",
-        "--params",
-        r#"{"motor": "mono_energy", "position": 2000}"#,
-    ]);
-    let line = running.wait_stderr_line(secs(10), |l| l.contains(" WORKING"));
-    let task_id = task_id_in_progress_line(&line);
+    let (running, task_id) = moving_energy(&addr, 2000);
 
     let cancelled = call_agent(&agent, &["cancel", &task_id])
         .expect_code(0)
@@ -251,16 +252,7 @@ fn ctrl_c_stops_waiting_but_not_the_task() {
     let agent = lone_agent();
     let addr = agent.addr.to_string();
     // 8000 → 12000 eV: four seconds.
-    let running = CallProc::spawn(&[
-        "--addr",
-        &addr,
-        "execute",
-        "move_motor",
-        "--params",
-        r#"{"motor": "mono_energy", "position": 12000}"#,
-    ]);
-    let line = running.wait_stderr_line(secs(10), |l| l.contains(" WORKING"));
-    let task_id = task_id_in_progress_line(&line);
+    let (running, task_id) = moving_energy(&addr, 12000);
     running.sigint();
     let out = running.wait(secs(5)).expect_code(130);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
