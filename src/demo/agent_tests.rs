@@ -58,6 +58,15 @@ pub(super) fn task(event: &TaskEvent) -> &Task {
     event.task.as_ref().expect("every event carries the task")
 }
 
+/// The next event of a stream that must have one within [`BOUND`].
+pub(super) async fn next(stream: &mut TaskEventStream) -> TaskEvent {
+    timeout(BOUND, stream.next())
+        .await
+        .expect("an event within the bound")
+        .expect("the stream has not ended")
+        .expect("an event, not an error")
+}
+
 /// Every event until the stream ends; it must end after a terminal one.
 pub(super) async fn drain(stream: TaskEventStream) -> Vec<TaskEvent> {
     let events: Vec<_> = timeout(BOUND, stream.collect::<Vec<_>>())

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::json;
-use tokio::time::timeout;
 use tonic::{Code, Request};
 
-use super::agent_tests::{agent, code_of, drain, execute, progress, result, state, task, BOUND};
+use super::agent_tests::{agent, code_of, drain, execute, next, progress, result, state, task};
 use super::sim::Motor;
 use crate::proto::beamline_agent_server::BeamlineAgent;
 use crate::proto::{CancelRequest, GetTaskRequest, SubscribeRequest, TaskState};
@@ -85,11 +83,7 @@ async fn a_busy_motor_is_refused_and_a_cancelled_move_stops() {
     )
     .await
     .unwrap();
-    let first = timeout(BOUND, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut stream).await;
     let id = task(&first).task_id.clone();
 
     let (code, msg) = code_of(
@@ -115,11 +109,7 @@ async fn a_busy_motor_is_refused_and_a_cancelled_move_stops() {
 
     // Cancel once it has really moved.
     loop {
-        let e = timeout(BOUND, stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let e = next(&mut stream).await;
         if e.progress.as_ref().and_then(|p| p.fraction).unwrap_or(0.0) > 0.0 {
             break;
         }
@@ -150,11 +140,7 @@ async fn a_retry_with_the_same_key_joins_the_running_move() {
     let mut first = execute(&a, "move_motor", p.clone(), "retry-1")
         .await
         .unwrap();
-    let e = timeout(BOUND, first.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let e = next(&mut first).await;
     let id = task(&e).task_id.clone();
     // The motor is busy, but this is the same request again: same task, no refusal.
     let second = execute(&a, "move_motor", p, "retry-1").await.unwrap();
@@ -209,19 +195,11 @@ async fn a_cancelled_scan_ends_cancelled() {
     let p =
         json!({"motor": "mono_energy", "start": 8000, "stop": 8100, "steps": 100, "dwell_ms": 50});
     let mut stream = execute(&a, "scan", p, "").await.unwrap();
-    let first = timeout(BOUND, stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut stream).await;
     let id = task(&first).task_id.clone();
     // Wait for the first point, then cancel.
     loop {
-        let e = timeout(BOUND, stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let e = next(&mut stream).await;
         if e.progress.is_some_and(|p| p.message.starts_with("point ")) {
             break;
         }
