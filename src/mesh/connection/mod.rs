@@ -1,0 +1,386 @@
+//! The connection to one instance: one HTTP/2 connection (the `h2` crate, under hyper), opened
+//! on first use and reopened after it breaks. A call writes its request to the connection
+//! itself and awaits its response itself; one task per connection drives the socket and its
+//! keepalive PINGs.
+//!
+//! Why not a tonic `Channel` or hyper's client: each hands a request to other tasks — a
+//! `Channel`'s `tower::Buffer` worker; hyper's dispatch task, a task per request body and one
+//! per response — and hyper's body task sends a request's headers and its message in two
+//! writes. On a loopback call of ~120 µs those hand-offs were most of what the mesh and the
+//! gateway added. Here a unary request is one write, and the socket task wakes the caller.
+//! Readiness is not this module's business (the connection is always ready; the endpoint's
+//! health gate decides), and neither is choosing an instance.
+
+mod body;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use h2::client::SendRequest;
+use tokio::net::TcpStream;
+use tonic::body::Body;
+use tower::Service;
+
+/// How a connection is opened and kept.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval, and how long an unanswered PING may wait before the connection
+    /// is closed (a dead host that sends no RST is noticed within about twice this).
+    pub http2_keepalive: Duration,
+}
+
+/// Why a call on a connection failed, and whether its request can have reached the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// No connection could be opened: nothing was written.
+    #[error("tcp connect error: cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The connection ended, or refused the stream, before the request was processed.
+    #[error("the connection to {addr} closed before the request was sent: {source}")]
+    Unsent {
+        addr: String,
+        #[source]
+        source: h2::Error,
+    },
+    /// The request went out (or may have): the stream failed.
+    #[error("HTTP/2 stream to {addr} failed: {source}")]
+    Stream {
+        addr: String,
+        #[source]
+        source: h2::Error,
+    },
+    /// The request cannot be written as HTTP/2 (e.g. a header HTTP/2 forbids).
+    #[error("request not sendable to {addr}: {source}")]
+    Request {
+        addr: String,
+        #[source]
+        source: h2::Error,
+    },
+}
+
+impl ConnectionError {
+    /// Whether the instance cannot have seen the request, so sending it again repeats nothing.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            ConnectionError::Connect { .. }
+            | ConnectionError::Unsent { .. }
+            | ConnectionError::Request { .. } => true,
+            // RFC 9113 §8.7: REFUSED_STREAM means the stream was not processed.
+            ConnectionError::Stream { source, .. } => {
+                source.reason() == Some(h2::Reason::REFUSED_STREAM)
+            }
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the connection to one instance; clones share the connection.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    addr: String,
+    origin: http::uri::Authority,
+    settings: ConnectionSettings,
+    /// The open connection, if any; the fast path only locks this to clone the sender.
+    open: Mutex<Option<Open>>,
+    /// Serialises connecting; holds the last failed attempt, so that callers who waited on
+    /// it share its answer instead of each trying again in turn.
+    connecting: tokio::sync::Mutex<Option<Arc<std::io::Error>>>,
+    /// Connect attempts finished (read before queueing on `connecting`).
+    attempts: AtomicU64,
+    /// Distinguishes connections, so a closing one never clears its successor.
+    generations: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Open {
+    sender: SendRequest<Bytes>,
+    generation: u64,
+}
+
+impl Connection {
+    /// A connection to `addr` (`host:port`), opened on the first call; `None` when `addr` is
+    /// not an authority.
+    pub fn new(addr: &str, settings: ConnectionSettings) -> Option<Connection> {
+        let origin = addr.parse::<http::uri::Authority>().ok()?;
+        Some(Connection {
+            shared: Arc::new(Shared {
+                addr: addr.to_string(),
+                origin,
+                settings,
+                open: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(None),
+                attempts: AtomicU64::new(0),
+                generations: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Sends `request` and returns its response head (the body streams on).
+    async fn send(
+        self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, ConnectionError> {
+        let shared = &self.shared;
+        let (mut parts, body) = request.into_parts();
+        parts.uri = shared.target(&parts.uri);
+        parts.version = http::Version::HTTP_2;
+        strip_connection_headers(&mut parts.headers);
+        let head = http::Request::from_parts(parts, ());
+
+        // A connection found closed before anything was written is replaced once.
+        let mut open = shared.sender().await?;
+        let mut sender = match open.sender.clone().ready().await {
+            Ok(sender) => sender,
+            Err(_) => {
+                shared.forget(open.generation);
+                open = shared.sender().await?;
+                open.sender
+                    .clone()
+                    .ready()
+                    .await
+                    .map_err(|source| shared.unsent(source))?
+            }
+        };
+        let eos = http_body::Body::is_end_stream(&body);
+        let (response, stream) = sender
+            .send_request(head, eos)
+            .map_err(|source| shared.refused(source))?;
+        if !eos {
+            body::send(body, stream).await;
+        }
+        let response = response.await.map_err(|source| shared.failed(source))?;
+        Ok(response.map(|received| Body::new(body::Received::new(received))))
+    }
+}
+
+impl Shared {
+    /// The request's path on this instance's origin.
+    fn target(&self, uri: &http::Uri) -> http::Uri {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.origin.clone());
+        parts.path_and_query = Some(path);
+        // Scheme, authority and a path: always a valid URI.
+        http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+    }
+
+    fn current(&self) -> Option<Open> {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The open connection's sender, connecting first if there is none.
+    async fn sender(self: &Arc<Self>) -> Result<Open, ConnectionError> {
+        if let Some(open) = self.current() {
+            return Ok(open);
+        }
+        let seen = self.attempts.load(Ordering::Acquire);
+        let mut last_failure = self.connecting.lock().await;
+        if let Some(open) = self.current() {
+            return Ok(open);
+        }
+        if self.attempts.load(Ordering::Acquire) != seen {
+            if let Some(source) = last_failure.clone() {
+                return Err(self.connect_error(source));
+            }
+        }
+        let result = self.connect().await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match result {
+            Ok(open) => {
+                *last_failure = None;
+                *self.open.lock().unwrap_or_else(PoisonError::into_inner) = Some(open.clone());
+                Ok(open)
+            }
+            Err(source) => {
+                let source = Arc::new(source);
+                *last_failure = Some(source.clone());
+                Err(self.connect_error(source))
+            }
+        }
+    }
+
+    async fn connect(self: &Arc<Self>) -> std::io::Result<Open> {
+        let opened = async {
+            let tcp = TcpStream::connect(self.addr.as_str()).await?;
+            // gRPC writes small frames; Nagle's algorithm would hold them for the peer's ACK.
+            tcp.set_nodelay(true)?;
+            h2::client::Builder::new()
+                .enable_push(false)
+                .initial_window_size(2 * 1024 * 1024)
+                .initial_connection_window_size(5 * 1024 * 1024)
+                .max_header_list_size(16 * 1024)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .map_err(std::io::Error::other)
+        };
+        let timeout = self.settings.connect_timeout;
+        let (sender, connection) =
+            tokio::time::timeout(timeout, opened).await.map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {timeout:?}"),
+                )
+            })??;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        tokio::spawn(drive(
+            connection,
+            self.settings.http2_keepalive,
+            Arc::downgrade(self),
+            generation,
+        ));
+        Ok(Open { sender, generation })
+    }
+
+    /// Drops the connection `generation` if it is still the current one.
+    fn forget(&self, generation: u64) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.as_ref().is_some_and(|o| o.generation == generation) {
+            *open = None;
+        }
+    }
+
+    fn connect_error(&self, source: Arc<std::io::Error>) -> ConnectionError {
+        ConnectionError::Connect {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    fn unsent(&self, source: h2::Error) -> ConnectionError {
+        ConnectionError::Unsent {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    /// `send_request` failed: the connection's own error means nothing went out; a user error
+    /// means this request cannot be written at all.
+    fn refused(&self, source: h2::Error) -> ConnectionError {
+        // h2's own errors carry a reason or an I/O error; the rest are misuse of the request.
+        if source.reason().is_none() && !source.is_io() {
+            ConnectionError::Request {
+                addr: self.addr.clone(),
+                source,
+            }
+        } else {
+            self.unsent(source)
+        }
+    }
+
+    fn failed(&self, source: h2::Error) -> ConnectionError {
+        ConnectionError::Stream {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}
+
+/// Drives one connection's socket until it closes, or until a keepalive PING goes
+/// unanswered; then makes the next call reconnect.
+async fn drive(
+    mut connection: h2::client::Connection<TcpStream, Bytes>,
+    keepalive: Duration,
+    shared: Weak<Shared>,
+    generation: u64,
+) {
+    let ping_pong = connection.ping_pong();
+    tokio::select! {
+        biased;
+        ended = &mut connection => {
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection to an instance ended");
+            }
+        }
+        () = keep_alive(ping_pong, keepalive) => {
+            tracing::debug!(?keepalive, "no PING answer: closing the connection to an instance");
+        }
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.forget(generation);
+    }
+}
+
+/// Returns when a PING goes unanswered for `every`; never while the connection answers.
+async fn keep_alive(ping_pong: Option<h2::PingPong>, every: Duration) {
+    let Some(mut ping_pong) = ping_pong else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every, ping_pong.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            // The connection failed; its own future reports that.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2); h2 refuses a request that carries one.
+fn strip_connection_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(http::header::TE)
+        .is_some_and(|te| te != "trailers")
+    {
+        headers.remove(http::header::TE);
+    }
+}
+
+impl Service<http::Request<Body>> for Connection {
+    type Response = http::Response<Body>;
+    type Error = ConnectionError;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, ConnectionError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        Box::pin(self.clone().send(request))
+    }
+}
+
+/// Whether `error` (or one it wraps) says the instance cannot have seen the request.
+pub fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<ConnectionError>()
+            .is_some_and(ConnectionError::never_sent)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! The connection against real sockets: a tonic health server on loopback, a port nothing
+//! listens on, and a peer that accepts but never speaks HTTP/2.
+
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use super::*;
+
+fn settings() -> ConnectionSettings {
+    ConnectionSettings {
+        connect_timeout: Duration::from_millis(500),
+        http2_keepalive: Duration::from_secs(10),
+    }
+}
+
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A tonic health server on `listener` ("svc" serving) that counts the connections it
+/// accepts.
+struct HealthServer {
+    accepted: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HealthServer {
+    /// Shuts down as an agent does: GOAWAY on its connections, then the listener closes.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(BOUND, &mut self.task)
+            .await
+            .expect("the server stops within the bound")
+            .unwrap();
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_health(listener: TcpListener) -> HealthServer {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("svc", tonic_health::ServingStatus::Serving)
+        .await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    HealthServer {
+        accepted,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn check(connection: &Connection) -> Result<ServingStatus, tonic::Status> {
+    let mut client = HealthClient::new(connection.clone());
+    let request = HealthCheckRequest {
+        service: "svc".into(),
+    };
+    let response = tokio::time::timeout(BOUND, client.check(request))
+        .await
+        .expect("a check answers within the bound")?;
+    Ok(response.into_inner().status())
+}
+
+#[test]
+fn requests_go_to_the_instance_whatever_origin_they_came_with() {
+    let connection = Connection::new("127.0.0.1:7001", settings()).unwrap();
+    for from in [
+        "/beamline.v1.BeamlineAgent/Describe",
+        "http://gateway:8080/beamline.v1.BeamlineAgent/Describe",
+    ] {
+        let uri = connection.shared.target(&from.parse().unwrap());
+        assert_eq!(
+            uri.to_string(),
+            "http://127.0.0.1:7001/beamline.v1.BeamlineAgent/Describe"
+        );
+    }
+    assert!(Connection::new("not an address", settings()).is_none());
+}
+
+#[test]
+fn forbidden_connection_headers_are_dropped_and_te_trailers_kept() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("connection", "keep-alive".parse().unwrap());
+    headers.insert("keep-alive", "timeout=5".parse().unwrap());
+    headers.insert("te", "trailers".parse().unwrap());
+    headers.insert("x-beamline", "5.3.1".parse().unwrap());
+    strip_connection_headers(&mut headers);
+    assert!(headers.get("connection").is_none() && headers.get("keep-alive").is_none());
+    assert_eq!(headers["te"], "trailers");
+    assert_eq!(headers["x-beamline"], "5.3.1");
+    headers.insert("te", "gzip".parse().unwrap());
+    strip_connection_headers(&mut headers);
+    assert!(headers.get("te").is_none());
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_a_connect_error() {
+    // A port nothing listens on: bind one, note it, close it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let mut connection = Connection::new(&addr, settings()).unwrap();
+    let request = http::Request::builder()
+        .uri("/beamline.v1.BeamlineAgent/Describe")
+        .body(Body::empty())
+        .unwrap();
+    let error = tokio::time::timeout(BOUND, connection.call(request))
+        .await
+        .expect("a refused connect answers at once")
+        .unwrap_err();
+    assert!(
+        matches!(error, ConnectionError::Connect { .. }),
+        "{error:?}"
+    );
+    assert!(is_connect_error(&error), "{error:?}");
+}
+
+#[tokio::test]
+async fn unary_and_streaming_calls_share_one_connection_opened_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = serve_health(listener).await;
+    let connection = Connection::new(&addr, settings()).unwrap();
+
+    // Sixteen first calls at once: one connect, shared.
+    let calls = (0..16).map(|_| check(&connection));
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap(), ServingStatus::Serving);
+    }
+    // A stream on the same connection: its first message arrives.
+    let mut client = HealthClient::new(connection.clone());
+    let request = HealthCheckRequest {
+        service: "svc".into(),
+    };
+    let mut watch = tokio::time::timeout(BOUND, client.watch(request))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(BOUND, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a first status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_closed_by_the_instance_is_reopened_by_the_next_call() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_health(listener).await;
+    let connection = Connection::new(&addr.to_string(), settings()).unwrap();
+    assert_eq!(check(&connection).await.unwrap(), ServingStatus::Serving);
+
+    // The instance restarts on the same port.
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%e, "port not free yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("rebinding {addr}: {e}"),
+        }
+    };
+    let server = serve_health(listener).await;
+    // The old connection's end may be noticed by the first call (which then reconnects) or
+    // before it; either way a call succeeds on a new connection, within the bound.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        match check(&connection).await {
+            Ok(status) => {
+                assert_eq!(status, ServingStatus::Serving);
+                break;
+            }
+            Err(status) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%status, "call during the restart");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("no call succeeded after the restart: {status}"),
+        }
+    }
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_ping_closes_the_connection_and_fails_its_calls() {
+    // A peer that accepts and reads, but never speaks HTTP/2: no SETTINGS, no PONG.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let silent = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut socket, &mut sink).await;
+    });
+    let connection = Connection::new(
+        &addr,
+        ConnectionSettings {
+            connect_timeout: Duration::from_millis(500),
+            http2_keepalive: Duration::from_millis(100),
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = check(&connection).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "failed after {:?}, not within ~2 keepalive periods",
+        started.elapsed()
+    );
+    assert_ne!(status.code(), tonic::Code::Ok);
+    silent.abort();
+}
