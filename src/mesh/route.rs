@@ -29,12 +29,13 @@ use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{BoxError, Service, ServiceExt};
 
+use super::connection::never_sent;
 use super::deadline;
 use super::endpoint::{Endpoint, ServedBy};
 use super::failfast::FailFast;
 use super::pool::Endpoints;
 use super::rendezvous;
-use super::wire::{chain, grpc_timeout, never_written, status_of, trailers_only_status};
+use super::wire::{chain, grpc_timeout, status_of, trailers_only_status};
 use super::MeshSettings;
 use crate::beamline::BeamlineId;
 use crate::discovery::{Discovery, Snapshot};
@@ -337,7 +338,7 @@ impl Route {
                     instance.as_deref().unwrap_or("(balanced)"),
                     chain(error.as_ref())
                 ));
-                if never_written(error.as_ref()) || rpc.is_idempotent() {
+                if never_sent(error.as_ref()) || rpc.is_idempotent() {
                     Outcome::Retry(BoxError::from(status))
                 } else {
                     Outcome::Done(Err(BoxError::from(status)))

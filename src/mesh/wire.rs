@@ -61,31 +61,6 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Whether the error says the connection never opened, so the request was never written.
-pub(super) fn never_written(error: &(dyn std::error::Error + 'static)) -> bool {
-    if super::connection::is_connect_error(error) {
-        return true;
-    }
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::AddrNotAvailable
-                    | std::io::ErrorKind::NotConnected
-            ) {
-                return true;
-            }
-        }
-        if e.to_string().contains("tcp connect error") {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

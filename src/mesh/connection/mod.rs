@@ -38,7 +38,7 @@ pub struct ConnectionSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     /// No connection could be opened: nothing was written.
-    #[error("tcp connect error: cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {source}")]
     Connect {
         addr: String,
         #[source]
@@ -140,14 +140,13 @@ impl Connection {
         let head = http::Request::from_parts(parts, ());
 
         // A connection found closed before anything was written is replaced once.
-        let mut open = shared.sender().await?;
-        let mut sender = match open.sender.clone().ready().await {
+        let open = shared.sender().await?;
+        let mut sender = match open.sender.ready().await {
             Ok(sender) => sender,
             Err(_) => {
                 shared.forget(open.generation);
-                open = shared.sender().await?;
+                let open = shared.sender().await?;
                 open.sender
-                    .clone()
                     .ready()
                     .await
                     .map_err(|source| shared.unsent(source))?
@@ -368,8 +367,9 @@ impl Service<http::Request<Body>> for Connection {
     }
 }
 
-/// Whether `error` (or one it wraps) says the instance cannot have seen the request.
-pub fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error` (or one it wraps) says the instance cannot have seen the request, so
+/// sending it again repeats nothing.
+pub fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if e.downcast_ref::<ConnectionError>()
