@@ -35,7 +35,10 @@
 //! with the agent and, on the gateway paths, with that gateway: at concurrency 64 the cores are
 //! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
 //! processes of a path spend per call. The CPU time each process spent per call (from
-//! `/proc/<pid>/stat`) is reported beside the numbers for that reason.
+//! `/proc/<pid>/stat`) is reported beside the numbers for that reason. With
+//! `MESH_BENCH_GATEWAY_CPU=N` the gateways run on CPU N alone and every other process on the
+//! remaining CPUs (each runtime sizes itself to its CPUs), as when the gateway has a node or a
+//! CPU limit of its own: then the gateway cells measure the hop, not a queue for shared cores.
 //!
 //! Goals (issue 4): mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
 //! added p50 and ≤ 1 ms added p99. Issue 5: the policy layers add ≤ 20 µs p50 (policed gateway
@@ -94,6 +97,10 @@ struct Plan {
     concurrency: Vec<usize>,
     measure: Duration,
     rounds: usize,
+    /// `MESH_BENCH_GATEWAY_CPU=N`: the gateways run on CPU N alone, and everything else (this
+    /// process, the agent, the registry) on the other CPUs, as when the gateway has a node or
+    /// a CPU limit of its own. Unset: every process may run on every CPU.
+    gateway_cpu: Option<usize>,
 }
 
 impl Plan {
@@ -135,7 +142,40 @@ impl Plan {
             })?,
             measure: Duration::from_secs(number("MESH_BENCH_SECONDS", MEASURE.as_secs())?),
             rounds: number("MESH_BENCH_ROUNDS", REPEATS as u64)? as usize,
+            gateway_cpu: match std::env::var("MESH_BENCH_GATEWAY_CPU") {
+                Ok(v) => Some(v.trim().parse::<usize>().with_context(|| {
+                    format!("MESH_BENCH_GATEWAY_CPU: want a CPU number, got {v:?}")
+                })?),
+                Err(_) => None,
+            },
         })
+    }
+
+    /// Pins this process (and so the agent and registry it starts) off the gateway's CPU;
+    /// what the report should say about placement.
+    fn place(&self) -> Result<String> {
+        let Some(gateway_cpu) = self.gateway_cpu else {
+            return Ok(
+                "load generator, in-process mesh, agent, both gateways and registry all \
+                       share them (loopback)"
+                    .to_string(),
+            );
+        };
+        let allowed = support::allowed_cpus()?;
+        ensure!(
+            allowed.contains(&gateway_cpu),
+            "MESH_BENCH_GATEWAY_CPU={gateway_cpu}: not one of this process's CPUs {allowed:?}"
+        );
+        let rest: Vec<usize> = allowed.into_iter().filter(|&c| c != gateway_cpu).collect();
+        ensure!(
+            !rest.is_empty(),
+            "MESH_BENCH_GATEWAY_CPU needs at least two CPUs"
+        );
+        support::pin_self(&rest)?;
+        Ok(format!(
+            "both gateways on CPU {gateway_cpu} alone (MESH_BENCH_GATEWAY_CPU); load generator, \
+             in-process mesh, agent and registry on CPUs {rest:?} (loopback)"
+        ))
     }
 }
 
@@ -158,12 +198,9 @@ fn main() -> Result<()> {
     if !support::invoked_as_bench("mesh", COMMAND) {
         return Ok(());
     }
-    support::print_header(
-        "mesh and gateway benchmark",
-        COMMAND,
-        "load generator, in-process mesh, agent, both gateways and registry all share them (loopback)",
-    );
     let plan = Plan::from_env()?;
+    let placement = plan.place()?;
+    support::print_header("mesh and gateway benchmark", COMMAND, &placement);
     println!(
         "cells: unary Describe over {:?}, concurrency {:?}, {WARMUP:?} warm-up + {:?} measured, {} rounds (paths rotated), medians reported",
         plan.paths.iter().map(|p| p.key()).collect::<Vec<_>>(),
@@ -186,8 +223,16 @@ fn main() -> Result<()> {
 
 /// The release binary with `args`; see [`Proc::start`].
 fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
+    start_on(name, args, None)
+}
+
+/// [`start`], on `cpu` alone if one is given.
+fn start_on(name: &'static str, args: &[&str], cpu: Option<usize>) -> Result<Proc> {
     let mut command = support::bin();
     command.args(args);
+    if let Some(cpu) = cpu {
+        support::pin_command(&mut command, &[cpu])?;
+    }
     Proc::start(name, command)
 }
 
@@ -353,7 +398,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         "agent",
         &["agent", "--beamline", BEAMLINE, "--consul", &consul],
     )?;
-    let gateway = start(
+    let gateway = start_on(
         "gateway",
         &[
             "gateway",
@@ -364,6 +409,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             "--insecure-no-auth",
             "--no-access-log",
         ],
+        plan.gateway_cpu,
     )?;
     let policy_dir = tempfile::Builder::new()
         .prefix("beamline-bench-policy-")
@@ -372,7 +418,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     let policy_path = policy_dir.path().join("policy.toml");
     std::fs::write(&policy_path, policy_file()).context("write policy file")?;
     let policy_arg = policy_path.to_str().context("policy path is not UTF-8")?;
-    let policed = start(
+    let policed = start_on(
         "policed gateway",
         &[
             "gateway",
@@ -386,6 +432,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             "--metrics-listen",
             "127.0.0.1:0",
         ],
+        plan.gateway_cpu,
     )?;
     wait_passing(&consul)
         .await
@@ -665,9 +712,16 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
             added(policed.p99, gateway.p99),
         );
     }
+    let sharing = if plan.gateway_cpu.is_some() {
+        "shares its CPUs with the agent, and the gateway runs on a CPU of its own, so at \
+         concurrency 64 the load generator's CPUs are saturated on every path and the gateway's \
+         CPU is not"
+    } else {
+        "shares the cores with the agent (and the gateway of the path), so at concurrency 64 the \
+         cores are saturated and latency there is mostly queueing"
+    };
     println!(
         "\nThe bench process is the load generator plus, on the mesh path, the in-process mesh; it \
-         shares the cores with the agent (and the gateway of the path), so at concurrency 64 the cores are \
-         saturated and latency there is mostly queueing."
+         {sharing}."
     );
 }

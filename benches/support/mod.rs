@@ -40,6 +40,71 @@ pub fn print_header(title: &str, command: &str, sharing: &str) {
     println!("machine: {cores} cores ({}); {sharing}", cpu_model());
 }
 
+/// Restricts this process to `cpus` (Linux). Call it before any thread starts: threads and child
+/// processes created afterwards inherit the set, and so do the runtimes' default thread counts
+/// (`available_parallelism` reads it).
+pub fn pin_self(cpus: &[usize]) -> Result<()> {
+    let set = cpu_set(cpus)?;
+    // SAFETY: `set` is a valid, initialised cpu_set_t of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    ensure!(
+        rc == 0,
+        "sched_setaffinity {cpus:?}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// Makes `command`'s process run on `cpus` only, from its first instruction.
+pub fn pin_command(command: &mut Command, cpus: &[usize]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let set = cpu_set(cpus)?;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // sched_setaffinity, which is async-signal-safe; `set` was built before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: all zeroes is the empty set; the kernel fills at most `size_of_val(&set)` bytes.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    ensure!(
+        rc == 0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    let bits = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: every index is below the set's size in bits.
+    Ok((0..bits)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+fn cpu_set(cpus: &[usize]) -> Result<libc::cpu_set_t> {
+    ensure!(!cpus.is_empty(), "an empty CPU set");
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        ensure!(
+            cpu < 8 * std::mem::size_of::<libc::cpu_set_t>(),
+            "CPU {cpu} is out of range"
+        );
+        // SAFETY: `cpu` is within the set's bits (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    Ok(set)
+}
+
 /// A multi-threaded Tokio runtime, as `#[tokio::main]` builds it.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
