@@ -8,13 +8,21 @@
 //! Label values a caller chooses (beamline ids, method names, capabilities) are capped: past a
 //! bound, new values are recorded as `_other`, so a client sending random ids cannot grow the
 //! scrape without limit.
+//!
+//! Owns recording: turning a call's end or a refusal into bounded label values and increments,
+//! the per-beamline totals, and the layer that feeds them. The families themselves and the text
+//! of a scrape are `exposition`'s (`metrics_exposition.rs`); this must not render.
+
+#[path = "metrics_exposition.rs"]
+mod exposition;
+
+pub use exposition::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,13 +34,9 @@ use tower::Layer;
 use super::access_line::LineQueue;
 use super::access_log::{AccessLogLayer, Observed};
 use super::limits::Scope;
-use crate::mesh::Mesh;
-
-/// The `Content-Type` of [`GatewayMetrics::render`].
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// The `Content-Type` of [`GatewayMetrics::render_prometheus`].
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use exposition::{
+    beamline_labels, BeamlineLabels, CallLabels, CodeLabels, LimitLabels, MethodLabels,
+};
 
 /// The RPCs of `beamline.v1.BeamlineAgent`; any other method is labelled `_other`.
 const METHODS: [&str; 5] = ["Describe", "Execute", "GetTask", "Subscribe", "Cancel"];
@@ -40,42 +44,6 @@ const METHODS: [&str; 5] = ["Describe", "Execute", "GetTask", "Subscribe", "Canc
 const MAX_BEAMLINES: usize = 1000;
 const MAX_CAPABILITIES: usize = 500;
 pub const OTHER: &str = "_other";
-
-/// 100 µs … 10 min: from a cached Describe next door to a long scan streamed to its end.
-const LATENCY_BUCKETS: [f64; 21] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CallLabels {
-    beamline: String,
-    method: String,
-    capability: String,
-    code: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
-    beamline: String,
-    method: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BeamlineLabels {
-    beamline: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LimitLabels {
-    beamline: String,
-    scope: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabels {
-    code: String,
-}
 
 /// Calls and failed calls of one beamline since start (for the status page's rates).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -154,58 +122,7 @@ pub struct GatewayMetrics {
     scrape: Mutex<u64>,
 }
 
-impl Default for GatewayMetrics {
-    fn default() -> Self {
-        GatewayMetrics::new()
-    }
-}
-
 impl GatewayMetrics {
-    pub fn new() -> GatewayMetrics {
-        let mut registry = Registry::with_prefix("beamline_gateway");
-        let calls = Family::<CallLabels, Counter>::default();
-        let latency = Family::<MethodLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
-        );
-        let in_flight = Family::<BeamlineLabels, Gauge>::default();
-        let rate_limited = Family::<LimitLabels, Counter>::default();
-        let auth_rejected = Family::<CodeLabels, Counter>::default();
-        let instances = Family::<BeamlineLabels, Gauge>::default();
-        let healthy_instances = Family::<BeamlineLabels, Gauge>::default();
-        let discovery_updates = Counter::default();
-        let help = "Calls through the gateway by beamline, method, capability and gRPC code";
-        registry.register("calls", help, calls.clone());
-        let help = "Duration of calls from request to the end of the response stream, seconds";
-        registry.register("call_duration_seconds", help, latency.clone());
-        let help = "Calls in flight by beamline";
-        registry.register("in_flight_calls", help, in_flight.clone());
-        let help = "Calls refused with RESOURCE_EXHAUSTED by beamline and limit scope";
-        registry.register("rate_limited", help, rate_limited.clone());
-        let help = "Calls refused by authentication or authorization, by gRPC code";
-        registry.register("auth_rejections", help, auth_rejected.clone());
-        let help = "Registered instances per beamline the mesh routes";
-        registry.register("instances", help, instances.clone());
-        let help = "Healthy (all checks passing) instances per beamline the mesh routes";
-        registry.register("healthy_instances", help, healthy_instances.clone());
-        let help = "Discovery updates received from Consul";
-        registry.register("discovery_updates", help, discovery_updates.clone());
-        GatewayMetrics {
-            registry,
-            calls,
-            latency,
-            in_flight,
-            rate_limited,
-            auth_rejected,
-            instances,
-            healthy_instances,
-            discovery_updates,
-            beamlines: Capped::new(MAX_BEAMLINES),
-            capabilities: Capped::new(MAX_CAPABILITIES),
-            totals: RwLock::new(HashMap::new()),
-            scrape: Mutex::new(0),
-        }
-    }
-
     /// The label of `beamline` ("" for a call without a valid one).
     pub fn beamline_label(&self, beamline: Option<&str>) -> String {
         beamline.map_or_else(String::new, |b| self.beamlines.label(b))
@@ -291,42 +208,6 @@ impl GatewayMetrics {
         let mut totals = self.totals.write().unwrap_or_else(|e| e.into_inner());
         totals.entry(beamline.to_string()).or_default().clone()
     }
-
-    /// The OpenMetrics text exposition (what Prometheus asks for), with the mesh's instance
-    /// gauges and discovery updates as of now.
-    pub fn render(&self, mesh: &Mesh) -> String {
-        let mut last_updates = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.instances.clear();
-        self.healthy_instances.clear();
-        for (beamline, snapshot) in mesh.beamlines() {
-            let labels = beamline_labels(beamline.as_str());
-            let all = snapshot.instances();
-            let healthy = all.iter().filter(|i| i.healthy).count();
-            self.instances.get_or_create(&labels).set(all.len() as i64);
-            self.healthy_instances
-                .get_or_create(&labels)
-                .set(healthy as i64);
-        }
-        let updates = mesh.discovery_updates();
-        self.discovery_updates
-            .inc_by(updates.saturating_sub(*last_updates));
-        *last_updates = updates;
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
-        text
-    }
-
-    /// The Prometheus 0.0.4 text format, for clients that do not accept OpenMetrics.
-    pub fn render_prometheus(&self, mesh: &Mesh) -> String {
-        openmetrics_to_prometheus(&self.render(mesh))
-    }
-}
-
-fn beamline_labels(beamline: &str) -> BeamlineLabels {
-    BeamlineLabels {
-        beamline: beamline.to_string(),
-    }
 }
 
 fn method_label(method: &str) -> &str {
@@ -335,38 +216,6 @@ fn method_label(method: &str) -> &str {
         .find(|m| **m == method)
         .copied()
         .unwrap_or(OTHER)
-}
-
-/// OpenMetrics → 0.0.4: counters are named with `_total` in HELP and TYPE (their samples
-/// already are), and the `# EOF` / `# UNIT` lines go. Histograms and gauges read the same.
-fn openmetrics_to_prometheus(text: &str) -> String {
-    let counters: HashSet<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let header = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| Some((p, line.strip_prefix(p)?)));
-        match header {
-            Some((prefix, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let suffix = if counters.contains(name) {
-                    "_total"
-                } else {
-                    ""
-                };
-                out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// The canonical name of a gRPC code (`OK`, `RESOURCE_EXHAUSTED`), as in logs and labels.

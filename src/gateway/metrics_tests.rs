@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::beamline::BeamlineId;
 use crate::consul::ConsulConfig;
-use crate::mesh::{CallFacts, MeshSettings, ServedBy};
+use crate::mesh::{CallFacts, Mesh, MeshSettings, ServedBy};
 
 /// A mesh whose Consul never answers (its beamlines stay Pending). Call inside a runtime.
 pub(crate) fn mesh() -> Mesh {
