@@ -4,22 +4,27 @@
 //! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`), a
 //! bare gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth --no-access-log`:
 //! routing only, no policy layer) and a policed gateway (`gateway --listen 127.0.0.1:0 --consul
-//! … --auth-file FILE --allow-plaintext --metrics-listen 127.0.0.1:0`: every layer), waits
+//! … --auth-file FILE --allow-plaintext --metrics-listen 127.0.0.1:0`: every layer), plus a
+//! byte-copying TCP proxy to the agent (this bench re-executed), waits
 //! (bounded) until the agent is passing, and then measures unary `Describe` side by side, in the
-//! same run, over four paths to that one agent:
+//! same run, over five paths to that one agent:
 //!
 //! 1. **direct**: a tonic `Channel` (one HTTP/2 connection) to the agent under the generated
 //!    `BeamlineAgentClient`;
 //! 2. **mesh**: this process's own `Mesh` (`MeshSettings::default()`, Consul discovery, p2c over
 //!    Peak-EWMA, the router, retries and deadlines), `mesh.agent("5.3.1")`;
-//! 3. **gateway**: a tonic `Channel` to the bare gateway, with `x-beamline: 5.3.1` on every
+//! 3. **tcp proxy**: a tonic `Channel` to a process that only copies bytes to the agent (this
+//!    bench re-executed, `support/tcp_proxy.rs`), placed as the gateways are: what one more
+//!    process on the path costs on this machine before any HTTP/2, routing or policy;
+//! 4. **gateway**: a tonic `Channel` to the bare gateway, with `x-beamline: 5.3.1` on every
 //!    request (the gateway runs its own mesh to the agent: one extra hop);
-//! 4. **policed gateway**: the same to the second gateway, whose policy file (written by this
+//! 5. **policed gateway**: the same to the second gateway, whose policy file (written by this
 //!    bench into a temp dir) has one operator caller for every beamline, identified by the
 //!    SHA-256 of an API key, and per-beamline and per-caller limits far above any rate reached
 //!    here (10⁶/s, burst 10⁶), so that no call is refused; every request also carries
-//!    `authorization: Bearer <key>`. The difference from path 3 is the cost of the whole policy
+//!    `authorization: Bearer <key>`. The difference from path 4 is the cost of the whole policy
 //!    stack on a call that passes it: metrics and the access log, authentication, rate limiting.
+//!    The difference between paths 3 and 4 is what the gateway adds over a bare hop.
 //!
 //! The policed gateway writes one access-log line per call to stderr; [`Proc`] sends every
 //! child's stderr to a log file of its own (never a pipe that could fill).
@@ -27,7 +32,7 @@
 //! Each cell (path × concurrency 1 and 64) runs `WARMUP` then `MEASURE`, with `concurrency`
 //! tasks each calling in a loop; a call counts when it completes inside the measured window.
 //! Cells are repeated `REPEATS` times, the order of the paths rotated every round so machine
-//! noise (other builds, the registry's health checks) hits all four alike; the report gives
+//! noise (other builds, the registry's health checks) hits all five alike; the report gives
 //! the median of the rounds. Every request carries the same `grpc-timeout` (5 s), so the agent
 //! does the same work on every path (the mesh would otherwise add its default deadline).
 //!
@@ -89,7 +94,7 @@ const MEASURE: Duration = Duration::from_secs(3);
 const REPEATS: usize = 5;
 
 /// What one run measures. The defaults are the README's run; `MESH_BENCH_PATHS`
-/// (`direct,mesh,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
+/// (`direct,mesh,proxy,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
 /// `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
 /// (`perf record -p PID`; the processes' pids are printed at the start).
 struct Plan {
@@ -195,6 +200,9 @@ const GOAL_GATEWAY_ADDED_P99: Duration = Duration::from_millis(1);
 const GOAL_POLICY_ADDED_P50: Duration = Duration::from_micros(20);
 
 fn main() -> Result<()> {
+    if let Some(upstream) = support::tcp_proxy::requested() {
+        return support::tcp_proxy::serve(&upstream);
+    }
     if !support::invoked_as_bench("mesh", COMMAND) {
         return Ok(());
     }
@@ -249,18 +257,25 @@ async fn wait_passing(consul: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The four paths
+// The five paths
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Direct,
     Mesh,
+    Proxy,
     Gateway,
     Policed,
 }
 
-const PATHS: [Path; 4] = [Path::Direct, Path::Mesh, Path::Gateway, Path::Policed];
+const PATHS: [Path; 5] = [
+    Path::Direct,
+    Path::Mesh,
+    Path::Proxy,
+    Path::Gateway,
+    Path::Policed,
+];
 
 impl Path {
     /// Its name in `MESH_BENCH_PATHS`.
@@ -268,6 +283,7 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Mesh => "mesh",
+            Path::Proxy => "proxy",
             Path::Gateway => "gateway",
             Path::Policed => "policed",
         }
@@ -277,6 +293,7 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Mesh => "mesh",
+            Path::Proxy => "tcp proxy",
             Path::Gateway => "gateway",
             Path::Policed => "policed gateway",
         }
@@ -287,6 +304,7 @@ impl Path {
 enum Client {
     Direct(BeamlineAgentClient<Channel>),
     Mesh(BeamlineAgentClient<MeshChannel>),
+    Proxy(BeamlineAgentClient<Channel>),
     Gateway(BeamlineAgentClient<Channel>),
     Policed(BeamlineAgentClient<Channel>),
 }
@@ -298,6 +316,7 @@ impl Client {
         match self {
             Client::Direct(client) => client.describe(request).await.map(drop),
             Client::Mesh(client) => client.describe(request).await.map(drop),
+            Client::Proxy(client) => client.describe(request).await.map(drop),
             Client::Gateway(client) => {
                 request
                     .metadata_mut()
@@ -411,6 +430,12 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         ],
         plan.gateway_cpu,
     )?;
+    let mut proxy = support::this_bench()?;
+    proxy.args([support::tcp_proxy::FLAG, agent.authority()]);
+    if let Some(cpu) = plan.gateway_cpu {
+        support::pin_command(&mut proxy, &[cpu])?;
+    }
+    let proxy = Proc::start("tcp proxy", proxy)?;
     let policy_dir = tempfile::Builder::new()
         .prefix("beamline-bench-policy-")
         .tempdir()
@@ -438,9 +463,11 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         .await
         .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
     println!(
-        "registry {consul}, agent {} (passing, pid {}), gateway {} (pid {}), policed gateway {} (pid {}), bench pid {}",
+        "registry {consul}, agent {} (passing, pid {}), tcp proxy {} (pid {}), gateway {} (pid {}), policed gateway {} (pid {}), bench pid {}",
         agent.authority(),
         agent.pid(),
+        proxy.authority(),
+        proxy.pid(),
         gateway.authority(),
         gateway.pid(),
         policed.authority(),
@@ -452,6 +479,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     let mut clients = [
         Client::Direct(BeamlineAgentClient::new(channel(agent.authority()).await?)),
         Client::Mesh(mesh.agent(BEAMLINE)?),
+        Client::Proxy(BeamlineAgentClient::new(channel(proxy.authority()).await?)),
         Client::Gateway(BeamlineAgentClient::new(
             channel(gateway.authority()).await?,
         )),
@@ -464,6 +492,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             .first_success(path.label())
             .await
             .with_context(|| match path {
+                Path::Proxy => format!("tcp proxy stderr:\n{}", proxy.stderr_tail()),
                 Path::Gateway => format!("gateway stderr:\n{}", gateway.stderr_tail()),
                 Path::Policed => {
                     format!("policed gateway stderr:\n{}", policed.stderr_tail())
@@ -480,6 +509,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
                 let index = PATHS.iter().position(|p| *p == path).unwrap_or_default();
                 let hop = match path {
                     Path::Policed => &policed,
+                    Path::Proxy => &proxy,
                     _ => &gateway,
                 };
                 let cell = measure(
@@ -636,7 +666,7 @@ fn added(a: Duration, b: Duration) -> f64 {
 fn print_report(plan: &Plan, cells: &[Cell]) {
     println!("\n## Results (median of {} rounds)\n", plan.rounds);
     println!(
-        "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway | errors |"
+        "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway or proxy | errors |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &concurrency in &plan.concurrency {
@@ -645,7 +675,7 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
                 continue;
             };
             let [client, agent, gateway] = s.cpu_per_call;
-            let gateway = if matches!(path, Path::Gateway | Path::Policed) {
+            let gateway = if matches!(path, Path::Proxy | Path::Gateway | Path::Policed) {
                 format!("{gateway:.1}")
             } else {
                 "–".into()
@@ -689,6 +719,27 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
             gateway.per_second / direct.per_second,
             verdict(gateway_p50 <= GOAL_GATEWAY_ADDED_P50.as_secs_f64() * 1e6),
             verdict(gateway_p99 <= GOAL_GATEWAY_ADDED_P99.as_secs_f64() * 1e6),
+        );
+    }
+    println!();
+    println!(
+        "| concurrency | tcp proxy added p50 | tcp proxy added p99 | gateway added p50 over the proxy | gateway added p99 over the proxy |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for &concurrency in &plan.concurrency {
+        let (Some(direct), Some(proxy), Some(gateway)) = (
+            summarize(cells, Path::Direct, concurrency),
+            summarize(cells, Path::Proxy, concurrency),
+            summarize(cells, Path::Gateway, concurrency),
+        ) else {
+            continue;
+        };
+        println!(
+            "| {concurrency} | {:+.0} µs | {:+.0} µs | {:+.0} µs | {:+.0} µs |",
+            added(proxy.p50, direct.p50),
+            added(proxy.p99, direct.p99),
+            added(gateway.p50, proxy.p50),
+            added(gateway.p99, proxy.p99),
         );
     }
     println!();

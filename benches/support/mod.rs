@@ -6,6 +6,8 @@
 //! Each bench includes this file with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod tcp_proxy;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
