@@ -41,9 +41,10 @@
 //! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
 //! processes of a path spend per call. The CPU time each process spent per call (from
 //! `/proc/<pid>/stat`) is reported beside the numbers for that reason. With
-//! `MESH_BENCH_GATEWAY_CPU=N` the gateways run on CPU N alone and every other process on the
-//! remaining CPUs (each runtime sizes itself to its CPUs), as when the gateway has a node or a
-//! CPU limit of its own: then the gateway cells measure the hop, not a queue for shared cores.
+//! `MESH_BENCH_GATEWAY_CPU=N` the gateways and the tcp proxy run on CPU N alone and every other
+//! process on the remaining CPUs (each runtime sizes itself to its CPUs), as when the gateway
+//! has a node or a CPU limit of its own: then the gateway cells measure the hop, not a queue
+//! for shared cores.
 //!
 //! Goals (issue 4): mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
 //! added p50 and ≤ 1 ms added p99. Issue 5: the policy layers add ≤ 20 µs p50 (policed gateway
@@ -102,9 +103,9 @@ struct Plan {
     concurrency: Vec<usize>,
     measure: Duration,
     rounds: usize,
-    /// `MESH_BENCH_GATEWAY_CPU=N`: the gateways run on CPU N alone, and everything else (this
-    /// process, the agent, the registry) on the other CPUs, as when the gateway has a node or
-    /// a CPU limit of its own. Unset: every process may run on every CPU.
+    /// `MESH_BENCH_GATEWAY_CPU=N`: the gateways and the tcp proxy run on CPU N alone, and
+    /// everything else (this process, the agent, the registry) on the other CPUs, as when the
+    /// gateway has a node or a CPU limit of its own. Unset: every process may run on every CPU.
     gateway_cpu: Option<usize>,
 }
 
@@ -178,8 +179,8 @@ impl Plan {
         );
         support::pin_self(&rest)?;
         Ok(format!(
-            "both gateways on CPU {gateway_cpu} alone (MESH_BENCH_GATEWAY_CPU); load generator, \
-             in-process mesh, agent and registry on CPUs {rest:?} (loopback)"
+            "both gateways and the tcp proxy on CPU {gateway_cpu} alone (MESH_BENCH_GATEWAY_CPU); \
+             load generator, in-process mesh, agent and registry on CPUs {rest:?} (loopback)"
         ))
     }
 }

@@ -31,7 +31,9 @@ pub fn invoked_as_bench(name: &str, command: &str) -> bool {
 
 /// The lines every report starts with: title, command, date, commit and the machine.
 pub fn print_header(title: &str, command: &str, sharing: &str) {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The machine's CPUs, not this process's: a bench may have pinned itself to fewer.
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     println!("{title}");
     println!("command: {command}");
     println!("date: {}", shell(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]));
