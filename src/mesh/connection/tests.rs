@@ -240,3 +240,72 @@ async fn an_unanswered_ping_closes_the_connection_and_fails_its_calls() {
     assert_ne!(status.code(), tonic::Code::Ok);
     silent.abort();
 }
+
+/// A request body whose message is not there at the first poll: the connection must write
+/// the headers, then pipe the message when it comes.
+struct LateMessage {
+    message: Option<Bytes>,
+    polled: bool,
+}
+
+impl http_body::Body for LateMessage {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        if !self.polled {
+            self.polled = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(self.message.take().map(|m| Ok(http_body::Frame::data(m))))
+    }
+}
+
+#[tokio::test]
+async fn a_body_not_ready_at_once_is_piped_when_it_comes() {
+    use http_body_util::BodyExt;
+    use prost::Message;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let _server = serve_health(listener).await;
+    let mut connection = Connection::new(&addr, settings()).unwrap();
+
+    let message = HealthCheckRequest {
+        service: "svc".into(),
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::new(LateMessage {
+            message: Some(Bytes::from(framed)),
+            polled: false,
+        }))
+        .unwrap();
+    let response = tokio::time::timeout(BOUND, connection.call(request))
+        .await
+        .expect("an answer within the bound")
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let collected = tokio::time::timeout(BOUND, response.into_body().collect())
+        .await
+        .expect("the whole body within the bound")
+        .unwrap();
+    let trailers = collected.trailers().cloned().expect("gRPC trailers");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    let data = collected.to_bytes();
+    let answer =
+        tonic_health::pb::HealthCheckResponse::decode(data.get(5..).expect("a framed message"))
+            .unwrap();
+    assert_eq!(answer.status(), ServingStatus::Serving);
+}
