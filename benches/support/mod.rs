@@ -1,7 +1,8 @@
 //! What the benchmarks share: child processes of the release binary (started with a deadline on
 //! their listening line, killed and reaped on drop), `/proc` readings (memory, CPU time, where
-//! the resident pages are), percentiles, the report's header lines, and a bounded wait for a
-//! service to be passing in the registry.
+//! the resident pages are), percentiles, the report's header lines, a bounded wait for a
+//! service to be passing in the registry, CPU placement (`sched_setaffinity`) and a
+//! byte-copying TCP proxy (`tcp_proxy`).
 //!
 //! Each bench includes this file with `mod support;` and uses only part of it.
 #![allow(dead_code)]
