@@ -230,15 +230,24 @@ fn main() -> Result<()> {
 // Processes
 // ---------------------------------------------------------------------------------------------
 
-/// The release binary with `args`; see [`Proc::start`].
-fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
-    start_on(name, args, None)
-}
-
-/// [`start`], on `cpu` alone if one is given.
-fn start_on(name: &'static str, args: &[&str], cpu: Option<usize>) -> Result<Proc> {
+/// The release binary with `args`.
+fn binary(args: &[&str]) -> std::process::Command {
     let mut command = support::bin();
     command.args(args);
+    command
+}
+
+/// The release binary with `args`; see [`Proc::start`].
+fn start(name: &'static str, args: &[&str]) -> Result<Proc> {
+    Proc::start(name, binary(args))
+}
+
+/// `command` as [`Proc::start`] does, on `cpu` alone if one is given.
+fn start_on(
+    name: &'static str,
+    mut command: std::process::Command,
+    cpu: Option<usize>,
+) -> Result<Proc> {
     if let Some(cpu) = cpu {
         support::pin_command(&mut command, &[cpu])?;
     }
@@ -420,7 +429,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     )?;
     let gateway = start_on(
         "gateway",
-        &[
+        binary(&[
             "gateway",
             "--listen",
             "127.0.0.1:0",
@@ -428,15 +437,12 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             &consul,
             "--insecure-no-auth",
             "--no-access-log",
-        ],
+        ]),
         plan.gateway_cpu,
     )?;
     let mut proxy = support::this_bench()?;
     proxy.args([support::tcp_proxy::FLAG, agent.authority()]);
-    if let Some(cpu) = plan.gateway_cpu {
-        support::pin_command(&mut proxy, &[cpu])?;
-    }
-    let proxy = Proc::start("tcp proxy", proxy)?;
+    let proxy = start_on("tcp proxy", proxy, plan.gateway_cpu)?;
     let policy_dir = tempfile::Builder::new()
         .prefix("beamline-bench-policy-")
         .tempdir()
@@ -446,7 +452,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     let policy_arg = policy_path.to_str().context("policy path is not UTF-8")?;
     let policed = start_on(
         "policed gateway",
-        &[
+        binary(&[
             "gateway",
             "--listen",
             "127.0.0.1:0",
@@ -457,7 +463,7 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             "--allow-plaintext",
             "--metrics-listen",
             "127.0.0.1:0",
-        ],
+        ]),
         plan.gateway_cpu,
     )?;
     wait_passing(&consul)
