@@ -5,6 +5,7 @@
 //! needs the id reads `Meta.beamline`.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest id accepted.
 pub const MAX_LEN: usize = 32;
@@ -15,9 +16,10 @@ pub const PATTERN: &str = r"^[A-Za-z0-9]+([.-][A-Za-z0-9]+)*$";
 /// The Consul tag every beamline agent instance carries.
 pub const AGENT_TAG: &str = "beamline-agent";
 
-/// A validated beamline id (`5.3.1`, `12.3.1`, `SST-1`).
+/// A validated beamline id (`5.3.1`, `12.3.1`, `SST-1`). Shared, not copied: every call through
+/// the gateway carries one from layer to layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BeamlineId(String);
+pub struct BeamlineId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid beamline id {id:?}: {reason} (expected {PATTERN}, at most {MAX_LEN} characters)")]
@@ -55,7 +57,7 @@ impl BeamlineId {
         if previous_was_separator {
             return bad("a '.' or '-' must sit between letters or digits");
         }
-        Ok(BeamlineId(id.to_string()))
+        Ok(BeamlineId(Arc::from(id)))
     }
 
     pub fn as_str(&self) -> &str {

@@ -113,8 +113,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let beamline = super::beamline_of(&request).ok();
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let beamline = super::beamline_of(&mut request).ok();
         let beamline_label = self
             .metrics
             .as_ref()

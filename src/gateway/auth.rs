@@ -260,7 +260,7 @@ impl<S> Auth<S> {
             .auth
             .authenticate(request.headers())
             .map_err(|status| (status, None))?;
-        let checked = super::beamline_of(request)
+        let checked = super::beamline_of(&mut *request)
             .and_then(|beamline| authorize(&caller, request.uri().path(), &beamline));
         if let Err(status) = checked {
             return Err((status, Some(caller)));

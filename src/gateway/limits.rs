@@ -200,10 +200,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         if !self.buckets.is_empty() {
             // Without a valid beamline the inner service answers INVALID_ARGUMENT.
-            if let Ok(beamline) = super::beamline_of(&request) {
+            if let Ok(beamline) = super::beamline_of(&mut request) {
                 let caller = request
                     .extensions()
                     .get::<Caller>()

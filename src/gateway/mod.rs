@@ -50,8 +50,13 @@ impl NamedService for GatewayService {
     const NAME: &'static str = "beamline.v1.BeamlineAgent";
 }
 
-/// The beamline a request is for, or INVALID_ARGUMENT saying what is wrong.
-pub fn beamline_of<B>(request: &http::Request<B>) -> Result<BeamlineId, Status> {
+/// The beamline a request is for, or INVALID_ARGUMENT saying what is wrong. Parsed once per
+/// call: the first layer to ask keeps the id in the request's extensions for the layers after
+/// it (access log, auth, limits, routing).
+pub fn beamline_of<B>(request: &mut http::Request<B>) -> Result<BeamlineId, Status> {
+    if let Some(beamline) = request.extensions().get::<BeamlineId>() {
+        return Ok(beamline.clone());
+    }
     let value = request.headers().get(ROUTING_KEY).ok_or_else(|| {
         Status::invalid_argument(format!(
             "missing {ROUTING_KEY} metadata naming the beamline"
@@ -60,7 +65,9 @@ pub fn beamline_of<B>(request: &http::Request<B>) -> Result<BeamlineId, Status> 
     let text = value
         .to_str()
         .map_err(|_| Status::invalid_argument(format!("{ROUTING_KEY} is not text")))?;
-    BeamlineId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))
+    let beamline = BeamlineId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    request.extensions_mut().insert(beamline.clone());
+    Ok(beamline)
 }
 
 /// A mesh error as the status the caller gets.
@@ -80,8 +87,8 @@ impl Service<http::Request<Body>> for GatewayService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let beamline = match beamline_of(&request) {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let beamline = match beamline_of(&mut request) {
             Ok(beamline) => beamline,
             Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
         };
@@ -92,5 +99,44 @@ impl Service<http::Request<Body>> for GatewayService {
                 Err(error) => Ok(status_of(error).into_http()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(beamline: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri("/beamline.v1.BeamlineAgent/Describe");
+        if let Some(beamline) = beamline {
+            builder = builder.header(ROUTING_KEY, beamline);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_first_layer_to_ask_keeps_the_beamline_for_the_next() {
+        let mut request = request(Some("5.3.1"));
+        let first = beamline_of(&mut request).unwrap();
+        assert_eq!(request.extensions().get::<BeamlineId>(), Some(&first));
+        // A later layer gets the kept id, not a new parse of the header.
+        request.headers_mut().remove(ROUTING_KEY);
+        assert_eq!(beamline_of(&mut request).unwrap().as_str(), "5.3.1");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_key_is_invalid_argument_naming_it() {
+        let missing = beamline_of(&mut request(None)).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        assert!(
+            missing.message().contains(ROUTING_KEY),
+            "{}",
+            missing.message()
+        );
+        let mut malformed = request(Some("5..3"));
+        let status = beamline_of(&mut malformed).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("5..3"), "{}", status.message());
+        assert!(malformed.extensions().get::<BeamlineId>().is_none());
     }
 }
