@@ -22,7 +22,7 @@ use super::config::{ConfigError, PolicyConfig};
 use super::limits::RateLimitLayer;
 use super::metrics::{GatewayMetrics, MetricsLayer};
 use super::GatewayService;
-use crate::mesh::Mesh;
+use crate::mesh::{Arrival, Mesh};
 
 /// A PEM certificate chain and its key.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ pub enum GatewayError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// The policed router under the name callers dial.
+/// The policed router under the name callers dial; it stamps each call's arrival.
 #[derive(Clone)]
 struct Front<S>(S);
 
@@ -82,7 +82,11 @@ where
         self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> S::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> S::Future {
+        // Stamped first, so that the mesh's deadline starts with tonic's grpc-timeout timer.
+        request
+            .extensions_mut()
+            .insert(Arrival(tokio::time::Instant::now()));
         self.0.call(request)
     }
 }

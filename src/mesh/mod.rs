@@ -31,6 +31,7 @@ use tonic::Status;
 use tower::retry::budget::TpsBudget;
 use tower::{BoxError, Service};
 
+pub use deadline::Arrival;
 pub use endpoint::{EndpointSettings, ServedBy};
 pub use route::CallFacts;
 

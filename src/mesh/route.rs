@@ -192,11 +192,6 @@ impl Route {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.last_used.store(now, Ordering::Relaxed);
         let (mut parts, body) = request.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| Status::cancelled(format!("reading the request: {e}")))?
-            .to_bytes();
         let rpc = Rpc::of(parts.uri.path());
         let caller_deadline = grpc_timeout(&parts.headers);
         if caller_deadline.is_none() && !rpc.is_stream() {
@@ -206,37 +201,55 @@ impl Route {
                 parts.headers.insert("grpc-timeout", value);
             }
         }
-        // Answer a little before the caller's deadline: a server in front of the mesh (the
-        // gateway) expires at the deadline itself, with tonic's CANCELLED instead of
-        // DEADLINE_EXCEEDED.
-        let caller_deadline =
-            caller_deadline.map(|d| d.saturating_sub((d / 20).min(Duration::from_millis(5))));
-        let started = Instant::now();
+        // Answer a little before the caller's deadline, counted from the call's arrival: a
+        // server in front of the mesh (the gateway) expires at the deadline itself, with tonic's
+        // CANCELLED instead of DEADLINE_EXCEEDED.
+        let caller_deadline = caller_deadline.map(deadline::answer_by);
+        let started = parts
+            .extensions
+            .get::<deadline::Arrival>()
+            .map_or_else(Instant::now, |arrival| arrival.0);
         let body_deadline = caller_deadline.map(|d| later(started, d));
+        if body_deadline.is_some_and(|at| at <= Instant::now()) {
+            // Said now, not at the next timer tick, where tonic's own expiry may come first.
+            return Err(BoxError::from(Status::deadline_exceeded(format!(
+                "beamline {}: the caller's deadline passed before the call could be sent",
+                self.beamline
+            ))));
+        }
         let bound = match (caller_deadline, rpc.is_stream()) {
             (Some(d), true) => d.min(self.settings.first_message_timeout),
             (Some(d), false) => d,
             (None, true) => self.settings.first_message_timeout,
             (None, false) => self.settings.unary_timeout,
         };
-        self.budget.deposit();
         let beamline = self.beamline.clone();
-        let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
-        // One timer per call: it bounds the attempts, then (moved if a stream's deadline is
-        // later) the response body. Registering a timer can wake the thread parked on the
-        // runtime's timer driver (a syscall), so a call registers one, not one per bound.
+        // One timer per call: it bounds reading the request and the attempts, then (moved if a
+        // stream's deadline is later) the response body. Registering a timer can wake the
+        // thread parked on the runtime's timer driver (a syscall), so a call registers one, not
+        // one per bound.
         let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
-        let attempts = self.attempts(rpc, parts, bytes);
-        let mut attempts = std::pin::pin!(attempts);
+        let call = async {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| Status::cancelled(format!("reading the request: {e}")))?
+                .to_bytes();
+            let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
+            self.budget.deposit();
+            let response = Arc::clone(&self).attempts(rpc, parts, bytes).await?;
+            Ok::<_, BoxError>((response, facts))
+        };
+        let mut call = std::pin::pin!(call);
         let answered = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = attempts.as_mut().poll(cx) {
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }
             timer.as_mut().poll(cx).map(|()| None)
         })
         .await;
         match answered {
-            Some(Ok(mut response)) => {
+            Some(Ok((mut response, facts))) => {
                 deadline::fix_timeout_status(response.headers_mut());
                 response.extensions_mut().insert(facts);
                 Ok(match body_deadline {

@@ -3,12 +3,13 @@
 //! kills it on drop (printing its stderr when a test panics). Runs with
 //! `RUST_LOG=beamline_mesh=debug` so a failing scenario shows the mesh's routing decisions.
 //!
-//! Owns the child process and its logs; it must not make gRPC calls through it (`calls`), start
+//! Owns the child process and its logs; it must not make gRPC calls through it (`calls`, `raw`), start
 //! agents (`cluster`) or drive traffic (`load`).
 
 mod calls;
 mod cluster;
 mod load;
+mod raw;
 
 // Tests reach these as `support::gateway::NAME`; a binary that uses none of one file's items
 // must not warn.
@@ -18,6 +19,8 @@ pub use calls::*;
 pub use cluster::*;
 #[allow(unused_imports)]
 pub use load::*;
+#[allow(unused_imports)]
+pub use raw::*;
 
 use std::fs::File;
 use std::net::SocketAddr;
