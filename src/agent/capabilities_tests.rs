@@ -1,3 +1,6 @@
+//! Capabilities as a team declares them: schemas checked at start (bad or remote ones refused),
+//! params validated with errors that name the path, and the Struct/JSON conversions.
+
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
 use serde_json::json;

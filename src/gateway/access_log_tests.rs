@@ -1,3 +1,6 @@
+//! The access-log layer around a stand-in inner service, with the log captured: one line per
+//! call when it ends (streams included), refusals at once, CANCELLED for an abandoned call.
+
 use std::io::Write;
 use std::sync::Mutex;
 

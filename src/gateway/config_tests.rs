@@ -1,3 +1,5 @@
+//! The auth file's parser: the documented shape, and errors that name the line and the field.
+
 use super::*;
 
 const DIGEST: &str = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";

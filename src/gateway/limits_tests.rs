@@ -1,3 +1,6 @@
+//! The rate-limit layer around a stand-in inner service: per-beamline and per-caller buckets,
+//! overrides, and refusals counted by scope.
+
 use std::collections::BTreeMap;
 
 use tower::ServiceExt;

@@ -1,3 +1,6 @@
+//! The metrics layer and exposition: calls counted with their labels when their trailers pass,
+//! streams dropped midway as CANCELLED, label escaping and capping, the text format.
+
 use std::convert::Infallible;
 
 use bytes::Bytes;

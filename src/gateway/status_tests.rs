@@ -1,3 +1,6 @@
+//! The status page and its routes: what it shows is escaped, and page, JSON and metrics are
+//! served.
+
 use axum::body::Body;
 use http_body_util::BodyExt;
 use tonic::Code;

@@ -228,9 +228,20 @@ impl AgentProc {
         self.signal("TERM");
     }
 
-    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing.
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing. Returns once
+    /// the kernel reports every thread stopped: `kill` returns when the signal is sent, and on a
+    /// loaded machine a thread may run on a while before it stops.
     pub fn freeze(&self) {
         self.signal("STOP");
+        let pid = self.pid();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "agent {pid} not stopped 5 s after SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Resumes a frozen process (SIGCONT).
@@ -325,4 +336,19 @@ impl Drop for AgentProc {
             );
         }
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T")
+        })
+    })
 }

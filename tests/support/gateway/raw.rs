@@ -47,9 +47,10 @@ impl GatewayProc {
         .body(())
         .expect("request");
         let (response, mut send) = client.send_request(request, false).expect("send headers");
-        // An empty DescribeRequest: uncompressed, zero length.
-        send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
-            .expect("send message");
+        // An empty DescribeRequest: uncompressed, zero length. The gateway may answer (and
+        // close the stream) before it reads the message, so a refused send is not a failure:
+        // the response says what happened.
+        let _ = send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true);
         let response = response.await.expect("response headers");
         let (parts, mut body) = response.into_parts();
         let status_in = |headers: &http::HeaderMap| {
