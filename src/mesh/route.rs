@@ -205,12 +205,13 @@ impl Route {
         // server in front of the mesh (the gateway) expires at the deadline itself, with tonic's
         // CANCELLED instead of DEADLINE_EXCEEDED.
         let caller_deadline = caller_deadline.map(deadline::answer_by);
+        let now = Instant::now();
         let started = parts
             .extensions
             .get::<deadline::Arrival>()
-            .map_or_else(Instant::now, |arrival| arrival.0);
+            .map_or(now, |arrival| arrival.0);
         let body_deadline = caller_deadline.map(|d| later(started, d));
-        if body_deadline.is_some_and(|at| at <= Instant::now()) {
+        if body_deadline.is_some_and(|at| at <= now) {
             // Said now, not at the next timer tick, where tonic's own expiry may come first.
             return Err(BoxError::from(Status::deadline_exceeded(format!(
                 "beamline {}: the caller's deadline passed before the call could be sent",

@@ -3,8 +3,8 @@
 //! kills it on drop (printing its stderr when a test panics). Runs with
 //! `RUST_LOG=beamline_mesh=debug` so a failing scenario shows the mesh's routing decisions.
 //!
-//! Owns the child process and its logs; it must not make gRPC calls through it (`calls`, `raw`), start
-//! agents (`cluster`) or drive traffic (`load`).
+//! Owns the child process and its logs; it must not make gRPC calls through it (`calls`,
+//! `raw`), start agents (`cluster`) or drive traffic (`load`).
 
 mod calls;
 mod cluster;
