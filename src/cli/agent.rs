@@ -86,11 +86,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let instance = Instance::new(args.beamline.clone(), env!("CARGO_PKG_VERSION"));
     let runtime = AgentRuntime::bind(instance, config).await?;
     let agent = DemoAgent::new(runtime.instance(), runtime.tasks(), args.seed);
+    // Before the listening line: a supervisor may send SIGTERM as soon as it sees it.
+    let stop = super::shutdown_signal();
     println!(
         "agent beamline {} listening on {}",
         args.beamline,
         runtime.local_addr()
     );
-    runtime.serve(agent, super::shutdown_signal()).await?;
+    runtime.serve(agent, stop).await?;
     Ok(())
 }

@@ -101,6 +101,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let mesh = Mesh::new(consul, settings);
     let metrics = Arc::new(GatewayMetrics::new());
     let (listener, addr) = gateway::bind(args.listen).await.context("--listen")?;
+    // Before the listening lines: a supervisor may send SIGTERM as soon as it sees one.
+    let stop = super::shutdown_signal();
+    let stop_metrics = super::shutdown_signal();
     println!("gateway listening on {addr}");
     let metrics_server = match args.metrics_listen {
         Some(metrics_addr) => {
@@ -109,11 +112,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 .context("--metrics-listen")?;
             println!("metrics listening on http://{bound}");
             let router = status::router(metrics.clone(), mesh.clone());
-            Some(tokio::spawn(status::serve(
-                listener,
-                router,
-                super::shutdown_signal(),
-            )))
+            Some(tokio::spawn(status::serve(listener, router, stop_metrics)))
         }
         None => None,
     };
@@ -134,7 +133,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         metrics: args.metrics_listen.is_some(),
         health_listener,
     };
-    gateway::serve(mesh, listener, options, metrics, super::shutdown_signal()).await?;
+    gateway::serve(mesh, listener, options, metrics, stop).await?;
     if let Some(server) = metrics_server {
         server.abort();
     }

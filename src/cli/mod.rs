@@ -11,8 +11,11 @@ pub mod log_writer;
 pub mod registry;
 pub mod stack;
 
+use std::future::Future;
 use std::io::Read;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 /// Set (to `1`) by `dev` and `demo` on the processes they start: such a process also stops,
 /// as on SIGTERM, when its stdin reaches end of file — which happens when its parent exits,
@@ -20,30 +23,39 @@ use std::time::Duration;
 pub const STOP_ON_STDIN_EOF_ENV: &str = "BEAMLINE_MESH_STOP_ON_STDIN_EOF";
 
 /// Resolves on SIGTERM or SIGINT (and, under `dev`/`demo`, when the parent is gone: see
-/// [`STOP_ON_STDIN_EOF_ENV`]).
-pub async fn shutdown_signal() {
-    tokio::select! {
-        _ = signal() => {}
-        _ = parent_gone() => {}
+/// [`STOP_ON_STDIN_EOF_ENV`]). The signal handlers are installed when this is called, not when
+/// the future is first polled: call it before printing a listening line, or a SIGTERM sent as
+/// soon as that line appears kills the process with the default action and skips the drain.
+/// Needs a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let signal = signal();
+    async move {
+        tokio::select! {
+            _ = signal => {}
+            _ = parent_gone() => {}
+        }
     }
 }
 
-async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+fn signal() -> BoxFuture<'static, ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Resolves when stdin reaches end of file, if [`STOP_ON_STDIN_EOF_ENV`] is set; never otherwise.

@@ -44,9 +44,11 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let (registry, listener, addr) = registry::bind(config, args.listen)
         .await
         .context("cannot start the registry")?;
+    // Before the listening line: a supervisor may send SIGTERM as soon as it sees it.
+    let stop = super::shutdown_signal();
     println!("registry listening on http://{addr}");
     tokio::select! {
         result = registry.serve(listener) => result.context("registry server failed"),
-        _ = super::shutdown_signal() => Ok(()),
+        _ = stop => Ok(()),
     }
 }
