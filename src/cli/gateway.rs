@@ -103,13 +103,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let (listener, addr) = gateway::bind(args.listen).await.context("--listen")?;
     // Before the listening lines: a supervisor may send SIGTERM as soon as it sees one.
     let stop = super::shutdown_signal();
-    let stop_metrics = super::shutdown_signal();
     println!("gateway listening on {addr}");
     let metrics_server = match args.metrics_listen {
         Some(metrics_addr) => {
             let (listener, bound) = gateway::bind(metrics_addr)
                 .await
                 .context("--metrics-listen")?;
+            let stop_metrics = super::shutdown_signal();
             println!("metrics listening on http://{bound}");
             let router = status::router(metrics.clone(), mesh.clone());
             Some(tokio::spawn(status::serve(listener, router, stop_metrics)))

@@ -89,7 +89,7 @@ pub struct Connection {
 }
 
 struct Shared {
-    addr: String,
+    /// The instance's `host:port`: what is dialled and named in errors.
     origin: http::uri::Authority,
     settings: ConnectionSettings,
     /// The open connection, if any; the fast path only locks this to clone the sender.
@@ -116,7 +116,6 @@ impl Connection {
         let origin = addr.parse::<http::uri::Authority>().ok()?;
         Some(Connection {
             shared: Arc::new(Shared {
-                addr: addr.to_string(),
                 origin,
                 settings,
                 open: Mutex::new(None),
@@ -219,7 +218,7 @@ impl Shared {
 
     async fn connect(self: &Arc<Self>) -> std::io::Result<Open> {
         let opened = async {
-            let tcp = TcpStream::connect(self.addr.as_str()).await?;
+            let tcp = TcpStream::connect(self.origin.as_str()).await?;
             // gRPC writes small frames; Nagle's algorithm would hold them for the peer's ACK.
             tcp.set_nodelay(true)?;
             h2::client::Builder::new()
@@ -259,14 +258,14 @@ impl Shared {
 
     fn connect_error(&self, source: Arc<std::io::Error>) -> ConnectionError {
         ConnectionError::Connect {
-            addr: self.addr.clone(),
+            addr: self.origin.to_string(),
             source,
         }
     }
 
     fn unsent(&self, source: h2::Error) -> ConnectionError {
         ConnectionError::Unsent {
-            addr: self.addr.clone(),
+            addr: self.origin.to_string(),
             source,
         }
     }
@@ -277,7 +276,7 @@ impl Shared {
         // h2's own errors carry a reason or an I/O error; the rest are misuse of the request.
         if source.reason().is_none() && !source.is_io() {
             ConnectionError::Request {
-                addr: self.addr.clone(),
+                addr: self.origin.to_string(),
                 source,
             }
         } else {
@@ -287,7 +286,7 @@ impl Shared {
 
     fn failed(&self, source: h2::Error) -> ConnectionError {
         ConnectionError::Stream {
-            addr: self.addr.clone(),
+            addr: self.origin.to_string(),
             source,
         }
     }
