@@ -2,7 +2,9 @@
 //! and real tonic clients sending `x-beamline: 5.3.1`: calls spread fairly over the instances,
 //! a kill -9 during a stream of calls costs no call, a new instance gets traffic within a second
 //! of passing its check, a SIGTERM'd instance drains without a failed call and gets nothing
-//! after it deregisters, and a stopped registry does not stop calls to the known instances.
+//! after it deregisters, a stopped registry does not stop calls to the known instances, and an
+//! instance that fails its check and passes again (maintenance, SIGSTOP) is routed again within a
+//! second, with no call in between to wake the balancer.
 
 mod support;
 
@@ -316,5 +318,138 @@ async fn a_sequential_describe_takes_no_delayed_ack_stall() {
         d < ms(10) && g < ms(10),
         "median sequential Describe: direct to the agent {d:?}, through the gateway {g:?} \
          (want < 10 ms each on loopback)"
+    );
+}
+
+/// The gateway's `/metrics` as `(passing in Consul, used by the balancer)` for `beamline`.
+async fn instance_gauges(metrics_base: &str, beamline: &str) -> (f64, f64) {
+    let (_, _, text) = support::policy::http_get(&format!("{metrics_base}/metrics")).await;
+    let samples = support::policy::parse_prometheus(&text);
+    let gauge = |name: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name && s.labels.get("beamline").map(String::as_str) == Some(beamline)
+            })
+            .map_or(-1.0, |s| s.value)
+    };
+    (
+        gauge("beamline_gateway_healthy_instances"),
+        gauge("beamline_gateway_routable_instances"),
+    )
+}
+
+/// Polls Describe through the gateway until instance `id` answers; returns when it did.
+async fn first_answer_from(
+    gateway: &GatewayProc,
+    id: &str,
+    timeout: std::time::Duration,
+) -> Instant {
+    let mut client = gateway.client().await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match describe(&mut client, BEAMLINE).await {
+            Ok(answered) if answered == id => return Instant::now(),
+            other => other,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "no Describe through the gateway reached {id} within {timeout:?}; last answer \
+             {last:?}\n--- gateway stderr ---\n{}",
+            gateway.stderr_tail(4000)
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_back_from_maintenance_is_routed_again_within_a_second() {
+    let _shared = CORES.read().await;
+    // One instance, no traffic while it is away: the balancer must take both changes (gone,
+    // back) on its own, not when the next call arrives.
+    let c = Cluster::start(BEAMLINE, 1, |g| g.arg("--metrics-listen", "127.0.0.1:0")).await;
+    let metrics = c
+        .gateway
+        .wait_stdout_line("metrics listening on ", secs(10))
+        .await;
+    let id = c.ids[0].clone();
+    let service = service_name(BEAMLINE);
+    let maintenance = format!("/v1/agent/service/maintenance/{id}");
+
+    let resp = c
+        .registry
+        .put_empty(&format!("{maintenance}?enable=true&reason=t"))
+        .await;
+    assert_eq!(resp.code(), 200, "maintenance on: {resp:?}");
+    poll_until(
+        secs(10),
+        "the gateway to see the instance leave",
+        async || instance_gauges(&metrics, BEAMLINE).await,
+        |(passing, routable)| *passing == 0.0 && *routable == 0.0,
+    )
+    .await;
+    let resp = c
+        .registry
+        .put_empty(&format!("{maintenance}?enable=false"))
+        .await;
+    assert_eq!(resp.code(), 200, "maintenance off: {resp:?}");
+    support::agent::wait_passing(&c.registry, &service, &id, secs(10)).await;
+    let passing_at = Instant::now();
+
+    // The gauges converge: what the balancer uses is what Consul has passing, within 1 s.
+    poll_until(
+        secs(1),
+        "routable_instances to equal healthy_instances (1) within 1 s of passing",
+        async || instance_gauges(&metrics, BEAMLINE).await,
+        |(passing, routable)| *passing == 1.0 && *routable == 1.0,
+    )
+    .await;
+    let answered_at = first_answer_from(&c.gateway, &id, secs(5)).await;
+    let delay = answered_at.saturating_duration_since(passing_at);
+    assert!(
+        delay < secs(1),
+        "the instance answered through the gateway {delay:?} after it passed again (want < 1 s)"
+    );
+    // And it stays routed: every call now succeeds.
+    let mut client = c.gateway.client().await;
+    for i in 0..20 {
+        describe(&mut client, BEAMLINE)
+            .await
+            .unwrap_or_else(|e| panic!("call {i} after the blip failed: {e:?}"));
+    }
+    let (_, _, status) = support::policy::http_get(&format!("{metrics}/status.json")).await;
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status.json is JSON");
+    let instance = &status["beamlines"][0]["instances"][0];
+    assert_eq!(instance["healthy"], true, "status.json: {status}");
+    assert_eq!(instance["routable"], true, "status.json: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_paused_past_its_check_timeout_gets_traffic_again_once_it_passes() {
+    let _shared = CORES.read().await;
+    let c = Cluster::start(BEAMLINE, 2, |g| g).await;
+    let victim = c.ids[0].clone();
+    let service = service_name(BEAMLINE);
+
+    // SIGSTOP past the check timeout (300 ms): the registry's check fails and Consul marks the
+    // instance critical; no call flows meanwhile.
+    c.agents[0].freeze();
+    poll_until(
+        secs(10),
+        "the frozen instance to leave ?passing",
+        async || support::agent::health_entry(&c.registry, &service, &victim, true).await,
+        Option::is_none,
+    )
+    .await;
+    c.agents[0].thaw();
+    support::agent::wait_passing(&c.registry, &service, &victim, secs(10)).await;
+    let passing_at = Instant::now();
+
+    let answered_at = first_answer_from(&c.gateway, &victim, secs(5)).await;
+    let delay = answered_at.saturating_duration_since(passing_at);
+    assert!(
+        delay < secs(1),
+        "the resumed instance {victim} answered through the gateway {delay:?} after it passed \
+         again (want < 1 s)"
     );
 }

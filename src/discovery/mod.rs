@@ -11,7 +11,7 @@ mod watch;
 
 use std::sync::Arc;
 
-pub use diff::{diff, healthy};
+pub use diff::{diff, diff_by, healthy};
 pub use watch::{spawn, Discovery, WatchSettings};
 
 /// One registered instance of a service.

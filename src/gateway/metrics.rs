@@ -113,6 +113,7 @@ pub struct GatewayMetrics {
     auth_rejected: Family<CodeLabels, Counter>,
     instances: Family<BeamlineLabels, Gauge>,
     healthy_instances: Family<BeamlineLabels, Gauge>,
+    routable_instances: Family<BeamlineLabels, Gauge>,
     discovery_updates: Counter,
     beamlines: Capped,
     capabilities: Capped,

@@ -79,6 +79,7 @@ impl GatewayMetrics {
         let auth_rejected = Family::<CodeLabels, Counter>::default();
         let instances = Family::<BeamlineLabels, Gauge>::default();
         let healthy_instances = Family::<BeamlineLabels, Gauge>::default();
+        let routable_instances = Family::<BeamlineLabels, Gauge>::default();
         let discovery_updates = Counter::default();
         let help = "Calls through the gateway by beamline, method, capability and gRPC code";
         registry.register("calls", help, calls.clone());
@@ -94,6 +95,9 @@ impl GatewayMetrics {
         registry.register("instances", help, instances.clone());
         let help = "Healthy (all checks passing) instances per beamline the mesh routes";
         registry.register("healthy_instances", help, healthy_instances.clone());
+        let help = "Instances per beamline the balancer will use (held, health gate open); \
+                    alert when it stays below healthy_instances";
+        registry.register("routable_instances", help, routable_instances.clone());
         let help = "Discovery updates received from Consul";
         registry.register("discovery_updates", help, discovery_updates.clone());
         GatewayMetrics {
@@ -105,6 +109,7 @@ impl GatewayMetrics {
             auth_rejected,
             instances,
             healthy_instances,
+            routable_instances,
             discovery_updates,
             beamlines: Capped::new(MAX_BEAMLINES),
             capabilities: Capped::new(MAX_CAPABILITIES),
@@ -119,14 +124,17 @@ impl GatewayMetrics {
         let mut last_updates = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.instances.clear();
         self.healthy_instances.clear();
-        for (beamline, snapshot) in mesh.beamlines() {
-            let labels = beamline_labels(beamline.as_str());
-            let all = snapshot.instances();
-            let healthy = all.iter().filter(|i| i.healthy).count();
+        self.routable_instances.clear();
+        for route in mesh.beamlines() {
+            let labels = beamline_labels(route.beamline.as_str());
+            let all = route.resolution.instances();
             self.instances.get_or_create(&labels).set(all.len() as i64);
             self.healthy_instances
                 .get_or_create(&labels)
-                .set(healthy as i64);
+                .set(route.passing() as i64);
+            self.routable_instances
+                .get_or_create(&labels)
+                .set(route.routable.len() as i64);
         }
         let updates = mesh.discovery_updates();
         self.discovery_updates

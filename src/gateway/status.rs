@@ -8,7 +8,7 @@
 //! is the change since the oldest kept sample over the time between. Nothing is computed per
 //! call for the page, and a page load costs a few map copies.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
@@ -76,16 +76,26 @@ impl StatusState {
         let (baseline, totals) = self.sample();
         let window_secs = baseline.as_ref().map(|b| b.at.elapsed().as_secs_f64());
         let mut beamlines: BTreeMap<String, BeamlineView> = BTreeMap::new();
-        for (id, snapshot) in self.mesh.beamlines() {
-            let (state, instances) = match &*snapshot {
+        for route in self.mesh.beamlines() {
+            let (state, instances) = match &*route.resolution {
                 Resolution::Pending => ("pending", vec![]),
                 Resolution::NotFound => ("not registered", vec![]),
-                Resolution::Instances(all) => ("routed", all.iter().map(instance).collect()),
+                Resolution::Instances(all) => {
+                    let instances: Vec<InstanceView> =
+                        all.iter().map(|i| instance(i, &route.routable)).collect();
+                    let state = if instances.iter().any(|i| i.healthy) {
+                        "routed"
+                    } else if instances.iter().any(|i| i.passing) {
+                        // Consul says passing, but the balancer has no open gate: say so.
+                        "not routable (no instance answers its health watch)"
+                    } else {
+                        "no healthy instance"
+                    };
+                    (state, instances)
+                }
             };
-            beamlines.insert(
-                id.to_string(),
-                BeamlineView::new(id.to_string(), state, instances),
-            );
+            let id = route.beamline.to_string();
+            beamlines.insert(id.clone(), BeamlineView::new(id, state, instances));
         }
         for (id, now) in &totals {
             let view = beamlines
@@ -107,11 +117,14 @@ impl StatusState {
     }
 }
 
-fn instance(i: &crate::discovery::Instance) -> InstanceView {
+fn instance(i: &crate::discovery::Instance, routable: &BTreeSet<String>) -> InstanceView {
+    let routable = routable.contains(&i.id);
     InstanceView {
         id: i.id.clone(),
         address: i.addr.clone(),
-        healthy: i.healthy,
+        healthy: i.healthy && routable,
+        passing: i.healthy,
+        routable,
     }
 }
 
@@ -153,7 +166,12 @@ impl BeamlineView {
 pub struct InstanceView {
     pub id: String,
     pub address: String,
+    /// Passing in Consul and used by the balancer: what "healthy" means on this page.
     pub healthy: bool,
+    /// Every Consul check of the instance passes.
+    pub passing: bool,
+    /// The balancer holds the instance and its health gate is open.
+    pub routable: bool,
 }
 
 /// The metrics listener's routes. Inside a Tokio runtime it also starts the sampling task,
@@ -272,10 +290,10 @@ pub fn render_page(view: &StatusView) -> String {
             let healthy = b.instances.iter().filter(|i| i.healthy).count();
             let mut instances = String::new();
             for i in &b.instances {
-                let (class, health) = if i.healthy {
-                    ("ok", "healthy")
-                } else {
-                    ("bad", "unhealthy")
+                let (class, health) = match (i.healthy, i.passing) {
+                    (true, _) => ("ok", "healthy"),
+                    (false, true) => ("bad", "passing in Consul, not routable"),
+                    (false, false) => ("bad", "unhealthy"),
                 };
                 let _ = write!(
                     instances,

@@ -62,6 +62,8 @@ fn the_page_escapes_what_it_shows_and_refreshes_itself() {
                 id: "<script>alert(1)</script>".into(),
                 address: "10.0.0.1:5000\"".into(),
                 healthy: false,
+                passing: true,
+                routable: false,
             }],
             calls_total: 10,
             errors_total: 1,
@@ -75,6 +77,8 @@ fn the_page_escapes_what_it_shows_and_refreshes_itself() {
     assert!(!html.contains("<script>"));
     assert!(html.contains("10.0.0.1:5000&quot;"));
     assert!(html.contains("0/1 healthy"));
+    // Passing in Consul but not used by the balancer is not "healthy" on the page.
+    assert!(html.contains("passing in Consul, not routable"));
     assert!(html.contains("0.50/s"));
     assert!(
         !html.contains("http://") && !html.contains("https://"),

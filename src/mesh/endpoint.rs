@@ -89,6 +89,20 @@ impl Endpoint {
         })
     }
 
+    /// An endpoint whose gate is `gate` (driven by the test), for balancer tests without I/O:
+    /// it starts no health watch and never connects unless called.
+    #[cfg(test)]
+    pub fn with_gate(id: &str, addr: &str, gate: watch::Receiver<bool>) -> Endpoint {
+        let settings = EndpointSettings::default();
+        Endpoint {
+            id: id.to_string(),
+            addr: addr.to_string(),
+            connection: Connection::new(addr, settings.connection()).expect("a host:port"),
+            gate,
+            health_task: tokio::spawn(std::future::pending()),
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         *self.gate.borrow()
     }

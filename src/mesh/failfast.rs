@@ -32,6 +32,11 @@ impl<S> FailFast<S> {
             why,
         }
     }
+
+    /// The service behind failfast, to drive it without starting failfast's clock.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S, Req> Service<Req> for FailFast<S>

@@ -88,6 +88,28 @@ impl Default for MeshSettings {
     }
 }
 
+/// One routed beamline as the mesh sees it now.
+#[derive(Debug, Clone)]
+pub struct RouteStatus {
+    pub beamline: BeamlineId,
+    /// What discovery knows: the registered instances and whether Consul has them passing.
+    pub resolution: Snapshot,
+    /// The instances the balancer will use now (it holds them and their health gate is open).
+    /// An instance passing in Consul but not here gets no balanced call.
+    pub routable: std::collections::BTreeSet<String>,
+}
+
+impl RouteStatus {
+    /// Instances passing every Consul check.
+    pub fn passing(&self) -> usize {
+        self.resolution
+            .instances()
+            .iter()
+            .filter(|i| i.healthy)
+            .count()
+    }
+}
+
 /// The framework's handle; cheap to clone.
 #[derive(Clone)]
 pub struct Mesh {
@@ -142,15 +164,19 @@ impl Mesh {
         self.channel(beamline).route.resolution()
     }
 
-    /// Every beamline the mesh currently routes, with what discovery knows of it (for status
-    /// pages and metrics; it starts no watch).
-    pub fn beamlines(&self) -> Vec<(BeamlineId, Snapshot)> {
+    /// Every beamline the mesh currently routes, with what discovery knows of it and which
+    /// instances its balancer will use (for status pages and metrics; it starts no watch).
+    pub fn beamlines(&self) -> Vec<RouteStatus> {
         let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = routes
             .iter()
-            .map(|(id, route)| (id.clone(), route.resolution()))
+            .map(|(id, route)| RouteStatus {
+                beamline: id.clone(),
+                resolution: route.resolution(),
+                routable: route.routable(),
+            })
             .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by(|a, b| a.beamline.cmp(&b.beamline));
         all
     }
 
@@ -183,8 +209,10 @@ impl Mesh {
             endpoints_tx,
             settings.endpoint.clone(),
         ));
+        let (balanced_tx, balanced) = watch::channel(Arc::default());
         let discover = pool::Discover::new(
             endpoints.clone(),
+            balanced_tx,
             settings.initial_rtt,
             settings.rtt_decay,
             settings.rtt_floor,
@@ -196,12 +224,16 @@ impl Mesh {
         let why = Arc::new(move || no_instance(&why_beamline, &why_snapshot.borrow()));
         let failfast = failfast::FailFast::new(balance, settings.failfast, why);
         let balancer = Arc::new(tokio::sync::Mutex::new(failfast));
+        let discovery_task =
+            tokio::spawn(route::apply_discovery(balancer.clone(), endpoints.clone()));
         Arc::new(Route {
             beamline: beamline.clone(),
             discovery,
             snapshot,
             endpoints,
+            balanced,
             pool_task,
+            discovery_task,
             balancer,
             budget: TpsBudget::new(
                 Duration::from_secs(10),

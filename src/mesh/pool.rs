@@ -2,6 +2,12 @@
 //! traffic) and keeps one [`Endpoint`] per healthy instance — so health gates are warm before
 //! the first call — and the `Discover` stream that feeds those endpoints to tower's p2c.
 //!
+//! An endpoint's identity is the [`Endpoint`] itself (its connection and health watch), not its
+//! id and address: an instance that leaves and comes back gets a new endpoint, and the balancer
+//! must swap the old service (whose gate died with the old health watch) for the new one, even
+//! when it sees both changes at once. `Discover` also publishes the endpoints the balancer holds,
+//! so status pages and metrics report what the balancer does, not what Consul says.
+//!
 //! Owns endpoint lifetimes; routing decisions are the router's and the balancer's.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -69,7 +75,10 @@ pub type Balanced = Gated<PeakEwma<Tagged<Connection>>>;
 /// The endpoints as tower `Change`s, for `tower::balance::p2c::Balance`.
 pub struct Discover {
     endpoints: WatchStream<Endpoints>,
-    known: BTreeMap<String, String>,
+    /// The endpoints handed to the balancer (it drains this stream whenever it polls it).
+    known: BTreeMap<String, Arc<Endpoint>>,
+    /// `known`, published for readers outside the balancer.
+    balanced: watch::Sender<Endpoints>,
     pending: VecDeque<Change<String, Balanced>>,
     initial_rtt: Duration,
     decay: Duration,
@@ -77,8 +86,10 @@ pub struct Discover {
 }
 
 impl Discover {
+    /// A stream over `endpoints`; `balanced` is told which endpoints the balancer holds.
     pub fn new(
         endpoints: watch::Receiver<Endpoints>,
+        balanced: watch::Sender<Endpoints>,
         initial_rtt: Duration,
         decay: Duration,
         floor: Duration,
@@ -86,6 +97,7 @@ impl Discover {
         Discover {
             endpoints: WatchStream::new(endpoints),
             known: BTreeMap::new(),
+            balanced,
             pending: VecDeque::new(),
             initial_rtt,
             decay,
@@ -94,15 +106,11 @@ impl Discover {
     }
 
     fn update(&mut self, endpoints: &Endpoints) {
-        let next = endpoints
-            .iter()
-            .map(|(id, e)| (id.clone(), e.addr.clone()))
-            .collect();
-        for change in discovery::diff(&self.known, &next) {
+        let next: BTreeMap<String, Arc<Endpoint>> = (**endpoints).clone();
+        for change in discovery::diff_by(&self.known, &next, Arc::ptr_eq) {
             self.pending.push_back(match change {
                 Change::Remove(id) => Change::Remove(id),
-                Change::Insert(id, _) => {
-                    let endpoint = &endpoints[&id];
+                Change::Insert(id, endpoint) => {
                     let load = PeakEwma::new(
                         Tagged::new(endpoint.connection.clone(), &id),
                         self.initial_rtt,
@@ -114,6 +122,7 @@ impl Discover {
             });
         }
         self.known = next;
+        self.balanced.send_replace(endpoints.clone());
     }
 }
 

@@ -49,6 +49,25 @@ pub type Response = http::Response<Body>;
 pub type Balancer =
     Arc<tokio::sync::Mutex<FailFast<tower::balance::p2c::Balance<super::pool::Discover, Request>>>>;
 
+/// Applies discovery to the balancer whether or not calls flow: on every change of the pool's
+/// endpoints, polls the balancer's readiness once (as linkerd2-proxy's balancer worker does
+/// from its own task), so that tower's p2c drains its `Discover` stream, drops services of
+/// instances that left and takes in new ones. Callers still drive the balancer in their own
+/// task; this only makes sure an idle balancer never holds a stale set. Returns when the pool
+/// ends.
+pub(super) async fn apply_discovery(balancer: Balancer, mut endpoints: watch::Receiver<Endpoints>) {
+    while endpoints.changed().await.is_ok() {
+        let mut p2c = balancer.lock().await;
+        // One poll of the balancer itself (not failfast's clock): readiness is not the point,
+        // its result is for whichever call comes next.
+        std::future::poll_fn(|cx| {
+            let _ = p2c.get_mut().poll_ready(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+}
+
 /// Which RPC a request is, by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rpc {
@@ -119,7 +138,11 @@ pub struct Route {
     pub(super) discovery: Discovery,
     pub(super) snapshot: watch::Receiver<Snapshot>,
     pub(super) endpoints: watch::Receiver<Endpoints>,
+    /// The endpoints the balancer holds now (its services; each is used while its gate is open).
+    pub(super) balanced: watch::Receiver<Endpoints>,
     pub(super) pool_task: tokio::task::JoinHandle<()>,
+    /// [`apply_discovery`] on this route's balancer.
+    pub(super) discovery_task: tokio::task::JoinHandle<()>,
     pub(super) balancer: Balancer,
     pub(super) budget: TpsBudget,
     pub(super) settings: Arc<MeshSettings>,
@@ -131,12 +154,23 @@ pub struct Route {
 impl Drop for Route {
     fn drop(&mut self) {
         self.pool_task.abort();
+        self.discovery_task.abort();
     }
 }
 
 impl Route {
     pub fn resolution(&self) -> Snapshot {
         self.snapshot.borrow().clone()
+    }
+
+    /// The instances the balancer will use now: those it holds whose health gate is open.
+    pub fn routable(&self) -> std::collections::BTreeSet<String> {
+        self.balanced
+            .borrow()
+            .values()
+            .filter(|e| e.is_open())
+            .map(|e| e.id.clone())
+            .collect()
     }
 
     pub(super) fn idle_for(&self) -> Duration {

@@ -11,9 +11,10 @@ use tower::balance::p2c::Balance;
 use tower::discover::Change;
 use tower::{BoxError, Service, ServiceExt};
 
-use super::endpoint::Gated;
+use super::endpoint::{Endpoint, Gated};
 use super::failfast::FailFast;
 use super::load::PeakEwma;
+use super::pool::{Discover, Endpoints};
 
 type Named = tower::util::BoxService<(), &'static str, BoxError>;
 
@@ -95,4 +96,97 @@ async fn both_open_instances_get_calls() {
     }
     assert!(seen.get("a").copied().unwrap_or(0) > 20, "{seen:?}");
     assert!(seen.get("b").copied().unwrap_or(0) > 20, "{seen:?}");
+}
+
+/// A pool's endpoints map of `endpoints`.
+fn pool_of(endpoints: &[&Arc<Endpoint>]) -> Endpoints {
+    Arc::new(
+        endpoints
+            .iter()
+            .map(|e| (e.id.clone(), Arc::clone(e)))
+            .collect(),
+    )
+}
+
+/// A p2c balancer over the pool's `endpoints` (and the endpoints it holds), as the mesh builds it.
+fn balancer_over(
+    endpoints: watch::Receiver<Endpoints>,
+) -> (
+    Balance<Discover, super::route::Request>,
+    watch::Receiver<Endpoints>,
+) {
+    let (balanced_tx, balanced) = watch::channel(Endpoints::default());
+    let discover = Discover::new(
+        endpoints,
+        balanced_tx,
+        Duration::from_micros(100),
+        Duration::from_secs(2),
+        Duration::from_millis(5),
+    );
+    (Balance::new(discover), balanced)
+}
+
+/// Whether the balancer has a ready service now (one poll).
+fn ready_now<S: Service<super::route::Request>>(balance: &mut S) -> bool {
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    balance.poll_ready(&mut cx).is_ready()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_leaves_and_returns_between_two_calls_is_routed_again() {
+    // The blackhole: discovery removed instance `a` and added it back (same id, same address,
+    // a new endpoint with a new health watch) while no call polled the balancer. Compared by
+    // id and address, the balancer kept the old service, whose gate died with the old endpoint.
+    let (gate_1, gate) = watch::channel(true);
+    let first = Arc::new(Endpoint::with_gate("a", "127.0.0.1:9", gate));
+    let (pool, endpoints) = watch::channel(pool_of(&[&first]));
+    let (mut balance, _) = balancer_over(endpoints);
+    assert!(ready_now(&mut balance), "a's gate is open");
+
+    pool.send_replace(pool_of(&[]));
+    drop(first);
+    drop(gate_1);
+    let (_gate_2, gate) = watch::channel(true);
+    let second = Arc::new(Endpoint::with_gate("a", "127.0.0.1:9", gate));
+    pool.send_replace(pool_of(&[&second]));
+
+    assert!(
+        ready_now(&mut balance),
+        "the returned instance's new endpoint must be ready in the balancer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn discovery_reaches_the_balancer_with_no_call() {
+    let (_gate_1, gate) = watch::channel(true);
+    let first = Arc::new(Endpoint::with_gate("a", "127.0.0.1:9", gate));
+    let left = Arc::downgrade(&first);
+    let (pool, endpoints) = watch::channel(pool_of(&[&first]));
+    let (balance, mut balanced) = balancer_over(endpoints.clone());
+    let why = Arc::new(|| tonic::Status::unavailable("no healthy instance of beamline 5.3.1"));
+    let balancer = Arc::new(tokio::sync::Mutex::new(FailFast::new(
+        balance,
+        Duration::from_secs(3),
+        why,
+    )));
+    let _worker = tokio::spawn(super::route::apply_discovery(balancer.clone(), endpoints));
+
+    // No call is ever made: the worker alone takes `a` out and a new `b` in.
+    let (_gate_2, gate) = watch::channel(true);
+    let second = Arc::new(Endpoint::with_gate("b", "127.0.0.1:10", gate));
+    pool.send_replace(pool_of(&[&second]));
+    drop(first);
+    tokio::time::timeout(
+        Duration::from_millis(50),
+        balanced.wait_for(|b| b.contains_key("b") && !b.contains_key("a")),
+    )
+    .await
+    .expect("the balancer took the change within 50 ms without a call")
+    .expect("the balancer lives");
+    assert!(
+        left.upgrade().is_none(),
+        "the endpoint that left (its connection and health watch) is dropped at once"
+    );
+    assert!(ready_now(&mut *balancer.lock().await), "b is ready");
 }
