@@ -1,23 +1,21 @@
 //! beamline-mesh: a gRPC service mesh for the AI agents of a synchrotron light source.
 //!
-//! - [`registry`]: the embedded Consul-compatible registry (`beamline-mesh registry`).
-//! - [`proto`]: the generated `beamline.v1` contract (`BeamlineAgent` server trait and client).
+//! The binary's library: the simulated beamline ([`demo`]) and, re-exported under the names the
+//! CLI, tests and benches use, the workspace's crates:
+//! - [`proto`], [`beamline`]: the `beamline.v1` contract (`beamline-contract`);
+//! - [`agent`]: the agent SDK (`beamline-agent`);
+//! - [`mesh`], [`discovery`]: the mesh client (`beamline-mesh-client`);
+//! - [`gateway`]: the gateway (`beamline-gateway`);
+//! - [`registry`]: the embedded Consul-compatible registry (`beamline-registry`);
+//! - [`consul`], [`duration`]: the Consul client and Go durations (`beamline-consul`).
 
-pub mod agent;
-pub mod beamline;
-pub mod consul;
 pub mod demo;
-pub mod discovery;
-pub mod duration;
-pub mod gateway;
-pub mod mesh;
-pub mod registry;
 
-/// The `beamline.v1` protobuf contract, generated from proto/ by build.rs.
-pub mod proto {
-    tonic::include_proto!("beamline.v1");
-
-    /// The encoded descriptor set of proto/ (for gRPC reflection and proto3 JSON).
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/beamline_descriptor.bin"));
-}
+pub use beamline_agent as agent;
+pub use beamline_consul as consul;
+pub use beamline_consul::duration;
+pub use beamline_contract::{beamline, proto};
+pub use beamline_gateway as gateway;
+pub use beamline_mesh_client as mesh;
+pub use beamline_mesh_client::discovery;
+pub use beamline_registry as registry;

@@ -1,0 +1,286 @@
+//! Serving one agent instance: a tonic server with gRPC health and reflection in front of the
+//! author's `BeamlineAgent` implementation, registered in Consul once it serves, kept registered,
+//! and drained in the order that never routes a caller to an instance that is gone:
+//! NOT_SERVING → deregister → refuse new Execute → serve the rest for the drain grace and until
+//! calls and tasks end (bounded) → fail what still runs (DRAIN_TIMEOUT) → stop the server
+//! (bounded too: tonic's graceful stop can wait on idle connections forever).
+//!
+//! Owns that lifecycle; what the agent does is the author's, what Consul's JSON looks like is
+//! `consul`'s.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use super::drain::Drain;
+use super::registration::{self, CheckSettings};
+use super::services::Services;
+use super::tasks::{codes, TaskTable, TaskTableConfig};
+use super::Instance;
+use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
+use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
+
+/// How one agent instance runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    /// `host:port` Consul and callers dial; required when `listen` is 0.0.0.0 or ::.
+    pub advertise: Option<(String, u16)>,
+    pub consul: ConsulConfig,
+    pub check: CheckSettings,
+    /// How often the registration is confirmed (and restored if gone).
+    pub keepalive: Duration,
+    /// The least time non-Execute calls are still served after deregistration, so discovery
+    /// sees the instance leave before it stops answering.
+    pub drain_grace: Duration,
+    /// The most time in-flight calls and running tasks get before they are failed.
+    pub drain_timeout: Duration,
+    /// The most time the gRPC server gets to close its connections at the end.
+    pub stop_timeout: Duration,
+    pub tasks: TaskTableConfig,
+}
+
+impl AgentConfig {
+    pub fn new(listen: SocketAddr, consul: ConsulConfig) -> AgentConfig {
+        AgentConfig {
+            listen,
+            advertise: None,
+            consul,
+            check: CheckSettings::default(),
+            keepalive: Duration::from_secs(3),
+            drain_grace: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(5),
+            tasks: TaskTableConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "--listen {0} is a wildcard address, which Consul refuses as a service address; \
+         pass --advertise HOST:PORT"
+    )]
+    NeedsAdvertise(SocketAddr),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A bound, not yet serving, agent instance.
+pub struct AgentRuntime {
+    instance: Instance,
+    config: AgentConfig,
+    listener: TcpListener,
+    local: SocketAddr,
+    advertise: (String, u16),
+    tasks: TaskTable,
+    drain: Drain,
+}
+
+impl AgentRuntime {
+    /// Binds the listener (port 0 picks one) and prepares the task table.
+    pub async fn bind(instance: Instance, config: AgentConfig) -> Result<AgentRuntime, AgentError> {
+        if config.listen.ip().is_unspecified() && config.advertise.is_none() {
+            return Err(AgentError::NeedsAdvertise(config.listen));
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| AgentError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(|source| AgentError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let advertise = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+        let tasks = TaskTable::new(instance.instance_id.clone(), config.tasks.clone());
+        Ok(AgentRuntime {
+            instance,
+            config,
+            listener,
+            local,
+            advertise,
+            tasks,
+            drain: Drain::default(),
+        })
+    }
+
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The `host:port` registered in Consul.
+    pub fn advertised(&self) -> String {
+        let (host, port) = &self.advertise;
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
+    /// The task table the agent must use, so that draining sees its running tasks.
+    pub fn tasks(&self) -> TaskTable {
+        self.tasks.clone()
+    }
+
+    /// Serves `agent` until `shutdown` resolves, then drains and returns.
+    pub async fn serve<A: BeamlineAgent>(
+        self,
+        agent: A,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AgentError> {
+        let AgentRuntime {
+            instance,
+            config,
+            listener,
+            advertise,
+            tasks,
+            drain,
+            ..
+        } = self;
+        let agent_name = <BeamlineAgentServer<A> as NamedService>::NAME;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(agent_name, ServingStatus::Serving)
+            .await;
+        health.set_service_status("", ServingStatus::Serving).await;
+        // Reflection in both versions: grpcurl before 1.9 (and other tools) speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(beamline_contract::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| AgentError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| AgentError::Reflection(e.to_string()))?;
+        let services = Services::default()
+            .serve(health_service)
+            .serve(reflection_v1)
+            .serve(reflection_v1alpha)
+            .serve(BeamlineAgentServer::new(agent));
+
+        let stop_server = CancellationToken::new();
+        let server_stopped = stop_server.clone();
+        let server = tonic::transport::Server::builder()
+            .layer(drain.clone())
+            .serve_with_incoming_shutdown(services, incoming(listener), async move {
+                server_stopped.cancelled().await
+            });
+        let mut server = tokio::spawn(server);
+
+        let consul = ConsulClient::new(config.consul.clone());
+        let registration =
+            registration::registration(&instance, &advertise.0, advertise.1, &config.check);
+        let stop_keepalive = CancellationToken::new();
+        let keepalive = tokio::spawn(registration::keep_registered(
+            consul.clone(),
+            registration,
+            config.keepalive,
+            stop_keepalive.clone(),
+        ));
+
+        tokio::select! {
+            _ = shutdown => {}
+            result = &mut server => {
+                // The server ended by itself: nothing left to drain.
+                stop_keepalive.cancel();
+                let _ = keepalive.await;
+                deregister(&consul, &instance.instance_id).await;
+                return match result {
+                    Ok(r) => r.map_err(AgentError::from),
+                    Err(e) => Err(AgentError::Reflection(format!("server task failed: {e}"))),
+                };
+            }
+        }
+
+        info!(instance = %instance.instance_id, "shutting down: draining");
+        health
+            .set_service_status(agent_name, ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        stop_keepalive.cancel();
+        let _ = keepalive.await;
+        deregister(&consul, &instance.instance_id).await;
+        tasks.refuse_new();
+        drain.start();
+
+        let grace = tokio::time::sleep(config.drain_grace);
+        let quiet = async {
+            tokio::join!(drain.settled(), tasks.idle());
+        };
+        let drained = tokio::time::timeout(config.drain_timeout, async {
+            tokio::join!(grace, quiet);
+        })
+        .await;
+        if drained.is_err() && (tasks.running() > 0 || drain.in_flight() > 0) {
+            warn!(
+                running = tasks.running(),
+                in_flight = drain.in_flight(),
+                "drain timeout passed; failing running tasks"
+            );
+            tasks.fail_running(
+                codes::DRAIN_TIMEOUT,
+                "the agent shut down before the task ended",
+                true,
+            );
+            // Let the streams carry the terminal events out before the server stops.
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain.settled()).await;
+        }
+
+        stop_server.cancel();
+        match tokio::time::timeout(config.stop_timeout, &mut server).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => warn!(error = %e, "server task failed"),
+            Err(_) => {
+                warn!("gRPC server did not stop in time; closing it");
+                server.abort();
+            }
+        }
+        info!(instance = %instance.instance_id, "stopped");
+        Ok(())
+    }
+}
+
+async fn deregister(consul: &ConsulClient, id: &str) {
+    match consul.deregister(id).await {
+        Ok(Deregistered::Removed) => info!(service_id = %id, "deregistered from Consul"),
+        Ok(Deregistered::AlreadyGone) => info!(service_id = %id, "already gone from Consul"),
+        Err(e) => warn!(service_id = %id, error = %e, "cannot deregister from Consul"),
+    }
+}
+
+/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
+/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

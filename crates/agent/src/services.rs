@@ -1,0 +1,149 @@
+//! The gRPC services of one agent server, routed by the service name in the request path
+//! (`/beamline.v1.BeamlineAgent/Describe` → `beamline.v1.BeamlineAgent`).
+//!
+//! tonic's own router is built on axum; an agent serves three services (its `BeamlineAgent`,
+//! `grpc.health.v1.Health`, server reflection in both versions), and a lookup in a short list is
+//! all that needs, without axum in every agent binary. Owns the routing by name only: what each
+//! service does, and the layers around the server (draining), are not its business.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::Either;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower::util::{BoxCloneSyncService, Oneshot};
+use tower::{Service, ServiceExt};
+
+type Route = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+/// gRPC services by name; a path naming none of them is answered UNIMPLEMENTED.
+#[derive(Clone, Default)]
+pub struct Services {
+    routes: Arc<Vec<(&'static str, Route)>>,
+}
+
+impl Services {
+    /// `service` under its gRPC name.
+    pub fn serve<S>(self, service: S) -> Services
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.serve_named(S::NAME, service)
+    }
+
+    /// `service` under `name` (for a service that answers under more than one name).
+    pub fn serve_named<S>(self, name: &'static str, service: S) -> Services
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut routes = Arc::unwrap_or_clone(self.routes);
+        routes.push((name, BoxCloneSyncService::new(service)));
+        Services {
+            routes: Arc::new(routes),
+        }
+    }
+
+    fn route(&self, path: &str) -> Option<&Route> {
+        let rest = path.strip_prefix('/')?;
+        let (name, _method) = rest.split_once('/')?;
+        self.routes
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, route)| route)
+    }
+}
+
+impl Service<http::Request<Body>> for Services {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Either<
+        Oneshot<Route, http::Request<Body>>,
+        std::future::Ready<Result<http::Response<Body>, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Each route is made ready for its own call (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.route(request.uri().path()) {
+            Some(route) => Either::Left(route.clone().oneshot(request)),
+            None => {
+                // The path is caller input: name a bounded part of it.
+                let path: String = request.uri().path().chars().take(64).collect();
+                let status = tonic::Status::unimplemented(format!("no service for {path}"));
+                Either::Right(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone)]
+    struct Named(&'static str);
+
+    impl Service<http::Request<Body>> for Named {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<http::Response<Body>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            let mut response = http::Response::new(Body::empty());
+            response
+                .headers_mut()
+                .insert("x-served-by", http::HeaderValue::from_static(self.0));
+            std::future::ready(Ok(response))
+        }
+    }
+
+    async fn served_by(services: &Services, path: &str) -> String {
+        let request = http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = services.clone().oneshot(request).await.unwrap();
+        match response.headers().get("x-served-by") {
+            Some(name) => name.to_str().unwrap().to_string(),
+            None => format!("grpc-status {:?}", response.headers().get("grpc-status")),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_go_to_the_service_their_path_names_and_unknown_ones_are_unimplemented() {
+        let services = Services::default()
+            .serve_named("a.v1.A", Named("a"))
+            .serve_named("grpc.health.v1.Health", Named("health"));
+        assert_eq!(served_by(&services, "/a.v1.A/Describe").await, "a");
+        assert_eq!(
+            served_by(&services, "/grpc.health.v1.Health/Check").await,
+            "health"
+        );
+        // UNIMPLEMENTED is gRPC code 12.
+        for path in ["/a.v1.AB/Describe", "/a.v1/A/Describe", "/", "/a.v1.A"] {
+            assert_eq!(
+                served_by(&services, path).await,
+                "grpc-status Some(\"12\")",
+                "{path}"
+            );
+        }
+    }
+}

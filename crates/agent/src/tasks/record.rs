@@ -1,0 +1,153 @@
+//! Task records: one task's `Cell` (its latest event, the subscribers' channel, its
+//! cancellation) and the table's `State` (records by id and by idempotency key, and the
+//! retention of finished ones).
+//!
+//! Owns how a record changes and when a finished one is dropped; it must not decide who may
+//! start or end a task (the table and the worker's handle do) nor lock the table itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use prost_types::{Struct, Timestamp};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::{is_terminal, TaskEventStream, TaskTableConfig};
+use beamline_contract::proto::{Progress, Task, TaskError, TaskEvent, TaskState};
+
+/// Every record the table holds; only ever touched under the table's lock.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) tasks: HashMap<String, Arc<Cell>>,
+    /// Idempotency key → the task it created.
+    pub(super) keys: HashMap<String, String>,
+    /// Finished tasks in the order they finished, for retention.
+    pub(super) finished: VecDeque<(Instant, String)>,
+    pub(super) running: usize,
+}
+
+/// One task: the table and its worker's handle both hold it.
+pub(super) struct Cell {
+    pub(super) id: String,
+    pub(super) capability: String,
+    pub(super) params: Struct,
+    pub(super) key: Option<String>,
+    /// The latest event; its `task` is always set.
+    pub(super) tx: watch::Sender<TaskEvent>,
+    pub(super) cancel: CancellationToken,
+}
+
+/// How a task ended.
+pub(super) struct Outcome(
+    pub(super) TaskState,
+    pub(super) Option<Struct>,
+    pub(super) Option<TaskError>,
+);
+
+impl Outcome {
+    pub(super) fn failed(
+        state: TaskState,
+        code: &str,
+        message: String,
+        retryable: bool,
+    ) -> Outcome {
+        let code = code.to_string();
+        Outcome(
+            state,
+            None,
+            Some(TaskError {
+                code,
+                message,
+                retryable,
+            }),
+        )
+    }
+}
+
+pub(super) fn now() -> Option<Timestamp> {
+    Some(Timestamp::from(SystemTime::now()))
+}
+
+impl Cell {
+    pub(super) fn task(&self) -> Task {
+        self.tx.borrow().task.clone().unwrap_or_default()
+    }
+
+    /// Applies `change` to a non-terminal task and publishes it; false if nothing changed.
+    pub(super) fn update(
+        &self,
+        change: impl FnOnce(&mut Task, &mut Option<Progress>) -> bool,
+    ) -> bool {
+        self.tx.send_if_modified(|ev| {
+            let task = ev.task.get_or_insert_with(Task::default);
+            if is_terminal(task.state) || !change(task, &mut ev.progress) {
+                return false;
+            }
+            task.updated_at = now();
+            true
+        })
+    }
+
+    /// The current snapshot, then every update until the task is terminal.
+    pub(super) fn stream(&self) -> TaskEventStream {
+        let mut rx = self.tx.subscribe();
+        let first = rx.borrow_and_update().clone();
+        let stream = futures::stream::unfold(Some((Some(first), rx)), |state| async move {
+            let (first, mut rx) = state?;
+            let event = match first {
+                Some(event) => event,
+                // Err: the sender is gone, which only happens after a terminal value we yielded.
+                None => match rx.changed().await {
+                    Ok(()) => rx.borrow_and_update().clone(),
+                    Err(_) => return None,
+                },
+            };
+            let terminal = event.task.as_ref().is_none_or(|t| is_terminal(t.state));
+            Some((Ok(event), (!terminal).then_some((None, rx))))
+        });
+        Box::pin(stream)
+    }
+}
+
+impl State {
+    /// Ends a non-terminal task; the caller holds the table lock (so one caller wins) and
+    /// publishes `running` afterwards. Returns whether this call ended the task.
+    pub(super) fn finish(&mut self, cell: &Cell, Outcome(state, result, error): Outcome) -> bool {
+        let won = cell.update(|task, progress| {
+            (task.state, task.result, task.error) = (state as i32, result, error);
+            // Progress describes running work; a terminal event carries only the outcome.
+            *progress = None;
+            true
+        });
+        if won {
+            self.running = self.running.saturating_sub(1);
+            self.finished.push_back((Instant::now(), cell.id.clone()));
+        }
+        won
+    }
+
+    pub(super) fn entry(&self, task_id: &str) -> Result<Arc<Cell>, Status> {
+        let not_found = || Status::not_found(format!("task \"{task_id}\" not found"));
+        self.tasks.get(task_id).cloned().ok_or_else(not_found)
+    }
+
+    /// Drops finished tasks past their retention or beyond `max_finished`, oldest first.
+    pub(super) fn evict(&mut self, config: &TaskTableConfig) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.finished.front() {
+            let expired = now.saturating_duration_since(*at) >= config.retention;
+            if !expired && self.finished.len() <= config.max_finished {
+                break;
+            }
+            let Some((_, id)) = self.finished.pop_front() else {
+                break;
+            };
+            let key = self.tasks.remove(&id).and_then(|cell| cell.key.clone());
+            if let Some(key) = key.filter(|k| self.keys.get(k) == Some(&id)) {
+                self.keys.remove(&key);
+            }
+        }
+    }
+}

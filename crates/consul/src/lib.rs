@@ -1,0 +1,349 @@
+//! The few Consul HTTP API calls beamline-mesh makes, Consul's client configuration
+//! (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`) as Consul's own tools read them, and Go durations
+//! as Consul writes them ([`duration`], shared with the embedded registry).
+//!
+//! This is the one place that knows Consul's JSON. It works against real Consul and against
+//! `beamline-mesh registry` alike. Every call has a timeout (a Consul agent that accepts the
+//! connection and never answers must not hang an agent's shutdown).
+//!
+//! Why not consulrs: its 0.1.0 release (the only one) cannot decode `/v1/agent/service/:id` when
+//! the service address is an IP (its TaggedAddresses type is wrong), has no `/v1/health/*`
+//! endpoints, loses the TTL note, and pulls a second HTTP stack with OpenSSL into every agent.
+//! It stays an independent interop check in `.ci/run`; this module is a small typed client on
+//! the HTTP stack the crate already has.
+
+pub mod duration;
+mod types;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+pub use types::{
+    AgentServiceCheck, HealthCheck, Node, ServiceEntry, ServiceInfo, ServiceRegistration,
+};
+
+/// Consul's default agent address.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsulError {
+    #[error("invalid Consul address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: &'static str },
+    #[error("Consul at {addr} is unreachable: {source}")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Consul answered {status} to {what}: {body}")]
+    Status {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot decode Consul's answer to {what}: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl ConsulError {
+    /// True when Consul could not be reached at all (worth retrying quietly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ConsulError::Unreachable { .. })
+    }
+}
+
+/// Where Consul is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct ConsulConfig {
+    /// Normalised base URL, e.g. `http://127.0.0.1:8500` (no trailing slash).
+    pub addr: String,
+    pub token: Option<String>,
+    /// Timeout of non-blocking calls; blocking queries add their wait to it.
+    pub timeout: Duration,
+}
+
+impl ConsulConfig {
+    /// `addr` as Consul's tools accept it: `host:port`, `http://host:port` or `https://…`.
+    pub fn new(addr: &str) -> Result<ConsulConfig, ConsulError> {
+        Ok(ConsulConfig {
+            addr: normalize_addr(addr)?,
+            token: None,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// From `CONSUL_HTTP_ADDR` and `CONSUL_HTTP_TOKEN`; `flag` (a command-line value) wins.
+    pub fn from_env_or(flag: Option<&str>) -> Result<ConsulConfig, ConsulError> {
+        let env_addr = std::env::var("CONSUL_HTTP_ADDR")
+            .ok()
+            .filter(|a| !a.is_empty());
+        let addr = flag
+            .map(str::to_string)
+            .or(env_addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let mut config = ConsulConfig::new(&addr)?;
+        config.token = std::env::var("CONSUL_HTTP_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        Ok(config)
+    }
+}
+
+/// `127.0.0.1:8500` → `http://127.0.0.1:8500`; keeps `http(s)://`, drops a trailing `/`.
+pub fn normalize_addr(addr: &str) -> Result<String, ConsulError> {
+    let bad = |reason| ConsulError::InvalidAddress {
+        addr: addr.to_string(),
+        reason,
+    };
+    let trimmed = addr.trim();
+    let with_scheme = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => {
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() {
+                return Err(bad("it has no host"));
+            }
+            format!("{scheme}://{rest}")
+        }
+        Some(_) => return Err(bad("only http:// and https:// are supported")),
+        None if trimmed.trim_end_matches('/').is_empty() => return Err(bad("it is empty")),
+        None => format!("http://{}", trimmed.trim_end_matches('/')),
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|_| bad("it is not host:port or a URL"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(bad("it must not have a path or query"));
+    }
+    Ok(with_scheme)
+}
+
+/// What a deregistration found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deregistered {
+    Removed,
+    /// Consul answered 404: the service was already gone (reaped, or a registry restart).
+    AlreadyGone,
+}
+
+/// One answer of a blocking health query.
+#[derive(Debug, Clone)]
+pub struct HealthAnswer {
+    pub entries: Vec<ServiceEntry>,
+    pub index: u64,
+    /// Consul hid results the token may not read (`X-Consul-Results-Filtered-By-ACLs`).
+    pub filtered_by_acls: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsulClient {
+    config: ConsulConfig,
+    http: reqwest::Client,
+}
+
+impl ConsulClient {
+    pub fn new(config: ConsulConfig) -> ConsulClient {
+        // The builder only fails when the TLS backend cannot initialise; fall back to defaults.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .build()
+            .unwrap_or_default();
+        ConsulClient { config, http }
+    }
+
+    pub fn config(&self) -> &ConsulConfig {
+        &self.config
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.config.addr))
+            .timeout(self.config.timeout);
+        if let Some(token) = &self.config.token {
+            request = request.header("X-Consul-Token", token);
+        }
+        request
+    }
+
+    async fn send(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ConsulError> {
+        request
+            .send()
+            .await
+            .map_err(|source| ConsulError::Unreachable {
+                addr: self.config.addr.clone(),
+                source,
+            })
+            .inspect(|r| tracing::trace!(what, status = %r.status(), "consul"))
+    }
+
+    async fn expect_ok(
+        what: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, ConsulError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        Err(ConsulError::Status {
+            what: what.to_string(),
+            status,
+            body: body.trim().to_string(),
+        })
+    }
+
+    /// PUT /v1/agent/service/register.
+    pub async fn register(&self, registration: &ServiceRegistration) -> Result<(), ConsulError> {
+        let what = format!("register {}", registration.id);
+        let request = self
+            .request(reqwest::Method::PUT, "/v1/agent/service/register")
+            .json(registration);
+        let response = self.send(&what, request).await?;
+        Self::expect_ok(&what, response).await.map(|_| ())
+    }
+
+    /// PUT /v1/agent/service/deregister/:id; a 404 means it is already gone.
+    pub async fn deregister(&self, service_id: &str) -> Result<Deregistered, ConsulError> {
+        let what = format!("deregister {service_id}");
+        let path = format!("/v1/agent/service/deregister/{}", path_segment(service_id));
+        let response = self
+            .send(&what, self.request(reqwest::Method::PUT, &path))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(Deregistered::AlreadyGone);
+        }
+        Self::expect_ok(&what, response)
+            .await
+            .map(|_| Deregistered::Removed)
+    }
+
+    /// GET /v1/agent/service/:id: is this service registered with the local agent?
+    pub async fn is_registered(&self, service_id: &str) -> Result<bool, ConsulError> {
+        let what = format!("read service {service_id}");
+        let path = format!("/v1/agent/service/{}", path_segment(service_id));
+        let response = self
+            .send(&what, self.request(reqwest::Method::GET, &path))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Self::expect_ok(&what, response).await.map(|_| true)
+    }
+
+    /// GET /v1/catalog/services: every service name with its tags, and whether Consul hid
+    /// some of them from this token (`X-Consul-Results-Filtered-By-ACLs`).
+    pub async fn services(
+        &self,
+    ) -> Result<(std::collections::BTreeMap<String, Vec<String>>, bool), ConsulError> {
+        let what = "list services".to_string();
+        let response = self
+            .send(
+                &what,
+                self.request(reqwest::Method::GET, "/v1/catalog/services"),
+            )
+            .await?;
+        let response = Self::expect_ok(&what, response).await?;
+        let filtered = response
+            .headers()
+            .get("x-consul-results-filtered-by-acls")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        let services = response
+            .json()
+            .await
+            .map_err(|source| ConsulError::Decode { what, source })?;
+        Ok((services, filtered))
+    }
+
+    /// GET /v1/health/service/:name as a blocking query (`index` 0 answers at once). All
+    /// instances are returned, healthy or not, with their checks.
+    pub async fn health_service(
+        &self,
+        name: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<HealthAnswer, ConsulError> {
+        let what = format!("health of {name}");
+        let path = format!("/v1/health/service/{}", path_segment(name));
+        let mut request = self.request(reqwest::Method::GET, &path);
+        if index > 0 {
+            // Consul may hold a blocking query for wait + wait/16; allow for that and the trip.
+            let wait_ms = wait.as_millis().max(1);
+            request = request
+                .query(&[
+                    ("index", index.to_string()),
+                    ("wait", format!("{wait_ms}ms")),
+                ])
+                .timeout(self.config.timeout + wait + wait / 16);
+        }
+        let response = self.send(&what, request).await?;
+        let response = Self::expect_ok(&what, response).await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let index = header("x-consul-index")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let filtered_by_acls =
+            header("x-consul-results-filtered-by-acls").as_deref() == Some("true");
+        let entries = response
+            .json()
+            .await
+            .map_err(|source| ConsulError::Decode { what, source })?;
+        Ok(HealthAnswer {
+            entries,
+            index,
+            filtered_by_acls,
+        })
+    }
+}
+
+/// Percent-encodes one path segment (service IDs are free text in Consul).
+fn path_segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalised() {
+        assert_eq!(
+            normalize_addr("127.0.0.1:8500").unwrap(),
+            "http://127.0.0.1:8500"
+        );
+        assert_eq!(
+            normalize_addr("http://consul:8500/").unwrap(),
+            "http://consul:8500"
+        );
+        assert_eq!(
+            normalize_addr("https://c.example").unwrap(),
+            "https://c.example"
+        );
+        for bad in [
+            "",
+            "unix:///tmp/consul.sock",
+            "http://",
+            "http://h:1/v1",
+            "ftp://h",
+        ] {
+            assert!(normalize_addr(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The gateway (framework-api): the front door for callers in any language. It serves
+//! `beamline.v1.BeamlineAgent` and routes each call by the gRPC metadata key `x-beamline`
+//! through the mesh, as an HTTP/2 proxy: the request is not decoded here (the mesh reads only
+//! the routing keys it needs), streams are forwarded as they come, and the caller's deadline and
+//! cancellation reach the agent (dropping the caller's stream drops the upstream one).
+//!
+//! Owns the routing key and turning mesh errors into gRPC statuses; authentication, limits and
+//! metrics are tower layers added in front of it (they must not live in here).
+
+pub mod access_line;
+pub mod access_log;
+pub mod auth;
+pub mod caller;
+pub mod config;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod status;
+
+pub use server::{bind, serve, GatewayError, GatewayOptions, TlsFiles};
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::Status;
+use tower::{BoxError, Service, ServiceExt};
+
+use beamline_contract::beamline::BeamlineId;
+use beamline_mesh_client::Mesh;
+
+/// The metadata key that names the beamline of a call.
+pub const ROUTING_KEY: &str = "x-beamline";
+
+/// `beamline.v1.BeamlineAgent` for every beamline, through the mesh.
+#[derive(Clone)]
+pub struct GatewayService {
+    mesh: Mesh,
+}
+
+impl GatewayService {
+    pub fn new(mesh: Mesh) -> GatewayService {
+        GatewayService { mesh }
+    }
+}
+
+impl NamedService for GatewayService {
+    const NAME: &'static str = "beamline.v1.BeamlineAgent";
+}
+
+/// The beamline a request is for, or INVALID_ARGUMENT saying what is wrong. Parsed once per
+/// call: the first layer to ask keeps the id in the request's extensions for the layers after
+/// it (access log, auth, limits, routing).
+pub fn beamline_of<B>(request: &mut http::Request<B>) -> Result<BeamlineId, Status> {
+    if let Some(beamline) = request.extensions().get::<BeamlineId>() {
+        return Ok(beamline.clone());
+    }
+    let value = request.headers().get(ROUTING_KEY).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "missing {ROUTING_KEY} metadata naming the beamline"
+        ))
+    })?;
+    let text = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument(format!("{ROUTING_KEY} is not text")))?;
+    let beamline = BeamlineId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    request.extensions_mut().insert(beamline.clone());
+    Ok(beamline)
+}
+
+/// A mesh error as the status the caller gets.
+fn status_of(error: BoxError) -> Status {
+    match error.downcast::<Status>() {
+        Ok(status) => *status,
+        Err(other) => Status::unavailable(other.to_string()),
+    }
+}
+
+impl Service<http::Request<Body>> for GatewayService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let beamline = match beamline_of(&mut request) {
+            Ok(beamline) => beamline,
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        };
+        let channel = self.mesh.channel(&beamline);
+        Box::pin(async move {
+            match channel.oneshot(request).await {
+                Ok(response) => Ok(response),
+                Err(error) => Ok(status_of(error).into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(beamline: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri("/beamline.v1.BeamlineAgent/Describe");
+        if let Some(beamline) = beamline {
+            builder = builder.header(ROUTING_KEY, beamline);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_first_layer_to_ask_keeps_the_beamline_for_the_next() {
+        let mut request = request(Some("5.3.1"));
+        let first = beamline_of(&mut request).unwrap();
+        assert_eq!(request.extensions().get::<BeamlineId>(), Some(&first));
+        // A later layer gets the kept id, not a new parse of the header.
+        request.headers_mut().remove(ROUTING_KEY);
+        assert_eq!(beamline_of(&mut request).unwrap().as_str(), "5.3.1");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_key_is_invalid_argument_naming_it() {
+        let missing = beamline_of(&mut request(None)).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        assert!(
+            missing.message().contains(ROUTING_KEY),
+            "{}",
+            missing.message()
+        );
+        let mut malformed = request(Some("5..3"));
+        let status = beamline_of(&mut malformed).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("5..3"), "{}", status.message());
+        assert!(malformed.extensions().get::<BeamlineId>().is_none());
+    }
+}

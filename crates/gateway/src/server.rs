@@ -1,0 +1,201 @@
+//! Serving the gateway: TLS at the door, the policy as tower layers composed with
+//! `ServiceBuilder` around the router — observe (metrics + access log, outermost, so rejections
+//! are counted too) → authenticate and authorize → rate-limit → route — and gRPC health and
+//! reflection beside it, outside the policy (probes carry no credential).
+//!
+//! Owns the composition and the listeners; each layer's rules live in its own module.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tower::{Service, ServiceBuilder};
+
+use super::access_line::LineQueue;
+use super::auth::{AuthLayer, Authenticator};
+use super::config::{ConfigError, PolicyConfig};
+use super::limits::RateLimitLayer;
+use super::metrics::{GatewayMetrics, MetricsLayer};
+use super::GatewayService;
+use beamline_mesh_client::{Arrival, Mesh};
+
+/// A PEM certificate chain and its key.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// How the gateway serves.
+pub struct GatewayOptions {
+    /// `None` runs without authentication (`--insecure-no-auth`), and without limits.
+    pub policy: Option<PolicyConfig>,
+    pub tls: Option<TlsFiles>,
+    /// Write an access log line per call.
+    pub access_log: bool,
+    /// Record metrics (served on the metrics listener).
+    pub metrics: bool,
+    /// A plaintext listener serving only grpc.health.v1 — for probes that cannot speak TLS
+    /// (Kubernetes' native gRPC probes) when the gateway port does.
+    pub health_listener: Option<TcpListener>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Policy(#[from] ConfigError),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// The policed router under the name callers dial; it stamps each call's arrival.
+#[derive(Clone)]
+struct Front<S>(S);
+
+impl<S> NamedService for Front<S> {
+    const NAME: &'static str = GatewayService::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Front<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> S::Future {
+        // Stamped first, so that the mesh's deadline starts with tonic's grpc-timeout timer.
+        request
+            .extensions_mut()
+            .insert(Arrival(tokio::time::Instant::now()));
+        self.0.call(request)
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown`; `metrics` is shared with the metrics
+/// listener.
+pub async fn serve(
+    mesh: Mesh,
+    listener: TcpListener,
+    options: GatewayOptions,
+    metrics: Arc<GatewayMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(GatewayService::NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    // Reflection in both versions: grpcurl before 1.9 (and other tools) speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(beamline_contract::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| GatewayError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| GatewayError::Reflection(e.to_string()))?;
+
+    // One observer serves metrics and the access log; without either, no layer at all.
+    let observe = match (options.metrics, options.access_log) {
+        (false, false) => None,
+        (true, false) => Some(MetricsLayer::new(metrics.clone())),
+        (_, true) => Some(match LineQueue::start() {
+            Ok(queue) => MetricsLayer::new(metrics.clone()).with_queued_access_log(Arc::new(queue)),
+            Err(e) => {
+                tracing::warn!("no access-log thread ({e}): lines are written as calls end");
+                MetricsLayer::new(metrics.clone()).with_access_log()
+            }
+        }),
+    };
+    let (auth, limits) = match &options.policy {
+        Some(policy) => (
+            Some(AuthLayer::new(Arc::new(Authenticator::new(policy)?))),
+            Some(RateLimitLayer::new(&policy.limits).with_metrics(metrics.clone())),
+        ),
+        None => (None, None),
+    };
+    let front = ServiceBuilder::new()
+        .option_layer(observe)
+        .option_layer(auth)
+        .option_layer(limits)
+        .service(GatewayService::new(mesh));
+
+    // The health listener stops with the gateway.
+    let stop_health = tokio_util::sync::CancellationToken::new();
+    let health_server = options.health_listener.map(|listener| {
+        let service = health_service.clone();
+        let stopped = stop_health.clone().cancelled_owned();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming(listener), stopped),
+        )
+    });
+    let shutdown = {
+        let stop_health = stop_health.clone();
+        async move {
+            shutdown.await;
+            stop_health.cancel();
+        }
+    };
+
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = options.tls {
+        let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+    }
+    let served = server
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(Front(front))
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .await;
+    stop_health.cancel();
+    if let Some(health_server) = health_server {
+        let _ = health_server.await;
+    }
+    served?;
+    Ok(())
+}
+
+/// Binds a listener (the gateway's, or the metrics one).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
+/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -1,0 +1,448 @@
+//! One beamline's route: discovery, endpoints, the p2c balancer, and the router beside it.
+//!
+//! Every BeamlineAgent RPC has a unary request, so the router buffers it as bytes — which makes
+//! it replayable for retries — and decodes the routing key with prost: GetTask, Subscribe and
+//! Cancel go to the instance that owns the task id, an Execute with an idempotency key to the
+//! instance rendezvous hashing picks, everything else through tower's p2c (which picks in
+//! `poll_ready`, before it sees a request, so keyed routing cannot live inside it).
+//!
+//! Retries only where they cannot repeat an effect: a connection that failed before the request
+//! was written, an Execute a draining agent refused as never started, and the idempotent reads
+//! (Describe, GetTask, Subscribe before its first message), within a budget of a fraction of
+//! recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
+//! default applies to unary calls only; streams get a bound on the time to the response headers.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{BoxError, Service, ServiceExt};
+
+use super::connection::never_sent;
+use super::deadline;
+use super::endpoint::{Endpoint, ServedBy};
+use super::failfast::FailFast;
+use super::pool::Endpoints;
+use super::rendezvous;
+use super::wire::{chain, grpc_timeout, status_of, trailers_only_status};
+use super::MeshSettings;
+use crate::discovery::{Discovery, Snapshot};
+use beamline_contract::beamline::BeamlineId;
+use beamline_contract::proto;
+
+pub type Request = http::Request<Body>;
+pub type Response = http::Response<Body>;
+/// tower's p2c behind failfast. Callers take turns with an async (FIFO) lock and drive it in
+/// their own task: a worker task (tower's `Buffer`) would add a hop to every call, and a plain
+/// mutex would leave waiters unwoken (a service wakes only the last task that polled it).
+pub type Balancer =
+    Arc<tokio::sync::Mutex<FailFast<tower::balance::p2c::Balance<super::pool::Discover, Request>>>>;
+
+/// Applies discovery to the balancer whether or not calls flow: on every change of the pool's
+/// endpoints, polls the balancer's readiness once (as linkerd2-proxy's balancer worker does
+/// from its own task), so that tower's p2c drains its `Discover` stream, drops services of
+/// instances that left and takes in new ones. Callers still drive the balancer in their own
+/// task; this only makes sure an idle balancer never holds a stale set. Returns when the pool
+/// ends.
+pub(super) async fn apply_discovery(balancer: Balancer, mut endpoints: watch::Receiver<Endpoints>) {
+    while endpoints.changed().await.is_ok() {
+        let mut p2c = balancer.lock().await;
+        // One poll of the balancer itself (not failfast's clock): readiness is not the point,
+        // its result is for whichever call comes next.
+        std::future::poll_fn(|cx| {
+            let _ = p2c.get_mut().poll_ready(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+}
+
+/// Which RPC a request is, by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    Describe,
+    Execute,
+    GetTask,
+    Subscribe,
+    Cancel,
+    Other,
+}
+
+impl Rpc {
+    fn of(path: &str) -> Rpc {
+        match path.strip_prefix("/beamline.v1.BeamlineAgent/") {
+            Some("Describe") => Rpc::Describe,
+            Some("Execute") => Rpc::Execute,
+            Some("GetTask") => Rpc::GetTask,
+            Some("Subscribe") => Rpc::Subscribe,
+            Some("Cancel") => Rpc::Cancel,
+            _ => Rpc::Other,
+        }
+    }
+
+    fn is_stream(self) -> bool {
+        matches!(self, Rpc::Execute | Rpc::Subscribe)
+    }
+
+    /// Safe to send again after an agent may have seen it.
+    fn is_idempotent(self) -> bool {
+        matches!(self, Rpc::Describe | Rpc::GetTask | Rpc::Subscribe)
+    }
+}
+
+/// What the mesh read from a call, in the response's extensions (for access logs above it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFacts {
+    pub capability: Option<String>,
+    pub task_id: Option<String>,
+}
+
+impl CallFacts {
+    fn of(rpc: Rpc, message: &[u8]) -> CallFacts {
+        match rpc {
+            Rpc::Execute => CallFacts {
+                capability: proto::ExecuteRequest::decode(message)
+                    .ok()
+                    .map(|r| r.capability),
+                task_id: None,
+            },
+            Rpc::GetTask | Rpc::Subscribe | Rpc::Cancel => CallFacts {
+                capability: None,
+                task_id: task_id(rpc, message).ok(),
+            },
+            _ => CallFacts::default(),
+        }
+    }
+}
+
+/// Where one attempt goes.
+enum Target {
+    Instance(Arc<Endpoint>),
+    Balanced,
+}
+
+pub struct Route {
+    pub(super) beamline: BeamlineId,
+    /// Owns the watch task; dropping the route ends it.
+    pub(super) discovery: Discovery,
+    pub(super) snapshot: watch::Receiver<Snapshot>,
+    pub(super) endpoints: watch::Receiver<Endpoints>,
+    /// The endpoints the balancer holds now (its services; each is used while its gate is open).
+    pub(super) balanced: watch::Receiver<Endpoints>,
+    pub(super) pool_task: tokio::task::JoinHandle<()>,
+    /// [`apply_discovery`] on this route's balancer.
+    pub(super) discovery_task: tokio::task::JoinHandle<()>,
+    pub(super) balancer: Balancer,
+    pub(super) budget: TpsBudget,
+    pub(super) settings: Arc<MeshSettings>,
+    /// Milliseconds since `epoch` of the last call, for idle expiry.
+    pub(super) last_used: AtomicU64,
+    pub(super) epoch: Instant,
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        self.pool_task.abort();
+        self.discovery_task.abort();
+    }
+}
+
+impl Route {
+    pub fn resolution(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The instances the balancer will use now: those it holds whose health gate is open.
+    pub fn routable(&self) -> std::collections::BTreeSet<String> {
+        self.balanced
+            .borrow()
+            .values()
+            .filter(|e| e.is_open())
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    pub(super) fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_used.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn target(&self, rpc: Rpc, message: &[u8]) -> Result<Target, Status> {
+        let endpoints = self.endpoints.borrow().clone();
+        match rpc {
+            Rpc::GetTask | Rpc::Subscribe | Rpc::Cancel => {
+                let task_id = task_id(rpc, message)?;
+                let owner = task_id
+                    .rsplit_once('/')
+                    .map(|(owner, _)| owner)
+                    .ok_or_else(|| {
+                        Status::not_found(format!("unknown task {task_id:?}: it names no instance"))
+                    })?;
+                if let Some(endpoint) = endpoints.get(owner) {
+                    return Ok(Target::Instance(endpoint.clone()));
+                }
+                Err(match self.resolution().instance(owner) {
+                    Some(_) => Status::unavailable(format!(
+                        "instance {owner}, which owns task {task_id}, is registered but not healthy"
+                    )),
+                    None => Status::not_found(format!(
+                        "task {task_id}: its instance {owner} is not registered for beamline {}",
+                        self.beamline
+                    )),
+                })
+            }
+            Rpc::Execute => {
+                let request = proto::ExecuteRequest::decode(message)
+                    .map_err(|e| Status::invalid_argument(format!("bad ExecuteRequest: {e}")))?;
+                if request.idempotency_key.is_empty() {
+                    return Ok(Target::Balanced);
+                }
+                let open = endpoints
+                    .values()
+                    .filter(|e| e.is_open())
+                    .map(|e| e.id.as_str());
+                Ok(match rendezvous::pick(&request.idempotency_key, open) {
+                    Some(id) => Target::Instance(endpoints[id].clone()),
+                    None => Target::Balanced,
+                })
+            }
+            _ => Ok(Target::Balanced),
+        }
+    }
+
+    /// Routes one call, with retries and deadlines.
+    pub async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response, BoxError> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_used.store(now, Ordering::Relaxed);
+        let (mut parts, body) = request.into_parts();
+        let rpc = Rpc::of(parts.uri.path());
+        let caller_deadline = grpc_timeout(&parts.headers);
+        if caller_deadline.is_none() && !rpc.is_stream() {
+            // The agent enforces the default too, so an abandoned unary call does not run on.
+            let header = format!("{}m", self.settings.unary_timeout.as_millis());
+            if let Ok(value) = http::HeaderValue::from_str(&header) {
+                parts.headers.insert("grpc-timeout", value);
+            }
+        }
+        // Answer a little before the caller's deadline, counted from the call's arrival: a
+        // server in front of the mesh (the gateway) expires at the deadline itself, with tonic's
+        // CANCELLED instead of DEADLINE_EXCEEDED.
+        let caller_deadline = caller_deadline.map(deadline::answer_by);
+        let now = Instant::now();
+        let started = parts
+            .extensions
+            .get::<deadline::Arrival>()
+            .map_or(now, |arrival| arrival.0);
+        let body_deadline = caller_deadline.map(|d| later(started, d));
+        if body_deadline.is_some_and(|at| at <= now) {
+            // Said now, not at the next timer tick, where tonic's own expiry may come first.
+            return Err(BoxError::from(Status::deadline_exceeded(format!(
+                "beamline {}: the caller's deadline passed before the call could be sent",
+                self.beamline
+            ))));
+        }
+        let bound = match (caller_deadline, rpc.is_stream()) {
+            (Some(d), true) => d.min(self.settings.first_message_timeout),
+            (Some(d), false) => d,
+            (None, true) => self.settings.first_message_timeout,
+            (None, false) => self.settings.unary_timeout,
+        };
+        let beamline = self.beamline.clone();
+        // One timer per call: it bounds reading the request and the attempts, then (moved if a
+        // stream's deadline is later) the response body. Registering a timer can wake the
+        // thread parked on the runtime's timer driver (a syscall), so a call registers one, not
+        // one per bound.
+        let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
+        let call = async {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| Status::cancelled(format!("reading the request: {e}")))?
+                .to_bytes();
+            let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
+            self.budget.deposit();
+            let response = Arc::clone(&self).attempts(rpc, parts, bytes).await?;
+            Ok::<_, BoxError>((response, facts))
+        };
+        let mut call = std::pin::pin!(call);
+        let answered = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match answered {
+            Some(Ok((mut response, facts))) => {
+                deadline::fix_timeout_status(response.headers_mut());
+                response.extensions_mut().insert(facts);
+                Ok(match body_deadline {
+                    Some(at) => {
+                        response.map(|body| Body::new(deadline::DeadlineBody::new(body, timer, at)))
+                    }
+                    None => response,
+                })
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(BoxError::from(Status::deadline_exceeded(format!(
+                "beamline {beamline}: no answer within {bound:?}"
+            )))),
+        }
+    }
+
+    async fn attempts(
+        self: Arc<Self>,
+        rpc: Rpc,
+        parts: http::request::Parts,
+        bytes: Bytes,
+    ) -> Result<Response, BoxError> {
+        let message = if bytes.len() >= 5 {
+            bytes.slice(5..)
+        } else {
+            Bytes::new()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = http::Request::from_parts(parts.clone(), replay(&bytes));
+            match self.attempt(rpc, &message, request).await {
+                Outcome::Done(result) => return result,
+                Outcome::Retry(last) => {
+                    if attempt > self.settings.max_retries || !self.budget.withdraw() {
+                        return Err(last);
+                    }
+                    tracing::debug!(beamline = %self.beamline, ?rpc, attempt, "retrying");
+                }
+            }
+        }
+    }
+
+    /// Through p2c: whoever holds the lock waits for readiness (failfast bounds it), dispatches,
+    /// and lets the next caller in before awaiting the response. Boxed in a plain fn: awaiting
+    /// the balancer's future inline trips a rustc limitation with higher-ranked lifetimes on its
+    /// error conversion.
+    fn balanced(&self, request: Request) -> BoxFuture<'static, Result<Response, BoxError>> {
+        let balancer = self.balancer.clone();
+        Box::pin(async move {
+            let response = {
+                let mut p2c = balancer.lock().await;
+                std::future::poll_fn(|cx| p2c.poll_ready(cx)).await?;
+                p2c.call(request)
+            };
+            response.await
+        })
+    }
+
+    async fn attempt(&self, rpc: Rpc, message: &[u8], request: Request) -> Outcome {
+        let target = match self.target(rpc, message) {
+            Ok(target) => target,
+            Err(status) => return Outcome::Done(Err(BoxError::from(status))),
+        };
+        let (instance, result) = match target {
+            Target::Instance(endpoint) => {
+                let result = endpoint.connection.clone().oneshot(request).await;
+                let result = result.map(|mut response| {
+                    response
+                        .extensions_mut()
+                        .insert(ServedBy(Arc::from(endpoint.id.as_str())));
+                    response
+                });
+                (Some(endpoint.id.clone()), result.map_err(BoxError::from))
+            }
+            Target::Balanced => (None, self.balanced(request).await),
+        };
+        match result {
+            Ok(response) => match trailers_only_status(&response) {
+                Some((Code::Unavailable, true)) => {
+                    Outcome::Retry(BoxError::from(Status::unavailable(format!(
+                        "beamline {}: every instance tried was draining",
+                        self.beamline
+                    ))))
+                }
+                Some((Code::Unavailable, false)) if rpc.is_idempotent() => {
+                    Outcome::Retry(BoxError::from(status_of(&response)))
+                }
+                _ => Outcome::Done(Ok(response)),
+            },
+            Err(error) => {
+                if let Some(status) = error.downcast_ref::<Status>() {
+                    // Failfast and routing answers are final.
+                    return Outcome::Done(Err(BoxError::from(status.clone())));
+                }
+                let status = Status::unavailable(format!(
+                    "beamline {} instance {}: {}",
+                    self.beamline,
+                    instance.as_deref().unwrap_or("(balanced)"),
+                    chain(error.as_ref())
+                ));
+                if never_sent(error.as_ref()) || rpc.is_idempotent() {
+                    Outcome::Retry(BoxError::from(status))
+                } else {
+                    Outcome::Done(Err(BoxError::from(status)))
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Done(Result<Response, BoxError>),
+    Retry(BoxError),
+}
+
+/// `d` after `at`; a deadline too far to represent is as good as none (never a panic).
+fn later(at: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(d.min(CENTURY))
+        .unwrap_or_else(|| at + Duration::from_secs(24 * 3600))
+}
+
+fn replay(bytes: &Bytes) -> Body {
+    Body::new(http_body_util::Full::new(bytes.clone()))
+}
+
+/// The task id of a GetTask/Subscribe/Cancel request (field 1 in all three).
+fn task_id(rpc: Rpc, message: &[u8]) -> Result<String, Status> {
+    let decoded = match rpc {
+        Rpc::GetTask => proto::GetTaskRequest::decode(message).map(|r| r.task_id),
+        Rpc::Subscribe => proto::SubscribeRequest::decode(message).map(|r| r.task_id),
+        _ => proto::CancelRequest::decode(message).map(|r| r.task_id),
+    };
+    decoded.map_err(|e| Status::invalid_argument(format!("bad request message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_beyond_any_clock_is_far_but_no_panic() {
+        let now = Instant::now();
+        let far = later(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(3600));
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn only_reads_are_idempotent() {
+        assert!(Rpc::of("/beamline.v1.BeamlineAgent/Describe").is_idempotent());
+        assert!(Rpc::of("/beamline.v1.BeamlineAgent/GetTask").is_idempotent());
+        assert!(!Rpc::of("/beamline.v1.BeamlineAgent/Execute").is_idempotent());
+        assert!(!Rpc::of("/beamline.v1.BeamlineAgent/Cancel").is_idempotent());
+        assert_eq!(Rpc::of("/other/Describe"), Rpc::Other);
+    }
+}

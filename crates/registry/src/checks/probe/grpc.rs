@@ -1,0 +1,203 @@
+//! The gRPC check (Consul's `GRPC`, with its TLS fields): one grpc.health.v1 Check call, its
+//! ServingStatus mapped to a check status, and errors spelled as grpc-go spells them.
+//!
+//! Owns the gRPC connection (plain or TLS, including TLSSkipVerify) and the Check call; it must
+//! not schedule checks or apply thresholds.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{timeout_at, Instant};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+use super::tcp::{dial, split_host_port};
+use super::{deadline_after, describe_error, done, ProbeResult};
+use crate::model::CheckStatus::{Critical, Passing};
+
+/// grpc-go's text for a check that ran out of time, which is what Consul shows.
+const DEADLINE_EXCEEDED: &str =
+    "rpc error: code = DeadlineExceeded desc = context deadline exceeded";
+
+/// What a gRPC check calls: `host:port` or `host:port/service` (Consul's `GRPC` field).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrpcProbe {
+    pub target: String,
+    pub use_tls: bool,
+    pub tls_server_name: String,
+    pub tls_skip_verify: bool,
+}
+
+/// grpc.health.v1 Check; SERVING is passing, any other status or error critical.
+pub async fn grpc(probe: &GrpcProbe, timeout: Duration) -> ProbeResult {
+    let deadline = deadline_after(timeout);
+    let target = probe.target.as_str();
+    let (server, service) = target.split_once('/').unwrap_or((target, ""));
+    match timeout_at(deadline, grpc_check(probe, server, service, deadline)).await {
+        Ok(Ok(status)) if status == ServingStatus::Serving as i32 => {
+            done(Passing, format!("gRPC check {target}: success"))
+        }
+        Ok(Ok(status)) => {
+            let name = ServingStatus::try_from(status)
+                .map(|s| s.as_str_name().to_owned())
+                .unwrap_or_else(|_| status.to_string());
+            done(Critical, format!("gRPC {target} serving status: {name}"))
+        }
+        Ok(Err(err)) => done(Critical, err),
+        Err(_) => done(Critical, DEADLINE_EXCEEDED.into()),
+    }
+}
+
+/// The stream under the channel: TCP, or TLS over it; one type for both connector arms.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects, then calls Check; the returned number is the raw ServingStatus.
+async fn grpc_check(
+    probe: &GrpcProbe,
+    server: &str,
+    service: &str,
+    deadline: Instant,
+) -> Result<i32, String> {
+    let bad_target = |e: &dyn std::fmt::Display| format!("gRPC target {:?}: {e}", probe.target);
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
+        .map_err(|e| bad_target(&e))?;
+    let tls = if probe.use_tls {
+        // TLS is done in the connector below rather than by tonic's ClientTlsConfig, which can
+        // neither skip verification nor fall back to well-known roots without more features.
+        let origin = format!("https://{server}")
+            .parse()
+            .map_err(|e| bad_target(&e))?;
+        endpoint = endpoint.origin(origin);
+        let name = if probe.tls_server_name.is_empty() {
+            split_host_port(server)
+                .map(|(host, _)| host)
+                .unwrap_or(server)
+        } else {
+            probe.tls_server_name.as_str()
+        };
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|e| format!("gRPC TLSServerName {name:?}: {e}"))?;
+        Some((tls_config(probe.tls_skip_verify)?, name))
+    } else {
+        None
+    };
+
+    let server = server.to_owned();
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let (server, tls) = (server.clone(), tls.clone());
+        async move {
+            let tcp = dial(&server)
+                .await
+                .map_err(|e| format!("transport: Error while dialing: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(tcp),
+                Some((config, name)) => Box::new(
+                    tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("transport: authentication handshake failed: {e}"))?,
+                ),
+            };
+            Ok::<_, String>(TokioIo::new(io))
+        }
+    });
+    let connected = endpoint.connect_with_connector(connector).await;
+    let channel = connected.map_err(|e| {
+        let desc = describe_error("", &e);
+        format!("rpc error: code = Unavailable desc = connection error: desc = {desc:?}")
+    })?;
+
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    // Lets the server give up too, as grpc-go does with the context deadline.
+    request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    match HealthClient::new(channel).check(request).await {
+        Ok(response) => Ok(response.into_inner().status),
+        // tonic enforces the grpc-timeout too, as Cancelled; report it as grpc-go does.
+        Err(_) if Instant::now() >= deadline => Err(DEADLINE_EXCEEDED.into()),
+        // A status made from a transport failure keeps the cause only as its source.
+        Err(status) => {
+            let (code, desc) = (status.code(), describe_error(status.message(), &status));
+            Err(format!("rpc error: code = {code:?} desc = {desc}"))
+        }
+    }
+}
+
+/// One rustls config per skip-verify flag; well-known roots (webpki-roots, as reqwest uses)
+/// stand in for the system roots that Consul's Go agent would use.
+fn tls_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
+    static CONFIGS: [OnceLock<Result<Arc<ClientConfig>, String>>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    CONFIGS[usize::from(skip_verify)]
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("gRPC TLS set-up: {e}"))?;
+            let mut config = if skip_verify {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth()
+            } else {
+                let roots =
+                    RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            };
+            // gRPC servers (grpc-go among them) refuse TLS connections that did not offer h2.
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Ok(Arc::new(config))
+        })
+        .clone()
+}
+
+/// TLSSkipVerify as Go means it: any certificate and name, but the handshake signatures must
+/// still be made with the key of the certificate shown.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,203 @@
+//! The JSON side of decoding: Go-style key matching against a table of known fields per
+//! object, Consul's aliases, refusal of unknown fields, then serde into typed inputs.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{bad_request, RegistryError};
+
+pub(super) struct Field {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    nested: Nested,
+}
+
+pub(super) enum Nested {
+    /// A scalar, or a map whose keys are user data (Meta, Header): left as is.
+    Leaf,
+    Object(&'static [Field]),
+    ArrayOf(&'static [Field]),
+    /// A map of user keys to objects (TaggedAddresses).
+    MapOf(&'static [Field]),
+}
+
+const fn leaf(name: &'static str) -> Field {
+    Field {
+        name,
+        aliases: &[],
+        nested: Nested::Leaf,
+    }
+}
+
+const fn alias(name: &'static str, aliases: &'static [&'static str]) -> Field {
+    Field {
+        name,
+        aliases,
+        nested: Nested::Leaf,
+    }
+}
+
+pub(super) const ADDRESS_FIELDS: &[Field] = &[leaf("Address"), leaf("Port")];
+pub(super) const WEIGHTS_FIELDS: &[Field] = &[leaf("Passing"), leaf("Warning")];
+
+/// Consul's CheckType and CheckDefinition fields (agent/structs/check_type.go, check_definition.go).
+pub(super) const CHECK_FIELDS: &[Field] = &[
+    leaf("CheckID"),
+    leaf("ID"),
+    leaf("Name"),
+    leaf("Notes"),
+    alias("ServiceID", &["service_id"]),
+    leaf("Status"),
+    leaf("Namespace"),
+    leaf("Partition"),
+    alias("ScriptArgs", &["args", "script_args"]),
+    leaf("HTTP"),
+    leaf("Method"),
+    leaf("Header"),
+    leaf("Body"),
+    leaf("DisableRedirects"),
+    leaf("TCP"),
+    alias("TCPUseTLS", &["tcp_use_tls"]),
+    leaf("UDP"),
+    leaf("GRPC"),
+    alias("GRPCUseTLS", &["grpc_use_tls"]),
+    leaf("H2PING"),
+    alias("H2PingUseTLS", &["h2ping_use_tls"]),
+    leaf("OSService"),
+    leaf("AliasNode"),
+    leaf("AliasService"),
+    alias("DockerContainerID", &["docker_container_id"]),
+    leaf("Shell"),
+    alias("TLSServerName", &["tls_server_name"]),
+    alias("TLSSkipVerify", &["tls_skip_verify"]),
+    leaf("Interval"),
+    leaf("Timeout"),
+    leaf("TTL"),
+    leaf("SuccessBeforePassing"),
+    leaf("FailuresBeforeWarning"),
+    leaf("FailuresBeforeCritical"),
+    alias(
+        "DeregisterCriticalServiceAfter",
+        &["deregister_critical_service_after"],
+    ),
+    leaf("OutputMaxSize"),
+    leaf("ProxyHTTP"),
+    leaf("ProxyGRPC"),
+];
+
+pub(super) const SERVICE_FIELDS: &[Field] = &[
+    leaf("Kind"),
+    leaf("ID"),
+    leaf("Name"),
+    leaf("Tags"),
+    leaf("Port"),
+    leaf("Address"),
+    leaf("SocketPath"),
+    Field {
+        name: "TaggedAddresses",
+        aliases: &["tagged_addresses"],
+        nested: Nested::MapOf(ADDRESS_FIELDS),
+    },
+    // Consul's AgentRegisterService translates these two snake_case keys (lib.TranslateKeys).
+    alias("EnableTagOverride", &["enable_tag_override"]),
+    leaf("Meta"),
+    Field {
+        name: "Weights",
+        aliases: &[],
+        nested: Nested::Object(WEIGHTS_FIELDS),
+    },
+    Field {
+        name: "Check",
+        aliases: &[],
+        nested: Nested::Object(CHECK_FIELDS),
+    },
+    Field {
+        name: "Checks",
+        aliases: &[],
+        nested: Nested::ArrayOf(CHECK_FIELDS),
+    },
+    leaf("Proxy"),
+    leaf("Connect"),
+    leaf("Namespace"),
+    leaf("Partition"),
+    leaf("Locality"),
+];
+
+pub(super) const CHECK_UPDATE_FIELDS: &[Field] = &[leaf("Status"), leaf("Output")];
+
+pub(super) fn decode_failed(msg: impl std::fmt::Display) -> RegistryError {
+    bad_request(format!("Request decode failed: {msg}"))
+}
+
+/// Rewrites every known key to its canonical spelling; an unknown key is a decode error.
+fn canonicalize(value: Value, fields: &[Field]) -> Result<Value, RegistryError> {
+    let object = match value {
+        Value::Object(object) => object,
+        Value::Null => return Ok(Value::Null),
+        other => {
+            return Err(decode_failed(format!(
+                "json: cannot unmarshal {} into an object",
+                json_kind(&other)
+            )))
+        }
+    };
+    let mut out = Map::new();
+    for (key, value) in object {
+        let field = fields
+            .iter()
+            .find(|f| {
+                f.name.eq_ignore_ascii_case(&key)
+                    || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&key))
+            })
+            .ok_or_else(|| decode_failed(format!("json: unknown field \"{key}\"")))?;
+        let value = match (&field.nested, value) {
+            (Nested::Leaf, v) | (_, v @ Value::Null) => v,
+            (Nested::Object(inner), v) => canonicalize(v, inner)?,
+            (Nested::ArrayOf(inner), Value::Array(items)) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| canonicalize(item, inner))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Nested::MapOf(inner), Value::Object(map)) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| Ok((k, canonicalize(v, inner)?)))
+                    .collect::<Result<_, RegistryError>>()?,
+            ),
+            (_, other) => {
+                return Err(decode_failed(format!(
+                    "json: cannot unmarshal {} into field {}",
+                    json_kind(&other),
+                    field.name
+                )))
+            }
+        };
+        out.insert(field.name.to_string(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    fields: &[Field],
+) -> Result<T, RegistryError> {
+    let raw: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        // Consul decodes an empty body as an empty object.
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(decode_failed)?
+    };
+    let canonical = canonicalize(raw, fields)?;
+    serde_json::from_value(canonical).map_err(decode_failed)
+}

@@ -1,0 +1,398 @@
+//! The registry's HTTP API: Consul's paths, status codes, headers and error texts.
+//!
+//! Owns the request plumbing shared by every endpoint — ACL, query options, blocking-query
+//! waits, body limits, response headers — and the routing table. Endpoint handlers live in the
+//! submodules by Consul API area; the decisions of a write are the registry's.
+
+mod agent;
+mod catalog;
+mod kv;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State as AxState};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::Value;
+
+use super::error::{bad_request, RegistryError};
+use super::filter::Filter;
+use super::state::State;
+use super::watch::Topic;
+use super::Registry;
+use beamline_consul::duration::parse_go;
+
+pub type Shared = Arc<Registry>;
+
+/// Consul's default and maximum blocking-query waits.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Limit for JSON request bodies (registrations); KV values have their own, Consul's.
+const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(registry: Shared) -> Router {
+    Router::new()
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/service/register", put(agent::register_service))
+        .route(
+            "/v1/agent/service/deregister/{*id}",
+            put(agent::deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{*id}",
+            put(agent::maintenance),
+        )
+        .route("/v1/agent/service/{*id}", get(agent::service))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/agent/check/register", put(agent::register_check))
+        .route(
+            "/v1/agent/check/deregister/{*id}",
+            put(agent::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{*id}", put(agent::check_pass))
+        .route("/v1/agent/check/warn/{*id}", put(agent::check_warn))
+        .route("/v1/agent/check/fail/{*id}", put(agent::check_fail))
+        .route("/v1/agent/check/update/{*id}", put(agent::check_update))
+        .route(
+            "/v1/agent/health/service/name/{*name}",
+            get(agent::health_by_name),
+        )
+        .route(
+            "/v1/agent/health/service/id/{*id}",
+            get(agent::health_by_id),
+        )
+        .route("/v1/health/service/{name}", get(catalog::health_service))
+        .route("/v1/health/checks/{name}", get(catalog::health_checks))
+        .route("/v1/health/state/{state}", get(catalog::health_state))
+        .route("/v1/catalog/services", get(catalog::catalog_services))
+        .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
+        .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/status/leader", get(catalog::leader))
+        .route("/v1/status/peers", get(catalog::peers))
+        .route(
+            "/v1/kv/",
+            get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .layer(axum::middleware::from_fn_with_state(registry.clone(), acl))
+        .with_state(registry)
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// With `--acl-token`, every request must carry it, in any of the places Consul reads it.
+async fn acl(AxState(registry): AxState<Shared>, request: Request, next: Next) -> Response {
+    let Some(expected) = registry.config().acl_token.as_deref() else {
+        return next.run(request).await;
+    };
+    let query = Query::parse(request.uri().query());
+    let headers = request.headers();
+    let header_token = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = header_token("authorization").and_then(|v| v.strip_prefix("Bearer "));
+    let presented = query
+        .get("token")
+        .or_else(|| header_token("x-consul-token"))
+        .or(bearer);
+    let allowed = presented.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
+    if allowed {
+        next.run(request).await
+    } else {
+        RegistryError::PermissionDenied.into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The query string, with repeated keys and bare flags (`?passing`) kept as Consul sees them.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The request's identity for the answer cache: path plus every parameter that shapes the
+    /// answer (not the blocking ones, nor the token).
+    pub fn cache_key(&self, path: &str) -> String {
+        let mut key = path.to_string();
+        for (k, v) in &self.0 {
+            if !matches!(
+                k.as_str(),
+                "index" | "wait" | "token" | "stale" | "consistent" | "cached"
+            ) {
+                key.push_str(&format!("&{k}={v}"));
+            }
+        }
+        key
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// A boolean flag: absent is false, bare is true, otherwise Go's `strconv.ParseBool`.
+    pub fn flag(&self, key: &str) -> Result<bool, RegistryError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some("") => Ok(true),
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| bad_request(format!("Invalid value for ?{key}")))
+            }
+        }
+    }
+
+    pub fn u64(&self, key: &str, message: &str) -> Result<Option<u64>, RegistryError> {
+        self.get(key)
+            .map(|v| v.parse::<u64>().map_err(|_| bad_request(message)))
+            .transpose()
+    }
+
+    pub fn filter(&self) -> Result<Option<Filter>, RegistryError> {
+        match self.get("filter") {
+            None | Some("") => Ok(None),
+            Some(expr) => Filter::parse(expr).map(Some).map_err(|e| {
+                bad_request(format!(
+                    "Failed to create boolean expression evaluator: {e}"
+                ))
+            }),
+        }
+    }
+
+    /// `?wait=`: Consul's default when absent or zero, clamped to its maximum.
+    pub fn blocking_wait(&self) -> Result<Duration, RegistryError> {
+        match self.get("wait") {
+            None => Ok(DEFAULT_WAIT),
+            Some(w) => {
+                let d = parse_go(w).map_err(|_| bad_request("Invalid wait time"))?;
+                Ok(if d.is_zero() {
+                    DEFAULT_WAIT
+                } else {
+                    d.min(MAX_WAIT)
+                })
+            }
+        }
+    }
+
+    /// The blocking-query options; `None` when the read must not block (no index or index 0).
+    pub fn blocking(&self) -> Result<Option<(u64, Duration)>, RegistryError> {
+        let wait = self.blocking_wait()?;
+        let index = self.u64("index", "Invalid index")?.unwrap_or(0);
+        Ok((index > 0).then_some((index, wait)))
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Refuses `?dc=` naming a datacenter this registry is not, as Consul does.
+pub fn check_dc(registry: &Registry, query: &Query) -> Result<(), RegistryError> {
+    match query.get("dc") {
+        Some(dc) if !dc.is_empty() && dc != registry.config().datacenter => {
+            Err(RegistryError::Internal("No path to datacenter".to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Waits until `index` of the result passes the caller's, or the wait (plus Consul's jitter of
+/// up to wait/16) runs out, then renders the answer once. Only the index is computed while
+/// waiting, so a parked watcher holds no rendered data. Subscribing before each look means no
+/// write can slip between the look and the wait.
+pub async fn blocking_read<T>(
+    registry: &Registry,
+    query: &Query,
+    topic: Topic,
+    index: impl Fn(&State) -> u64,
+    render: impl FnOnce(&State) -> T,
+) -> Result<(u64, T), RegistryError> {
+    wait_for_change(registry, query, topic, &index).await?;
+    let state = registry.state();
+    Ok((index(&state), render(&state)))
+}
+
+async fn wait_for_change(
+    registry: &Registry,
+    query: &Query,
+    topic: Topic,
+    index: &impl Fn(&State) -> u64,
+) -> Result<(), RegistryError> {
+    check_dc(registry, query)?;
+    let Some((min_index, wait)) = query.blocking()? else {
+        return Ok(());
+    };
+    let jitter = rand::rng().random_range(Duration::ZERO..=wait / 16);
+    let deadline = tokio::time::Instant::now() + wait + jitter;
+    loop {
+        let mut changed = registry.watchers().subscribe(topic.clone());
+        if index(&registry.state()) > min_index || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => return Ok(()),
+        }
+    }
+}
+
+/// A blocking read answered with JSON, rendered once per result version and shared: the
+/// watchers one change wakes together (every gateway watching a beamline) get the same bytes.
+pub async fn blocking_json(
+    registry: &Registry,
+    query: &Query,
+    key: String,
+    topic: Topic,
+    index: impl Fn(&State) -> u64,
+    render: impl FnOnce(&State) -> Value,
+) -> Result<Response, RegistryError> {
+    wait_for_change(registry, query, topic, &index).await?;
+    let (index, version, value) = {
+        let state = registry.state();
+        let (index, version) = (index(&state), state.quiet_writes);
+        if let Some(body) = registry.answers().get(&key, index, version) {
+            return Ok(json_bytes(StatusCode::OK, index, body));
+        }
+        (index, version, render(&state))
+    };
+    let body = Bytes::from(value.to_string());
+    registry.answers().put(key, index, version, body.clone());
+    Ok(json_bytes(StatusCode::OK, index, body))
+}
+
+/// Rendered answers by request (path and query, less the blocking parameters).
+#[derive(Default)]
+pub struct AnswerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, Bytes)>>,
+}
+
+/// Enough for every watched service of a large site; past it the cache starts over.
+const MAX_ANSWERS: usize = 4096;
+
+impl AnswerCache {
+    fn get(&self, key: &str, index: u64, version: u64) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(key) {
+            Some((i, v, body)) if *i == index && *v == version => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: String, index: u64, version: u64, body: Bytes) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ANSWERS && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (index, version, body));
+    }
+}
+
+fn json_bytes(status: StatusCode, index: u64, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    set_read_headers(response.headers_mut(), index);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A JSON response with Consul's read headers.
+pub fn reply(status: StatusCode, index: u64, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    set_read_headers(response.headers_mut(), index);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn ok(index: u64, body: &Value) -> Response {
+    reply(StatusCode::OK, index, body)
+}
+
+pub fn set_read_headers(headers: &mut HeaderMap, index: u64) {
+    headers.insert("x-consul-index", HeaderValue::from(index.max(1)));
+    headers.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    headers.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+}
+
+/// Reads a body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, RegistryError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        RegistryError::TooLarge(format!("Request body too large, max size: {limit} bytes"))
+    })
+}
+
+pub async fn read_json_body(body: Body) -> Result<Bytes, RegistryError> {
+    read_body(body, JSON_BODY_LIMIT).await
+}
+
+/// Runs a write off the async workers: it may wait for a disk sync.
+pub async fn blocking_write<R: Send + 'static>(
+    registry: &Shared,
+    write: impl FnOnce(&Registry) -> Result<R, RegistryError> + Send + 'static,
+) -> Result<R, RegistryError> {
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || write(&registry))
+        .await
+        .map_err(|e| RegistryError::Internal(format!("write task failed: {e}")))?
+}
+
+/// Keeps the entries a `?filter=` expression accepts.
+pub fn apply_filter(filter: &Option<Filter>, items: Vec<Value>) -> Vec<Value> {
+    match filter {
+        None => items,
+        Some(f) => items.into_iter().filter(|v| f.matches(v)).collect(),
+    }
+}
