@@ -3,6 +3,7 @@
 
 mod cli;
 
+use beamline_mesh::agent::process::{LogFormat, ProcessFlags};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -12,26 +13,11 @@ use clap::{Parser, Subcommand};
     about = "A gRPC service mesh for beamline agents"
 )]
 struct Cli {
-    /// Log lines (stderr) as text or as JSON objects (the gateway's access log included).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Threads that run the process's async work (default: one per core the process may use).
-    /// A gateway or agent sharing a node with others may do better with fewer.
-    #[arg(
-        long,
-        global = true,
-        env = "BEAMLINE_MESH_WORKER_THREADS",
-        value_parser = clap::value_parser!(u16).range(1..=1024)
-    )]
-    worker_threads: Option<u16>,
+    /// `--log-format` and `--worker-threads`, as every agent built on the SDK takes them.
+    #[command(flatten)]
+    process: ProcessFlags,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -92,13 +78,8 @@ fn main() -> anyhow::Result<()> {
         Command::Registry(_) | Command::Agent(_) | Command::Gateway(_)
     );
     // Declared before the runtime, so dropped after it: the last lines are written.
-    let _log_guard = init_tracing(cli.log_format, background);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = cli.worker_threads {
-        runtime.worker_threads(threads.into());
-    }
-    let runtime = runtime.build().context("start the async runtime")?;
+    let _log_guard = init_tracing(cli.process.log_format, background);
+    let runtime = cli.process.runtime().context("start the async runtime")?;
     runtime.block_on(run(cli.command))
 }
 

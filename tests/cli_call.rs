@@ -362,7 +362,7 @@ async fn gateway_calls_carry_x_beamline() {
     let record = Arc::clone(&seen);
     let instance = Instance::new(BeamlineId::parse(BEAMLINE).unwrap(), "test");
     let service = BeamlineAgentServer::with_interceptor(
-        DemoAgent::standalone(&instance, 1),
+        DemoAgent::standalone(&instance, 1).into_service(),
         move |request: tonic::Request<()>| {
             let key = request
                 .metadata()

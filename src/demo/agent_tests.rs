@@ -45,6 +45,7 @@ pub(super) async fn execute(
         idempotency_key: key.into(),
     };
     agent
+        .service()
         .execute(Request::new(req))
         .await
         .map(|r| r.into_inner())
@@ -114,6 +115,7 @@ pub(super) async fn code_of(agent: &DemoAgent, capability: &str, p: Value) -> (C
 async fn describe_lists_the_capabilities() {
     let a = agent(1);
     let card = a
+        .service()
         .describe(Request::new(DescribeRequest {}))
         .await
         .unwrap()
@@ -134,6 +136,7 @@ async fn describe_lists_the_capabilities() {
     }
     // The revision is a function of the capabilities, not of the instance.
     let other = agent(2)
+        .service()
         .describe(Request::new(DescribeRequest {}))
         .await
         .unwrap();
@@ -153,7 +156,12 @@ async fn status_completes_at_once() {
         capability: "status".into(),
         ..Default::default()
     };
-    let stream = a.execute(Request::new(req)).await.unwrap().into_inner();
+    let stream = a
+        .service()
+        .execute(Request::new(req))
+        .await
+        .unwrap()
+        .into_inner();
     result(&drain(stream).await);
 }
 
@@ -271,14 +279,17 @@ async fn unknown_task_ids_are_not_found() {
     let a = agent(1);
     let id = || "nobody/none".to_string();
     let get = a
+        .service()
         .get_task(Request::new(GetTaskRequest { task_id: id() }))
         .await;
     assert_eq!(get.err().unwrap().code(), Code::NotFound);
     let sub = a
+        .service()
         .subscribe(Request::new(SubscribeRequest { task_id: id() }))
         .await;
     assert_eq!(sub.err().unwrap().code(), Code::NotFound);
     let cancel = a
+        .service()
         .cancel(Request::new(CancelRequest { task_id: id() }))
         .await;
     assert_eq!(cancel.err().unwrap().code(), Code::NotFound);
@@ -296,7 +307,7 @@ async fn many_monitors_run_at_once_and_cancel() {
             )),
             idempotency_key: String::new(),
         });
-        let mut stream = a.execute(request).await.unwrap().into_inner();
+        let mut stream = a.service().execute(request).await.unwrap().into_inner();
         let first = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
             .await
             .expect("first event in time")
@@ -310,16 +321,18 @@ async fn many_monitors_run_at_once_and_cancel() {
         "monitors hold no motor: all run at once"
     );
     for id in &ids {
-        a.cancel(Request::new(CancelRequest {
-            task_id: id.clone(),
-        }))
-        .await
-        .unwrap();
+        a.service()
+            .cancel(Request::new(CancelRequest {
+                task_id: id.clone(),
+            }))
+            .await
+            .unwrap();
     }
     tokio::time::timeout(std::time::Duration::from_secs(5), a.tasks().idle())
         .await
         .expect("every monitor ends on cancel");
     let task = a
+        .service()
         .get_task(Request::new(GetTaskRequest {
             task_id: ids[0].clone(),
         }))

@@ -1,32 +1,26 @@
-//! The demo agent's capabilities: their specs (description, JSON Schema, actuating, tags), the
-//! parse of schema-checked params into an [`Action`] with the checks a schema cannot express
-//! (per-motor travel limits), and the work each action does inside its task.
+//! The demo agent's capabilities, declared on the agent SDK as a beamline team declares its own:
+//! name, description, effect and tags, typed params (see `params`), an admission for the motion
+//! capabilities (the target within the motor's limits, INVALID_ARGUMENT; the motor free,
+//! FAILED_PRECONDITION — refused rather than queued, so a caller never waits behind work it
+//! cannot see), and the work each does inside its task.
 //!
-//! Owns what each capability means. It must not create tasks or reserve motors: mod.rs does both,
-//! after every check that has to fail before a task exists.
+//! Owns what each capability means; the SDK owns tasks, schemas and the RPCs.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tonic::Status;
 
-use super::sim::{Motor, MotorGuard, MoveEnd, Sim, PV_NAMES};
-use crate::agent::capabilities::{json_to_struct, CapabilitySpec};
+use super::params::{MonitorPv, MoveMotor, ReadPv, Scan};
+use super::sim::{Motor, MotorGuard, MoveEnd, Sim};
 use crate::agent::tasks::{codes, TaskHandle};
+use crate::agent::{Actuating, Agent, Call, NoParams, ReadOnly};
 
 pub const STATUS: &str = "status";
 pub const READ_PV: &str = "read_pv";
 pub const MOVE_MOTOR: &str = "move_motor";
 pub const SCAN: &str = "scan";
 pub const MONITOR_PV: &str = "monitor_pv";
-
-pub const MAX_SCAN_STEPS: u64 = 1000;
-pub const MAX_DWELL_MS: u64 = 10_000;
-pub const MAX_MONITOR_MS: u64 = 24 * 3600 * 1000;
-
-fn motor_names() -> Vec<&'static str> {
-    Motor::ALL.iter().map(|m| m.name()).collect()
-}
 
 /// "sample_x [-10, 10] mm at 5 mm/s; …", so callers see the limits without trying them.
 fn motor_limits_text() -> String {
@@ -47,104 +41,106 @@ fn motor_limits_text() -> String {
         .join("; ")
 }
 
-fn spec(
-    name: &str,
-    description: String,
-    schema: Value,
-    actuating: bool,
-    tags: &[&str],
-) -> CapabilitySpec {
-    CapabilitySpec {
-        name: name.to_string(),
-        description,
-        params_schema: schema,
-        actuating,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-    }
-}
-
-/// The four capabilities the demo agent serves.
-pub fn specs() -> Vec<CapabilitySpec> {
-    let motor = json!({"type": "string", "enum": motor_names()});
-    vec![
-        spec(
+/// `agent` with the five capabilities of the demo beamline over `sim`.
+pub fn declare(agent: Agent, sim: &Sim) -> Agent {
+    let (s1, s2, s3, s4, s5) = (
+        sim.clone(),
+        sim.clone(),
+        sim.clone(),
+        sim.clone(),
+        sim.clone(),
+    );
+    agent
+        .capability(
             STATUS,
-            "Beam current, shutter and every motor's position, limits and whether it moves.".into(),
-            json!({"type": "object", "properties": {}, "additionalProperties": false}),
-            false,
-            &["read-only", "quick"],
-        ),
-        spec(
+            "Beam current, shutter and every motor's position, limits and whether it moves.",
+            ReadOnly.tagged(["read-only", "quick"]),
+            move |_: NoParams, task: TaskHandle| {
+                let status = s1.status();
+                async move { task.complete(status) }
+            },
+        )
+        .capability(
             READ_PV,
-            "The value of one named process variable.".into(),
-            json!({
-                "type": "object",
-                "properties": {"name": {"type": "string", "enum": PV_NAMES}},
-                "required": ["name"],
-                "additionalProperties": false,
-            }),
-            false,
-            &["read-only", "quick"],
-        ),
-        spec(
+            "The value of one named process variable.",
+            ReadOnly.tagged(["read-only", "quick"]),
+            move |p: ReadPv, task: TaskHandle| {
+                let value = s2.read_pv(p.name.0);
+                async move {
+                    match value {
+                        Some(value) => task.complete(json!({"name": p.name.0, "value": value})),
+                        None => task.fail(codes::INTERNAL, "the PV has no reader", false),
+                    }
+                }
+            },
+        )
+        .admitted_capability(
             MOVE_MOTOR,
-            format!(
+            &format!(
                 "Moves a motor to an absolute position; takes |distance|/speed; cancellable. \
                  Motors: {}.",
                 motor_limits_text()
             ),
-            json!({
-                "type": "object",
-                "properties": {"motor": motor, "position": {"type": "number"}},
-                "required": ["motor", "position"],
-                "additionalProperties": false,
-            }),
-            true,
-            &["motion", "long-running"],
-        ),
-        spec(
+            Actuating.tagged(["motion", "long-running"]),
+            move |p: MoveMotor, _: &Call<'_>| {
+                p.motor
+                    .check_target(p.position)
+                    .map_err(Status::invalid_argument)?;
+                let guard = reserve(&s3, p.motor)?;
+                let sim = s3.clone();
+                Ok(move |task| run_move(task, sim, guard, p.position))
+            },
+        )
+        .admitted_capability(
             SCAN,
-            format!(
+            &format!(
                 "Steps a motor through `steps` evenly spaced points from start to stop (both \
                  included), counting the detector for dwell_ms at each; result: the points. \
                  Cancellable. Motors: {}.",
                 motor_limits_text()
             ),
-            json!({
-                "type": "object",
-                "properties": {
-                    "motor": motor,
-                    "start": {"type": "number"},
-                    "stop": {"type": "number"},
-                    "steps": {"type": "integer", "minimum": 1, "maximum": MAX_SCAN_STEPS},
-                    "dwell_ms": {"type": "integer", "minimum": 1, "maximum": MAX_DWELL_MS},
-                },
-                "required": ["motor", "start", "stop", "steps", "dwell_ms"],
-                "additionalProperties": false,
-            }),
-            true,
-            &["motion", "detector", "long-running"],
-        ),
-        spec(
+            Actuating.tagged(["motion", "detector", "long-running"]),
+            move |p: Scan, _: &Call<'_>| {
+                let plan = ScanPlan {
+                    motor: p.motor,
+                    start: p.start,
+                    stop: p.stop,
+                    steps: p.steps,
+                    dwell: Duration::from_millis(p.dwell_ms),
+                };
+                // Points lie between start and stop, so checking both ends checks them all.
+                for end in [plan.start, plan.stop] {
+                    plan.motor
+                        .check_target(end)
+                        .map_err(Status::invalid_argument)?;
+                }
+                let guard = reserve(&s4, plan.motor)?;
+                let sim = s4.clone();
+                Ok(move |task| run_scan(task, sim, guard, plan))
+            },
+        )
+        .capability(
             MONITOR_PV,
             "Watches a process variable for duration_ms, reporting its value as progress every \
              interval_ms; result: min, max and last value. Read-only, cancellable, and any \
-             number may run at once."
-                .into(),
-            json!({
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "enum": PV_NAMES},
-                    "duration_ms": {"type": "integer", "minimum": 1, "maximum": MAX_MONITOR_MS},
-                    "interval_ms": {"type": "integer", "minimum": 10, "maximum": 60_000},
-                },
-                "required": ["name", "duration_ms"],
-                "additionalProperties": false,
-            }),
-            false,
-            &["read-only", "long-running"],
-        ),
-    ]
+             number may run at once.",
+            ReadOnly.tagged(["read-only", "long-running"]),
+            move |p: MonitorPv, task: TaskHandle| {
+                run_monitor(
+                    task,
+                    s5.clone(),
+                    p.name.0,
+                    Duration::from_millis(p.duration_ms),
+                    Duration::from_millis(p.interval_ms),
+                )
+            },
+        )
+}
+
+/// The motor's reservation, or FAILED_PRECONDITION while another task moves it.
+fn reserve(sim: &Sim, motor: Motor) -> Result<MotorGuard, Status> {
+    sim.reserve(motor)
+        .map_err(|busy| Status::failed_precondition(busy.to_string()))
 }
 
 /// A scan's points, evenly spaced from `start` to `stop` inclusive.
@@ -168,149 +164,10 @@ impl ScanPlan {
     }
 }
 
-/// One validated request, ready to run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Status,
-    ReadPv(String),
-    Move {
-        motor: Motor,
-        position: f64,
-    },
-    Scan(ScanPlan),
-    Monitor {
-        name: String,
-        duration: Duration,
-        interval: Duration,
-    },
-}
-
-fn bad(msg: String) -> Status {
-    Status::invalid_argument(msg)
-}
-
-// The schema has already checked types; these only guard against a laxer validator.
-fn field<'a>(params: &'a Value, key: &str) -> Result<&'a Value, Status> {
-    params
-        .get(key)
-        .ok_or_else(|| bad(format!("missing required parameter {key:?}")))
-}
-
-fn number(params: &Value, key: &str) -> Result<f64, Status> {
-    field(params, key)?
-        .as_f64()
-        .ok_or_else(|| bad(format!("parameter {key:?} must be a number")))
-}
-
-fn integer(params: &Value, key: &str) -> Result<u64, Status> {
-    field(params, key)?
-        .as_u64()
-        .ok_or_else(|| bad(format!("parameter {key:?} must be a non-negative integer")))
-}
-
-fn motor(params: &Value) -> Result<Motor, Status> {
-    let name = field(params, "motor")?.as_str().unwrap_or_default();
-    Motor::parse(name).ok_or_else(|| bad(format!("unknown motor {name:?}")))
-}
-
-impl Action {
-    /// Params that passed the capability's schema → an action, or INVALID_ARGUMENT for what the
-    /// schema cannot say (a target outside the motor's limits).
-    pub fn parse(capability: &str, params: &Value) -> Result<Action, Status> {
-        let limit = |m: Motor, p: f64| m.check_target(p).map_err(bad);
-        match capability {
-            STATUS => Ok(Action::Status),
-            READ_PV => {
-                let name = field(params, "name")?.as_str().unwrap_or_default();
-                if !PV_NAMES.contains(&name) {
-                    return Err(bad(format!("unknown PV {name:?}; known: {PV_NAMES:?}")));
-                }
-                Ok(Action::ReadPv(name.to_string()))
-            }
-            MOVE_MOTOR => {
-                let (motor, position) = (motor(params)?, number(params, "position")?);
-                limit(motor, position)?;
-                Ok(Action::Move { motor, position })
-            }
-            SCAN => {
-                let plan = ScanPlan {
-                    motor: motor(params)?,
-                    start: number(params, "start")?,
-                    stop: number(params, "stop")?,
-                    steps: integer(params, "steps")?,
-                    dwell: Duration::from_millis(integer(params, "dwell_ms")?),
-                };
-                if !(1..=MAX_SCAN_STEPS).contains(&plan.steps) {
-                    return Err(bad(format!("steps must be 1..={MAX_SCAN_STEPS}")));
-                }
-                // Points lie between start and stop, so checking both ends checks them all.
-                limit(plan.motor, plan.start)?;
-                limit(plan.motor, plan.stop)?;
-                Ok(Action::Scan(plan))
-            }
-            MONITOR_PV => {
-                let name = field(params, "name")?.as_str().unwrap_or_default();
-                if !PV_NAMES.contains(&name) {
-                    return Err(bad(format!("unknown PV {name:?}; known: {PV_NAMES:?}")));
-                }
-                let interval_ms = match params.get("interval_ms") {
-                    Some(_) => integer(params, "interval_ms")?,
-                    None => 1000,
-                };
-                Ok(Action::Monitor {
-                    name: name.to_string(),
-                    duration: Duration::from_millis(integer(params, "duration_ms")?),
-                    interval: Duration::from_millis(interval_ms.max(10)),
-                })
-            }
-            other => Err(Status::not_found(format!("unknown capability {other:?}"))),
-        }
-    }
-
-    /// The motor this action moves, which it must hold for its whole run.
-    pub fn motor(&self) -> Option<Motor> {
-        match self {
-            Action::Move { motor, .. } => Some(*motor),
-            Action::Scan(plan) => Some(plan.motor),
-            Action::Status | Action::ReadPv(_) | Action::Monitor { .. } => None,
-        }
-    }
-
-    /// The task's work. `guard` is the reservation of [`Action::motor`], taken before the task.
-    pub async fn run(self, handle: TaskHandle, sim: Sim, guard: Option<MotorGuard>) {
-        match (self, guard) {
-            (Action::Status, _) => handle.complete(json_to_struct(&sim.status())),
-            (Action::ReadPv(name), _) => match sim.read_pv(&name) {
-                Some(value) => {
-                    handle.complete(json_to_struct(&json!({"name": name, "value": value})))
-                }
-                None => handle.fail(codes::INTERNAL, format!("PV {name} has no reader"), false),
-            },
-            (Action::Move { position, .. }, Some(guard)) => {
-                run_move(handle, sim, guard, position).await
-            }
-            (Action::Scan(plan), Some(guard)) => run_scan(handle, sim, guard, plan).await,
-            (
-                Action::Monitor {
-                    name,
-                    duration,
-                    interval,
-                },
-                _,
-            ) => run_monitor(handle, sim, name, duration, interval).await,
-            (action, None) => handle.fail(
-                codes::INTERNAL,
-                format!("{action:?} started without reserving its motor"),
-                false,
-            ),
-        }
-    }
-}
-
 async fn run_monitor(
     handle: TaskHandle,
     sim: Sim,
-    name: String,
+    name: &'static str,
     duration: Duration,
     interval: Duration,
 ) {
@@ -322,7 +179,7 @@ async fn run_monitor(
             _ = handle.cancelled() => return handle.cancelled_done(),
             _ = ticks.tick() => {}
         }
-        let Some(value) = sim.read_pv(&name) else {
+        let Some(value) = sim.read_pv(name) else {
             return handle.fail(codes::INTERNAL, format!("PV {name} has no reader"), false);
         };
         if let Some(x) = value.as_f64() {
@@ -341,9 +198,7 @@ async fn run_monitor(
     } else {
         (Value::Null, Value::Null)
     };
-    handle.complete(json_to_struct(
-        &json!({"name": name, "min": min, "max": max, "last": last}),
-    ));
+    handle.complete(json!({"name": name, "min": min, "max": max, "last": last}));
 }
 
 async fn run_move(handle: TaskHandle, sim: Sim, guard: MotorGuard, target: f64) {
@@ -370,7 +225,7 @@ async fn run_move(handle: TaskHandle, sim: Sim, guard: MotorGuard, target: f64) 
     match end {
         MoveEnd::Arrived(p) => {
             let result = json!({"motor": name, "position": p, "units": units});
-            handle.complete(json_to_struct(&result));
+            handle.complete(result);
         }
         MoveEnd::Stopped(_) => handle.cancelled_done(),
     }
@@ -410,5 +265,5 @@ async fn run_scan(handle: TaskHandle, sim: Sim, guard: MotorGuard, plan: ScanPla
         "dwell_ms": plan.dwell.as_millis() as u64,
         "points": points,
     });
-    handle.complete(json_to_struct(&result));
+    handle.complete(result);
 }

@@ -53,6 +53,7 @@ async fn move_motor_reports_progress_and_arrives() {
 
     let id = ids[0].clone();
     let got = a
+        .service()
         .get_task(Request::new(GetTaskRequest {
             task_id: id.clone(),
         }))
@@ -60,6 +61,7 @@ async fn move_motor_reports_progress_and_arrives() {
         .unwrap();
     assert_eq!(state(&got.into_inner()), TaskState::Completed);
     let sub = a
+        .service()
         .subscribe(Request::new(SubscribeRequest { task_id: id }))
         .await
         .unwrap();
@@ -114,7 +116,10 @@ async fn a_busy_motor_is_refused_and_a_cancelled_move_stops() {
             break;
         }
     }
-    let cancel = |id: String| a.cancel(Request::new(CancelRequest { task_id: id }));
+    let cancel = |id: String| {
+        a.service()
+            .cancel(Request::new(CancelRequest { task_id: id }))
+    };
     cancel(id.clone()).await.unwrap();
     let rest = drain(stream).await;
     assert_eq!(state(task(rest.last().unwrap())), TaskState::Cancelled);
@@ -204,7 +209,8 @@ async fn a_cancelled_scan_ends_cancelled() {
             break;
         }
     }
-    a.cancel(Request::new(CancelRequest { task_id: id }))
+    a.service()
+        .cancel(Request::new(CancelRequest { task_id: id }))
         .await
         .unwrap();
     let rest = drain(stream).await;

@@ -1,12 +1,52 @@
-//! The agent runtime: what a beamline team hands its `BeamlineAgent` implementation to.
-pub mod capabilities;
-pub mod instance;
-pub mod tasks;
+//! The beamline agent SDK: what a beamline team builds its agent on, in its own repository.
+//!
+//! ```no_run
+//! use beamline_agent::{Agent, Actuating, ReadOnly, TaskHandle};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct ReadTemperature { sensor: String }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Agent::new(env!("CARGO_PKG_VERSION"))
+//!         .capability("read_temperature", "Reads a sample temperature", ReadOnly,
+//!             |p: ReadTemperature, task: TaskHandle| async move {
+//!                 task.progress(Some(0.5), "reading");
+//!                 task.complete(serde_json::json!({ "sensor": p.sensor, "kelvin": 293.4 }))
+//!             })
+//!         .run()
+//! }
+//! ```
+//!
+//! - [`Agent`] declares capabilities with typed params (their JSON Schema is generated) and runs
+//!   the process: the standard flags ([`AgentFlags`], [`process::ProcessFlags`]), SIGTERM,
+//!   serving, Consul registration and the drain. Describe, GetTask, Subscribe and Cancel come
+//!   from the SDK.
+//! - [`AgentRuntime`] serves any implementation of the tonic-generated `BeamlineAgent` trait
+//!   with health, reflection, registration and draining (see [`process::run`] for the whole
+//!   process around one).
+//! - [`tasks`] is the task table both build on; [`capabilities`] the schema checks.
+//!
+//! It depends on the contract and the Consul client only: no registry, gateway or mesh.
 
-pub use instance::Instance;
+mod agent;
+pub mod capabilities;
+mod capability;
 pub mod drain;
+mod flags;
+pub mod instance;
+pub mod process;
 pub mod registration;
 pub mod runtime;
+mod service;
 pub mod services;
+pub mod tasks;
 
+pub use agent::Agent;
+pub use capability::{params_schema, Call, Effect, Kind, NoParams};
+pub use flags::{duration_flag, parse_host_port, AgentFlags};
+pub use instance::Instance;
 pub use runtime::{AgentConfig, AgentError, AgentRuntime};
+pub use service::AgentService;
+pub use tasks::{TaskHandle, TaskResult};
+/// The two effects, for `.capability(name, description, ReadOnly, …)`.
+pub use Effect::{Actuating, ReadOnly};

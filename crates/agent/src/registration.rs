@@ -17,6 +17,7 @@ use super::Instance;
 use beamline_consul::duration::format_go;
 use beamline_consul::{AgentServiceCheck, ConsulClient, ServiceRegistration};
 use beamline_contract::beamline::AGENT_TAG;
+use beamline_contract::wire::meta;
 
 /// The health check an agent registers with itself (defaults in the architecture's names).
 #[derive(Debug, Clone)]
@@ -36,18 +37,31 @@ impl Default for CheckSettings {
     }
 }
 
-/// The registration of `instance` reachable at `host:port`.
+/// The version of this SDK, registered as `Meta.sdk_version`.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The registration of `instance` reachable at `host:port`, with the team's `tags` and `meta`
+/// beside the framework's own (the framework's keys win: `--meta` refuses them anyway).
 pub fn registration(
     instance: &Instance,
     host: &str,
     port: u16,
     check: &CheckSettings,
+    tags: &[String],
+    extra_meta: &BTreeMap<String, String>,
 ) -> ServiceRegistration {
-    let meta = BTreeMap::from([
-        ("beamline".to_string(), instance.beamline.to_string()),
-        ("instance_id".to_string(), instance.instance_id.clone()),
-        ("agent_version".to_string(), instance.agent_version.clone()),
+    let mut meta = extra_meta.clone();
+    meta.extend([
+        (meta::BEAMLINE.to_string(), instance.beamline.to_string()),
+        (meta::INSTANCE_ID.to_string(), instance.instance_id.clone()),
+        (
+            meta::AGENT_VERSION.to_string(),
+            instance.agent_version.clone(),
+        ),
+        (meta::SDK_VERSION.to_string(), SDK_VERSION.to_string()),
     ]);
+    let mut all_tags = vec![AGENT_TAG.to_string()];
+    all_tags.extend(tags.iter().filter(|t| *t != AGENT_TAG).cloned());
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -56,7 +70,7 @@ pub fn registration(
     ServiceRegistration {
         id: instance.instance_id.clone(),
         name: instance.service_name(),
-        tags: vec![AGENT_TAG.to_string()],
+        tags: all_tags,
         address: host.to_string(),
         port,
         meta,

@@ -44,6 +44,10 @@ pub struct AgentConfig {
     /// The most time the gRPC server gets to close its connections at the end.
     pub stop_timeout: Duration,
     pub tasks: TaskTableConfig,
+    /// Consul tags added to the framework's own (`beamline-agent`).
+    pub tags: Vec<String>,
+    /// Consul Meta added to the framework's own keys (which win: see `wire::meta::RESERVED`).
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 impl AgentConfig {
@@ -58,6 +62,8 @@ impl AgentConfig {
             drain_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
             tasks: TaskTableConfig::default(),
+            tags: Vec::new(),
+            meta: Default::default(),
         }
     }
 }
@@ -76,6 +82,11 @@ pub enum AgentError {
     NeedsAdvertise(SocketAddr),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    /// A flag or setting that cannot work, naming it.
+    #[error("{0}")]
+    Flag(String),
+    #[error(transparent)]
+    Capability(#[from] crate::capabilities::CapabilityError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -197,8 +208,14 @@ impl AgentRuntime {
         let mut server = tokio::spawn(server);
 
         let consul = ConsulClient::new(config.consul.clone());
-        let registration =
-            registration::registration(&instance, &advertise.0, advertise.1, &config.check);
+        let registration = registration::registration(
+            &instance,
+            &advertise.0,
+            advertise.1,
+            &config.check,
+            &config.tags,
+            &config.meta,
+        );
         let stop_keepalive = CancellationToken::new();
         let keepalive = tokio::spawn(registration::keep_registered(
             consul.clone(),

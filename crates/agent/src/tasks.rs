@@ -15,7 +15,7 @@
 mod handle;
 mod record;
 
-pub use handle::TaskHandle;
+pub use handle::{TaskHandle, TaskResult};
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -136,17 +136,10 @@ impl TaskTable {
             .map_err(|_| Status::internal("task table used outside a Tokio runtime"))?;
         let inner = &self.inner;
         let mut st = inner.lock();
-        let key = (!idempotency_key.is_empty()).then(|| idempotency_key.to_string());
-        if let Some(key) = &key {
-            if let Some(cell) = st.keys.get(key).and_then(|id| st.tasks.get(id)) {
-                if cell.capability == capability && cell.params == params {
-                    return Ok(cell.stream());
-                }
-                return Err(Status::already_exists(format!(
-                    "idempotency key \"{key}\" was already used with other params"
-                )));
-            }
+        if let Some(existing) = st.existing(capability, &params, idempotency_key) {
+            return existing;
         }
+        let key = (!idempotency_key.is_empty()).then(|| idempotency_key.to_string());
 
         if inner.refusing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(super::drain::not_started_status());
@@ -185,6 +178,22 @@ impl TaskTable {
         let inner = inner.clone();
         runtime.spawn(work(TaskHandle::new(inner, cell)));
         Ok(stream)
+    }
+
+    /// What Execute answers for a repeated `idempotency_key` without running anything: a stream
+    /// over the task the key already names (same capability and params), or ALREADY_EXISTS
+    /// (other ones); `None` when the key is empty or names no task. An agent asks this before
+    /// its admission checks, so a retry of the very call that holds a resource is answered with
+    /// its task, not refused because the resource is busy.
+    pub fn existing(
+        &self,
+        capability: &str,
+        params: &Struct,
+        idempotency_key: &str,
+    ) -> Option<Result<TaskEventStream, Status>> {
+        self.inner
+            .lock()
+            .existing(capability, params, idempotency_key)
     }
 
     /// The task's current snapshot, or NOT_FOUND naming the id.

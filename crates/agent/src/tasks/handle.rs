@@ -12,6 +12,21 @@ use super::record::{Cell, Outcome};
 use super::{codes, Inner};
 use beamline_contract::proto::{Progress, TaskState};
 
+/// A task's result as it travels: a `google.protobuf.Struct`.
+pub struct TaskResult(Struct);
+
+impl From<Struct> for TaskResult {
+    fn from(result: Struct) -> TaskResult {
+        TaskResult(result)
+    }
+}
+
+impl From<serde_json::Value> for TaskResult {
+    fn from(result: serde_json::Value) -> TaskResult {
+        TaskResult(crate::capabilities::json_to_struct(&result))
+    }
+}
+
 /// What the worker of one task holds: it reports progress and the outcome, and watches for
 /// cancellation. Dropping it without an outcome fails the task (INTERNAL), so no task hangs.
 pub struct TaskHandle {
@@ -76,8 +91,10 @@ impl TaskHandle {
         self.cell.cancel.cancelled().await
     }
 
-    pub fn complete(mut self, result: Struct) {
-        self.end(Outcome(TaskState::Completed, Some(result), None));
+    /// Completes the task with `result`: a `Struct`, or JSON (`serde_json::json!`) — an object
+    /// becomes the Struct's fields, any other value `{"value": …}`.
+    pub fn complete(mut self, result: impl Into<TaskResult>) {
+        self.end(Outcome(TaskState::Completed, Some(result.into().0), None));
     }
 
     pub fn fail(mut self, code: &str, message: impl Into<String>, retryable: bool) {

@@ -112,6 +112,32 @@ impl Cell {
 }
 
 impl State {
+    /// See [`super::TaskTable::existing`]; the caller holds the table lock.
+    pub(super) fn existing(
+        &self,
+        capability: &str,
+        params: &prost_types::Struct,
+        idempotency_key: &str,
+    ) -> Option<Result<super::TaskEventStream, tonic::Status>> {
+        if idempotency_key.is_empty() {
+            return None;
+        }
+        let cell = self.tasks.get(self.keys.get(idempotency_key)?)?;
+        if cell.capability == capability && cell.params == *params {
+            return Some(Ok(cell.stream()));
+        }
+        // The key is caller input: quote a bounded part of it.
+        let key: String = idempotency_key.chars().take(64).collect();
+        let cut = if key.len() < idempotency_key.len() {
+            "…"
+        } else {
+            ""
+        };
+        Some(Err(tonic::Status::already_exists(format!(
+            "idempotency key \"{key}{cut}\" was already used with other params"
+        ))))
+    }
+
     /// Ends a non-terminal task; the caller holds the table lock (so one caller wins) and
     /// publishes `running` afterwards. Returns whether this call ended the task.
     pub(super) fn finish(&mut self, cell: &Cell, Outcome(state, result, error): Outcome) -> bool {
