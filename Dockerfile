@@ -7,18 +7,15 @@
 # --- build ---------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-# Dependencies first, so that a source change does not rebuild them.
+# The workspace: the root package (the binary) and its members under crates/. Cargo reads every
+# member's manifest and every declared bench and example, so all of them are copied.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
-RUN mkdir -p src benches examples \
-    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in registry agent mesh; do echo 'fn main() {}' > benches/$b.rs; done \
-    && cargo build --release --locked --bin beamline-mesh 2>/dev/null || true
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin beamline-mesh \
+RUN cargo build --release --locked --bin beamline-mesh \
     && install -D -m 0755 target/release/beamline-mesh /out/beamline-mesh
 
 # --- run -----------------------------------------------------------------------------------

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Proof that helm/beamline-agent runs an agent binary unchanged: what the chart renders is what
+the binary accepts and needs, for the template agent (templates/agent) and the reference one.
+
+    python interop/helm/check_chart_run.py [REPO_ROOT [REFERENCE_BINARY [TEMPLATE_BINARY]]]
+
+For each case the chart is rendered with real Helm (helm-python-sdk, as check_charts.py does)
+from the values a user would give, and the Deployment's container `args` and `env` are taken
+exactly. The binary stands in for the image ENTRYPOINT (neither case sets `command`). What the
+kubelet would do is done here: env vars are resolved in order (downward API: status.podIP and
+status.hostIP are 127.0.0.1; `$(NAME)` expands to earlier entries), then `$(NAME)` in args
+expands to the container env. Two ports are mapped, as a node would by having things there:
+  * the node-local Consul client agent, `http://$(HOST_IP):8500` → after expansion
+    `http://127.0.0.1:8500`, is the test registry on 127.0.0.1:<free port>: the expansion is
+    the kubelet's, then only that port is rewritten, so the default address is exercised;
+  * the pod's gRPC port 9000 (`--listen 0.0.0.0:9000`, `--advertise $(POD_IP):9000`) becomes a
+    free port (host parts kept), since 9000 may be taken here.
+Then, against `beamline-mesh registry` and `beamline-mesh gateway`, every wait bounded: the agent
+prints its listening line, registers and turns passing, answers Describe through the gateway
+(`x-beamline`, same instance id as registered), and on SIGTERM deregisters and exits 0 within
+drainGrace + drainTimeout + a few seconds. Prints `ok`/`FAIL` per check, then
+`chart-run: N passed, M failed`; exits non-zero on a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+import helm_python as helm
+import yaml
+
+ARGV = sys.argv[1:]
+ROOT = Path(ARGV[0] if ARGV else Path(__file__).resolve().parents[2]).resolve()
+REFERENCE = Path(ARGV[1] if len(ARGV) > 1 else ROOT / "target/debug/beamline-mesh").resolve()
+TEMPLATE = Path(ARGV[2] if len(ARGV) > 2 else ROOT / "target/template/debug/thermometer-agent").resolve()
+CHART = ROOT / "helm" / "beamline-agent"
+sys.path.insert(0, str(ROOT / "interop" / "grpcio"))
+import check_grpcio  # noqa: E402 - its stub generation and x-beamline interceptor
+
+# Small timings for a fast run (the chart's `agent` values; drain ones in whole seconds).
+FAST = {"checkInterval": "1s", "checkTimeout": "1s", "drainGraceSeconds": 1, "drainTimeoutSeconds": 3}
+POD_IP = HOST_IP = "127.0.0.1"
+RPC_TIMEOUT = 5.0
+passed = failed = 0
+
+
+class Fail(Exception):
+    pass
+
+
+def check(name: str, fn: Callable[[], Any]) -> Any:
+    """Runs one check, prints its line; a failure raises Fail so the case stops there."""
+    global passed, failed
+    try:
+        detail = fn()
+    except Exception as e:  # noqa: BLE001 - every failure is reported and counted
+        failed += 1
+        print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+        raise Fail(name) from e
+    passed += 1
+    print(f"ok   {name}" + (f" ({detail})" if isinstance(detail, str) else ""), flush=True)
+    return detail
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def render_container(values: dict[str, Any]) -> dict:
+    with helm.Chart.load(CHART) as c:
+        out = c.render(values, name="rel", namespace="beamline", is_install=True)
+    docs = [d for p, t in out.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+    deps = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deps) == 1, f"expected one Deployment, got {len(deps)}"
+    (container,) = deps[0]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def expand(s: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: `$$` is a literal `$`, `$(NAME)` of an undefined NAME stays."""
+    return re.sub(r"\$(?:\$|\(([^)]*)\))",
+                  lambda m: "$" if m.group(1) is None else env.get(m.group(1), m.group(0)), s)
+
+
+def resolve_env(entries: list[dict]) -> dict[str, str]:
+    """The container env as the kubelet builds it, in order."""
+    fields = {"status.podIP": POD_IP, "status.hostIP": HOST_IP}
+    env: dict[str, str] = {}
+    for e in entries:
+        if "valueFrom" not in e:
+            env[e["name"]] = expand(e.get("value", ""), env)
+        elif "fieldRef" in e["valueFrom"]:
+            path = e["valueFrom"]["fieldRef"]["fieldPath"]
+            assert path in fields, f"env {e['name']}: no stand-in for downward-API field {path}"
+            env[e["name"]] = fields[path]
+        elif e["valueFrom"].get("secretKeyRef", {}).get("optional"):
+            continue  # an optional Secret that this test does not create
+        else:
+            raise AssertionError(f"env {e['name']} needs {e['valueFrom']}, which this test cannot provide")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_port(hostport: str, port: int) -> str:
+    return f"{hostport.rsplit(':', 1)[0]}:{port}"
+
+
+class Proc:
+    """A child process; a thread queues its stdout lines, stderr goes to a file shown on failure."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path):
+        self.name, self.log = name, logdir / f"{name}.stderr"
+        self.lines: queue.Queue[str] = queue.Queue()
+        with open(self.log, "wb") as err:
+            self.p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err,
+                                      stdin=subprocess.DEVNULL, text=True, cwd=logdir)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_line(self, prefix: str, within: float = 30.0) -> str:
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.p.poll() is not None:
+                    raise AssertionError(f"{self.name} exited {self.p.returncode}: {self.tail()}")
+                continue
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        raise AssertionError(f"no '{prefix}...' line from {self.name} within {within}s: {self.tail()}")
+
+    def tail(self) -> str:
+        return " | ".join(self.log.read_text(errors="replace").splitlines()[-5:])
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=10)
+
+
+def poll(what: str, fn: Callable[[], Any], within: float) -> Any:
+    """fn() until it returns something truthy, for at most `within` seconds."""
+    deadline, last = time.monotonic() + within, None
+    while time.monotonic() < deadline:
+        try:
+            if got := fn():
+                return got
+        except Exception as e:  # noqa: BLE001 - retried until the deadline, then reported
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {within}s" + (f" (last error: {last!r})" if last else ""))
+
+
+def health(registry: str, service: str, passing: bool) -> list[dict]:
+    url = f"{registry}/v1/health/service/{service}" + ("?passing" if passing else "")
+    with urllib.request.urlopen(url, timeout=RPC_TIMEOUT) as r:
+        return json.load(r)
+
+
+def run_case(label: str, binary: Path, values: dict[str, Any], registry: str, gateway: str,
+             stubs: tuple, procs: list[Proc], logdir: Path) -> None:
+    beamline = values["beamline"]
+    service = "beamline-" + beamline.lower().replace(".", "-")
+    reg_port = int(registry.rsplit(":", 1)[1])
+    grpc_port = free_port()
+
+    def prepare() -> str:
+        c = render_container(values)
+        assert "command" not in c, f"the chart set command {c['command']}; this test runs the binary"
+        env = resolve_env(c.get("env", []))
+        args = [expand(a, env) for a in c["args"]]
+        # The node's Consul client agent on HOST_IP:8500 is the test registry on its own port.
+        node_consul = f"http://{HOST_IP}:8500"
+        env = {k: (f"http://{HOST_IP}:{reg_port}" if v == node_consul else v) for k, v in env.items()}
+        args = [f"http://{HOST_IP}:{reg_port}" if a == node_consul else a for a in args]
+        for flag in ("--listen", "--advertise"):  # 9000 → a free port, host part as rendered
+            i = args.index(flag) + 1
+            args[i] = with_port(args[i], grpc_port)
+        assert args[args.index("--consul") + 1] == env["CONSUL_HTTP_ADDR"] == registry, (args, env)
+        case["args"], case["env"] = args, env
+        return (f"args {' '.join(args)}; env {' '.join(f'{k}={v}' for k, v in env.items())}; "
+                f"Consul $(HOST_IP):8500 → 127.0.0.1:{reg_port}, gRPC port 9000 → {grpc_port}")
+
+    case: dict[str, Any] = {}
+    check(f"{label}: render helm/beamline-agent, resolve args/env as the kubelet does", prepare)
+    outer = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    agent = Proc(f"agent-{beamline}", [str(binary), *case["args"]], {**outer, **case["env"]}, logdir)
+    procs.append(agent)
+    check(f"{label}: {binary.name} starts with exactly those args",
+          lambda: "listening on " + agent.wait_line(f"agent beamline {beamline} listening on ", 30))
+
+    def registered() -> str:
+        entries = poll(f"a passing {service} instance", lambda: health(registry, service, True), 20)
+        (e,) = entries
+        s = e["Service"]
+        assert f"{s['Address']}:{s['Port']}" == f"{POD_IP}:{grpc_port}", s
+        case["instance"] = s["Meta"]["instance_id"]
+        return f"{service} at {s['Address']}:{s['Port']}, instance {case['instance']}"
+
+    check(f"{label}: registered and passing in the registry", registered)
+
+    def describe() -> str:
+        pb, pb_grpc = stubs
+        with grpc.insecure_channel(gateway) as ch:
+            stub = pb_grpc.BeamlineAgentStub(grpc.intercept_channel(ch, check_grpcio.RoutingKey(beamline)))
+            card = poll("Describe through the gateway",
+                        lambda: stub.Describe(pb.DescribeRequest(), timeout=RPC_TIMEOUT), 15)
+        assert card.beamline == beamline, card.beamline
+        assert card.instance_id == case["instance"], (card.instance_id, case["instance"])
+        return f"{card.beamline}, {card.instance_id}, capabilities {sorted(c.name for c in card.capabilities)}"
+
+    check(f"{label}: Describe through the gateway answers from it", describe)
+
+    agent.p.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    check(f"{label}: SIGTERM deregisters it", lambda: "after %.1fs" % (poll(
+        f"{service} gone from the registry", lambda: not health(registry, service, False) or None, 10)
+        and time.monotonic() - started))
+    bound = FAST["drainGraceSeconds"] + FAST["drainTimeoutSeconds"] + 5
+
+    def exits() -> str:
+        try:
+            code = agent.p.wait(timeout=max(0.0, bound - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {bound}s after SIGTERM")
+        assert code == 0, f"exit code {code}: {agent.tail()}"
+        return f"exit 0 after {time.monotonic() - started:.1f}s, bound {bound}s"
+
+    check(f"{label}: exits 0 within drainGrace + drainTimeout + 5 s", exits)
+
+
+def main() -> int:
+    print(f"helm SDK {helm.helm_sdk_version()}, grpcio {grpc.__version__}; chart {CHART}", flush=True)
+    template_values = yaml.safe_load((ROOT / "templates/agent/values.yaml").read_text())
+    cases = [
+        ("template agent", TEMPLATE, merge(template_values, {"beamline": "7.3.3", "agent": FAST})),
+        ("reference agent", REFERENCE, {"beamline": "5.3.1", "agent": FAST}),
+    ]
+    procs: list[Proc] = []
+    base_env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    with tempfile.TemporaryDirectory(prefix="beamline-chart-run-") as tmp:
+        logdir = Path(tmp)
+        try:
+            stubs = check_grpcio.generate_stubs(logdir / "stubs")
+            reg = Proc("registry", [str(REFERENCE), "registry", "--listen", "127.0.0.1:0"], base_env, logdir)
+            procs.append(reg)
+            registry = "http://" + check("registry starts", lambda: reg.wait_line("registry listening on http://"))
+            gw = Proc("gateway", [str(REFERENCE), "gateway", "--listen", "127.0.0.1:0", "--consul", registry,
+                                  "--insecure-no-auth"], base_env, logdir)
+            procs.append(gw)
+            gateway = check("gateway starts", lambda: gw.wait_line("gateway listening on "))
+            print(f"     registry {registry}, gateway {gateway}", flush=True)
+            for label, binary, values in cases:
+                try:
+                    run_case(label, binary, values, registry, gateway, stubs, procs, logdir)
+                except Fail:
+                    pass  # reported; the next case still runs
+        except Fail:
+            pass
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    print(f"chart-run: {passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
