@@ -3,7 +3,7 @@
 //! an unknown beamline → NOT_FOUND naming it; a missing or malformed `x-beamline` →
 //! INVALID_ARGUMENT; a deadline over on arrival → DEADLINE_EXCEEDED at once; an absurd
 //! `grpc-timeout` is no deadline (and no crash); a task whose owner is not registered →
-//! NOT_FOUND.
+//! NOT_FOUND; a 10 KB key or a 100 KB task id is answered with a message quoting a bounded part.
 
 mod support;
 
@@ -145,6 +145,20 @@ async fn unknown_beamline_is_not_found_naming_it_and_bad_keys_are_invalid_argume
         .expect_err("Execute without x-beamline");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
+    // A 10 KB key: INVALID_ARGUMENT quoting a bounded part of it, not RESOURCE_EXHAUSTED from
+    // an error message too large for the reply's headers.
+    let huge = "b".repeat(10 * 1024);
+    let err = client
+        .describe(to(&huge, DescribeRequest {}))
+        .await
+        .expect_err("Describe with a 10 KB x-beamline");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().len() < 512 && err.message().contains('…'),
+        "the message quotes the key cut short: {} bytes",
+        err.message().len()
+    );
+
     // The good key still works on the same connection.
     describe(&mut client, BEAMLINE)
         .await
@@ -262,6 +276,21 @@ async fn a_task_whose_owner_is_not_registered_is_not_found() {
         .await
         .expect_err("GetTask of a malformed id");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // A 100 KB task id, naming no instance and naming the real one: NOT_FOUND quoting a bounded
+    // part of it (never RESOURCE_EXHAUSTED from a reply whose headers are too large).
+    for owner in ["beamline-5-3-1-00000000", c.ids[0].as_str()] {
+        let huge = format!("{owner}/{}", "t".repeat(100 * 1024));
+        let err = client
+            .get_task(to(BEAMLINE, GetTaskRequest { task_id: huge }))
+            .await
+            .expect_err("GetTask of a 100 KB task id");
+        assert_eq!(err.code(), Code::NotFound, "{owner}: {err:?}");
+        assert!(
+            err.message().len() < 512,
+            "{owner}: {} bytes",
+            err.message().len()
+        );
+    }
     // A task of the real instance that does not exist: the agent's own NOT_FOUND.
     let err = client
         .get_task(to(

@@ -13,6 +13,7 @@ use tonic::Status;
 
 use super::Instance;
 use beamline_contract::proto::{AgentCard, Capability};
+use beamline_contract::quote::quote;
 
 /// One capability's description; `params_schema` is a JSON Schema (as JSON text).
 #[derive(Debug, Clone)]
@@ -125,7 +126,7 @@ impl Capabilities {
             .by_name
             .get(name)
             .map(|&i| &self.list[i])
-            .ok_or_else(|| Status::not_found(format!("unknown capability \"{name}\"")))?;
+            .ok_or_else(|| Status::not_found(format!("unknown capability {}", quote(name))))?;
         let json = params.map_or_else(|| serde_json::json!({}), struct_to_json);
         let mut reasons: Vec<String> = Vec::new();
         for error in compiled.validator.iter_errors(&json).take(MAX_REASONS + 1) {

@@ -83,8 +83,7 @@ impl Service<http::Request<Body>> for Services {
         match self.route(request.uri().path()) {
             Some(route) => Either::Left(route.clone().oneshot(request)),
             None => {
-                // The path is caller input: name a bounded part of it.
-                let path: String = request.uri().path().chars().take(64).collect();
+                let path = beamline_contract::quote::quote(request.uri().path());
                 let status = tonic::Status::unimplemented(format!("no service for {path}"));
                 Either::Right(std::future::ready(Ok(status.into_http())))
             }

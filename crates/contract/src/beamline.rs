@@ -22,8 +22,9 @@ pub const AGENT_TAG: &str = "beamline-agent";
 pub struct BeamlineId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid beamline id {id:?}: {reason} (expected {PATTERN}, at most {MAX_LEN} characters)")]
+#[error("invalid beamline id {id}: {reason} (expected {PATTERN}, at most {MAX_LEN} characters)")]
 pub struct InvalidBeamlineId {
+    /// The id as given, quoted and cut to a bounded length (it is caller input).
     pub id: String,
     pub reason: &'static str,
 }
@@ -32,7 +33,7 @@ impl BeamlineId {
     pub fn parse(id: &str) -> Result<BeamlineId, InvalidBeamlineId> {
         let bad = |reason| {
             Err(InvalidBeamlineId {
-                id: id.to_string(),
+                id: crate::quote::quote(id),
                 reason,
             })
         };

@@ -6,6 +6,7 @@
 //! an agent built on an old SDK and a gateway built today agree on it.
 
 pub mod beamline;
+pub mod quote;
 pub mod wire;
 
 /// The `beamline.v1` protobuf contract, generated from proto/ by the top-level build.rs.

@@ -40,6 +40,7 @@ use super::MeshSettings;
 use crate::discovery::{Discovery, Snapshot};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::proto;
+use beamline_contract::quote::quote;
 
 pub type Request = http::Request<Body>;
 pub type Response = http::Response<Body>;
@@ -187,17 +188,23 @@ impl Route {
                     .rsplit_once('/')
                     .map(|(owner, _)| owner)
                     .ok_or_else(|| {
-                        Status::not_found(format!("unknown task {task_id:?}: it names no instance"))
+                        Status::not_found(format!(
+                            "unknown task {}: it names no instance",
+                            quote(&task_id)
+                        ))
                     })?;
                 if let Some(endpoint) = endpoints.get(owner) {
                     return Ok(Target::Instance(endpoint.clone()));
                 }
                 Err(match self.resolution().instance(owner) {
                     Some(_) => Status::unavailable(format!(
-                        "instance {owner}, which owns task {task_id}, is registered but not healthy"
+                        "instance {owner}, which owns task {}, is registered but not healthy",
+                        quote(&task_id)
                     )),
                     None => Status::not_found(format!(
-                        "task {task_id}: its instance {owner} is not registered for beamline {}",
+                        "task {}: its instance {} is not registered for beamline {}",
+                        quote(&task_id),
+                        quote(owner),
                         self.beamline
                     )),
                 })

@@ -16,6 +16,7 @@ use tonic::Status;
 
 use super::{is_terminal, TaskEventStream, TaskTableConfig};
 use beamline_contract::proto::{Progress, Task, TaskError, TaskEvent, TaskState};
+use beamline_contract::quote::quote;
 
 /// Every record the table holds; only ever touched under the table's lock.
 #[derive(Default)]
@@ -155,7 +156,7 @@ impl State {
     }
 
     pub(super) fn entry(&self, task_id: &str) -> Result<Arc<Cell>, Status> {
-        let not_found = || Status::not_found(format!("task \"{task_id}\" not found"));
+        let not_found = || Status::not_found(format!("task {} not found", quote(task_id)));
         self.tasks.get(task_id).cloned().ok_or_else(not_found)
     }
 
