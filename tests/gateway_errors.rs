@@ -3,7 +3,8 @@
 //! an unknown beamline → NOT_FOUND naming it; a missing or malformed `x-beamline` →
 //! INVALID_ARGUMENT; a deadline over on arrival → DEADLINE_EXCEEDED at once; an absurd
 //! `grpc-timeout` is no deadline (and no crash); a task whose owner is not registered →
-//! NOT_FOUND; a 10 KB key or a 100 KB task id is answered with a message quoting a bounded part.
+//! NOT_FOUND; a 10 KB key or a 100 KB task id is answered with a message quoting a bounded part;
+//! a message over 4 MiB is RESOURCE_EXHAUSTED (gateway and agent) without being buffered whole.
 
 mod support;
 
@@ -323,4 +324,59 @@ async fn absurd_grpc_timeouts_are_not_deadlines_and_break_nothing() {
     describe(&mut client, BEAMLINE)
         .await
         .expect("the gateway still routes");
+}
+
+/// An Execute of `status` whose params carry a string of `bytes` bytes.
+fn execute_of(bytes: usize) -> beamline_mesh::proto::ExecuteRequest {
+    support::agent::execute_request(
+        "status",
+        serde_json::json!({ "pad": "p".repeat(bytes) }),
+        "",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_limit_is_resource_exhausted_and_never_buffered_whole() {
+    const MIB: usize = 1024 * 1024;
+    let c = Cluster::start(BEAMLINE, 1, |g| g.failfast(FAILFAST)).await;
+    let mut gateway = c.gateway.client().await;
+    let mut direct = c.agents[0].client().await;
+    // Just over the default 4 MiB, through the gateway and straight to the agent.
+    let err = gateway
+        .execute(to(BEAMLINE, execute_of(4 * MIB + 1024)))
+        .await
+        .expect_err("a 4 MiB + 1 KiB Execute through the gateway");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let err = direct
+        .execute(execute_of(4 * MIB + 1024))
+        .await
+        .expect_err("a 4 MiB + 1 KiB Execute to the agent");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Under it: the agent's own schema check answers (the pad is not a param of `status`).
+    let err = gateway
+        .execute(to(BEAMLINE, execute_of(3 * MIB)))
+        .await
+        .expect_err("a 3 MiB Execute with an unknown param");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // 100 MB: refused while it streams in; the gateway's peak memory stays far below it.
+    let before = c.gateway.memory("VmHWM");
+    let started = Instant::now();
+    let err = gateway
+        .execute(to(BEAMLINE, execute_of(100 * MIB)))
+        .await
+        .expect_err("a 100 MB Execute through the gateway");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let peak = c.gateway.memory("VmHWM");
+    assert!(
+        peak < before + 32 * MIB as u64,
+        "the gateway's peak RSS rose from {} to {} MiB on a 100 MB message",
+        before / MIB as u64,
+        peak / MIB as u64
+    );
+    assert!(started.elapsed() < secs(10), "took {:?}", started.elapsed());
+    // The connection and the beamline still work.
+    describe(&mut gateway, BEAMLINE)
+        .await
+        .expect("Describe after the refused messages");
 }

@@ -59,6 +59,10 @@ pub struct GatewayArgs {
     /// Deadline of unary calls whose caller set none.
     #[arg(long, default_value = "30s", value_parser = duration_flag)]
     unary_timeout: Duration,
+    /// The largest request message accepted (bytes); a larger one is refused with
+    /// RESOURCE_EXHAUSTED while it streams in, with nothing more buffered.
+    #[arg(long, default_value_t = beamline_mesh::mesh::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
 }
 
 fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
@@ -96,6 +100,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let settings = MeshSettings {
         failfast: args.failfast,
         unary_timeout: args.unary_timeout,
+        max_message_bytes: args.max_message_bytes,
         ..MeshSettings::default()
     };
     let mesh = Mesh::new(consul, settings);

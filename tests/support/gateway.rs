@@ -186,6 +186,23 @@ impl GatewayProc {
         }
     }
 
+    /// The process id of the gateway.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway runs").id()
+    }
+
+    /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the gateway's /proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        kb * 1024
+    }
+
     /// `http://HOST:PORT` of the gateway.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::drain::Drain;
 use super::registration::{self, CheckSettings};
-use super::services::Services;
+use super::services::{limit_messages, Services};
 use super::tasks::{codes, TaskTable, TaskTableConfig};
 use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
@@ -44,6 +44,8 @@ pub struct AgentConfig {
     /// The most time the gRPC server gets to close its connections at the end.
     pub stop_timeout: Duration,
     pub tasks: TaskTableConfig,
+    /// The largest request message accepted; a larger one is RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
     /// Consul tags added to the framework's own (`beamline-agent`).
     pub tags: Vec<String>,
     /// Consul Meta added to the framework's own keys (which win: see `wire::meta::RESERVED`).
@@ -62,6 +64,7 @@ impl AgentConfig {
             drain_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
             tasks: TaskTableConfig::default(),
+            max_message_bytes: 4 * 1024 * 1024,
             tags: Vec::new(),
             meta: Default::default(),
         }
@@ -175,7 +178,7 @@ impl AgentRuntime {
             ..
         } = self;
         let agent_name = <BeamlineAgentServer<A> as NamedService>::NAME;
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (mut health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(agent_name, ServingStatus::Serving)
             .await;
@@ -196,7 +199,15 @@ impl AgentRuntime {
             .serve(health_service)
             .serve(reflection_v1)
             .serve(reflection_v1alpha)
-            .serve(BeamlineAgentServer::new(agent));
+            .serve_named(
+                agent_name,
+                limit_messages(
+                    // Ours is the limit: tonic's would answer OUT_OF_RANGE from the frame's
+                    // declared length, before ours counts the bytes.
+                    BeamlineAgentServer::new(agent).max_decoding_message_size(usize::MAX),
+                    config.max_message_bytes,
+                ),
+            );
 
         let stop_server = CancellationToken::new();
         let server_stopped = stop_server.clone();
@@ -274,6 +285,12 @@ impl AgentRuntime {
             let _ = tokio::time::timeout(Duration::from_secs(1), drain.settled()).await;
         }
 
+        // End the health Watch streams (a mesh holds one per instance, for as long as the
+        // instance lives): the server's graceful stop waits for every stream, and a proxy's
+        // Watch would hold it until the stop bound. Without them, a connection with nothing
+        // running closes as soon as the server says GOAWAY.
+        health.clear_service_status(agent_name).await;
+        health.clear_service_status("").await;
         stop_server.cancel();
         match tokio::time::timeout(config.stop_timeout, &mut server).await {
             Ok(Ok(result)) => result?,

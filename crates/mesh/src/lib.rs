@@ -42,6 +42,9 @@ use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use discovery::{Snapshot, WatchSettings};
 use route::Route;
 
+/// The default bound on a request message: gRPC's customary 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// How the mesh routes; the defaults suit a light source's agents on a LAN.
 #[derive(Debug, Clone)]
 pub struct MeshSettings {
@@ -66,6 +69,9 @@ pub struct MeshSettings {
     pub rtt_floor: Duration,
     /// A beamline's route is dropped after this long without calls (and no client holding it).
     pub idle_timeout: Duration,
+    /// The largest request message a call may carry; a larger one is RESOURCE_EXHAUSTED as soon
+    /// as the bound is passed, with nothing more read (gRPC's customary 4 MiB).
+    pub max_message_bytes: usize,
     pub watch: WatchSettings,
     pub endpoint: EndpointSettings,
 }
@@ -83,6 +89,7 @@ impl Default for MeshSettings {
             rtt_decay: Duration::from_secs(2),
             rtt_floor: Duration::from_millis(5),
             idle_timeout: Duration::from_secs(600),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             watch: WatchSettings::default(),
             endpoint: EndpointSettings::default(),
         }

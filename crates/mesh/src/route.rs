@@ -271,11 +271,22 @@ impl Route {
         // thread parked on the runtime's timer driver (a syscall), so a call registers one, not
         // one per bound.
         let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
+        let max_message = self.settings.max_message_bytes;
         let call = async {
-            let bytes = body
+            // Read under a bound: past it, RESOURCE_EXHAUSTED with nothing more buffered (the
+            // gRPC frame's 5-byte header is not the message's).
+            let bytes = http_body_util::Limited::new(body, max_message.saturating_add(5))
                 .collect()
                 .await
-                .map_err(|e| Status::cancelled(format!("reading the request: {e}")))?
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Status::resource_exhausted(format!(
+                            "the request message is larger than {max_message} bytes"
+                        ))
+                    } else {
+                        Status::cancelled(format!("reading the request: {e}"))
+                    }
+                })?
                 .to_bytes();
             let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
             self.budget.deposit();
