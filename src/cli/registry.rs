@@ -24,6 +24,10 @@ pub struct RegistryArgs {
     /// Require this token on every request (X-Consul-Token, Authorization: Bearer, or ?token=).
     #[arg(long, env = "BEAMLINE_REGISTRY_ACL_TOKEN", hide_env_values = true)]
     acl_token: Option<String>,
+    /// Memory for rendered blocking-read answers, shared by the watchers of one result, in MiB;
+    /// past it the least recently used answers are dropped (and re-rendered when asked again).
+    #[arg(long, default_value_t = 64)]
+    answer_cache_mib: usize,
 }
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -35,6 +39,7 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         datacenter: args.datacenter,
         acl_token: args.acl_token.filter(|t| !t.is_empty()),
         data_dir: args.data_dir,
+        answer_cache_bytes: args.answer_cache_mib.saturating_mul(1024 * 1024),
         ..RegistryConfig::default()
     };
     if let Some(name) = args.node_name {

@@ -5,6 +5,7 @@
 //! Owns the child process and its logs; it must not speak HTTP to it (requests are `client`).
 
 mod client;
+mod proc;
 
 // Re-exported as `support::encode`; binaries that never encode a query must not warn.
 #[allow(unused_imports)]
@@ -30,6 +31,7 @@ pub struct RegistryBuilder {
     acl_token: Option<String>,
     send_token: bool,
     listen: Option<SocketAddr>,
+    extra_args: Vec<String>,
 }
 
 impl RegistryBuilder {
@@ -74,6 +76,12 @@ impl RegistryBuilder {
         self
     }
 
+    /// One more command-line argument, after the ones the builder sets.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
     pub fn start(self) -> Registry {
         let work = tempfile::Builder::new()
             .prefix("beamline-registry-test-")
@@ -104,6 +112,7 @@ impl RegistryBuilder {
             args.push("--acl-token".into());
             args.push(token.clone());
         }
+        args.extend(self.extra_args);
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(secs(5))

@@ -45,6 +45,8 @@ pub struct RegistryConfig {
     pub acl_token: Option<String>,
     /// When set, state is kept in SQLite under this directory.
     pub data_dir: Option<PathBuf>,
+    /// Budget of the answer cache (rendered blocking-read answers), in bytes.
+    pub answer_cache_bytes: usize,
 }
 
 impl Default for RegistryConfig {
@@ -54,6 +56,7 @@ impl Default for RegistryConfig {
             node_name: hostname(),
             acl_token: None,
             data_dir: None,
+            answer_cache_bytes: http::DEFAULT_ANSWER_CACHE_BYTES,
         }
     }
 }
@@ -113,12 +116,13 @@ impl Registry {
             address: node_ip.to_string(),
             datacenter: config.datacenter.clone(),
         };
+        let answers = http::AnswerCache::new(config.answer_cache_bytes);
         let registry = Arc::new_cyclic(|this| Registry {
             config,
             node,
             state: RwLock::new(state),
             persist: persist.map(Mutex::new),
-            answers: http::AnswerCache::default(),
+            answers,
             watchers: Watchers::default(),
             runners: Mutex::new(HashMap::new()),
             this: this.clone(),
@@ -164,6 +168,11 @@ impl Registry {
 
     pub(crate) fn answers(&self) -> &http::AnswerCache {
         &self.answers
+    }
+
+    /// How much the answer cache holds (also in `/v1/agent/self` under `Stats.registry`).
+    pub fn answer_cache_size(&self) -> http::AnswerCacheSize {
+        self.answers.size()
     }
 
     /// Mutable state for runtime-only bookkeeping (check result counters), which is neither

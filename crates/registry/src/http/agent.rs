@@ -42,10 +42,22 @@ pub async fn agent_self(AxState(reg): AxState<Shared>) -> Reply {
             "Status": 1,
         },
         "Meta": {"consul-network-segment": ""},
-        "Stats": {},
+        "Stats": stats(&reg),
         "DebugConfig": {},
     });
     Ok(ok(reg.state().index, &body))
+}
+
+/// Consul's `Stats` is a map of sections of string values; `registry` is this registry's own
+/// bookkeeping, for operators and tests that check it stays bounded.
+fn stats(reg: &Registry) -> Value {
+    let answers = reg.answer_cache_size();
+    json!({
+        "registry": {
+            "answer_cache_entries": answers.entries.to_string(),
+            "answer_cache_bytes": answers.bytes.to_string(),
+        }
+    })
 }
 
 pub async fn services(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {

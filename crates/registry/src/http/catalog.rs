@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State as AxState};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{apply_filter, blocking_json, check_dc, ok, Query, Shared};
+use super::{apply_filter, blocking_json, check_dc, ok, AnswerKey, Query, Shared};
 use crate::error::{bad_request, RegistryError};
 use crate::model::{CheckStatus, Service};
 use crate::render;
@@ -30,15 +30,31 @@ fn node_meta_matches(query: &Query) -> bool {
     })
 }
 
-/// A blocking read of one service's result, woken only by changes under that name.
+/// `?filter=` as the answer cache tells answers apart: absent and empty are the same filter.
+fn filter_key(key: AnswerKey, query: &Query) -> AnswerKey {
+    key.param("filter", query.get("filter").unwrap_or(""))
+}
+
+/// `?tag=` as the answer cache tells answers apart: all must match, so order and repeats do not
+/// change the answer.
+fn tags_key(mut key: AnswerKey, tags: &[String]) -> AnswerKey {
+    let tags: BTreeSet<&String> = tags.iter().collect();
+    for tag in tags {
+        key = key.param("tag", tag);
+    }
+    key
+}
+
+/// A blocking read of one service's result, woken only by changes under that name. `key` names
+/// the parameters the endpoint read; the service name is added here.
 async fn service_read(
     reg: &Shared,
     query: &Query,
-    path: &str,
+    key: AnswerKey,
     name: &str,
     answer: impl FnOnce(&State) -> Value,
 ) -> Reply {
-    let key = query.cache_key(&format!("{path}/{name}"));
+    let key = key.param("name", name);
     let topic = Topic::Service(name.to_string());
     blocking_json(reg, query, key, topic, |s| s.service_index(name), answer).await
 }
@@ -81,7 +97,11 @@ pub async fn health_service(
         }
         Value::Array(apply_filter(&filter, entries))
     };
-    service_read(&reg, &query, "health/service", &name, answer).await
+    let key = AnswerKey::new("health/service")
+        .param("passing", passing_only)
+        .param("node-meta", node_ok);
+    let key = filter_key(tags_key(key, &tags), &query);
+    service_read(&reg, &query, key, &name, answer).await
 }
 
 pub async fn health_checks(
@@ -100,7 +120,8 @@ pub async fn health_checks(
             .collect();
         Value::Array(apply_filter(&filter, checks))
     };
-    service_read(&reg, &query, "health/checks", &name, answer).await
+    let key = filter_key(AnswerKey::new("health/checks"), &query);
+    service_read(&reg, &query, key, &name, answer).await
 }
 
 pub async fn health_state(
@@ -129,7 +150,10 @@ pub async fn health_state(
         );
         Value::Array(apply_filter(&filter, checks))
     };
-    let key = query.cache_key(&format!("health/state/{wanted}"));
+    let key = filter_key(
+        AnswerKey::new("health/state").param("state", &wanted),
+        &query,
+    );
     blocking_json(
         &reg,
         &query,
@@ -154,7 +178,7 @@ pub async fn catalog_services(AxState(reg): AxState<Shared>, RawQuery(q): RawQue
         }
         json!(names)
     };
-    let key = query.cache_key("catalog/services");
+    let key = AnswerKey::new("catalog/services").param("node-meta", node_ok);
     blocking_json(
         &reg,
         &query,
@@ -183,7 +207,9 @@ pub async fn catalog_service(
             .collect();
         Value::Array(apply_filter(&filter, entries))
     };
-    service_read(&reg, &query, "catalog/service", &name, answer).await
+    let key = AnswerKey::new("catalog/service").param("node-meta", node_ok);
+    let key = filter_key(tags_key(key, &tags), &query);
+    service_read(&reg, &query, key, &name, answer).await
 }
 
 pub async fn catalog_nodes(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery) -> Reply {
@@ -191,7 +217,7 @@ pub async fn catalog_nodes(AxState(reg): AxState<Shared>, RawQuery(q): RawQuery)
     let filter = query.filter()?;
     let node = render::node(reg.node());
     let answer = |_: &State| Value::Array(apply_filter(&filter, vec![node]));
-    let key = query.cache_key("catalog/nodes");
+    let key = filter_key(AnswerKey::new("catalog/nodes"), &query);
     blocking_json(&reg, &query, key, Topic::Nodes, |_| 1, answer).await
 }
 

@@ -5,8 +5,11 @@
 //! submodules by Consul API area; the decisions of a write are the registry's.
 
 mod agent;
+mod answers;
 mod catalog;
 mod kv;
+
+pub use answers::{AnswerCache, AnswerCacheSize, AnswerKey, DEFAULT_ANSWER_CACHE_BYTES};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,21 +160,6 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The request's identity for the answer cache: path plus every parameter that shapes the
-    /// answer (not the blocking ones, nor the token).
-    pub fn cache_key(&self, path: &str) -> String {
-        let mut key = path.to_string();
-        for (k, v) in &self.0 {
-            if !matches!(
-                k.as_str(),
-                "index" | "wait" | "token" | "stale" | "consistent" | "cached"
-            ) {
-                key.push_str(&format!("&{k}={v}"));
-            }
-        }
-        key
-    }
-
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
@@ -290,7 +278,7 @@ async fn wait_for_change(
 pub async fn blocking_json(
     registry: &Registry,
     query: &Query,
-    key: String,
+    key: AnswerKey,
     topic: Topic,
     index: impl Fn(&State) -> u64,
     render: impl FnOnce(&State) -> Value,
@@ -307,33 +295,6 @@ pub async fn blocking_json(
     let body = Bytes::from(value.to_string());
     registry.answers().put(key, index, version, body.clone());
     Ok(json_bytes(StatusCode::OK, index, body))
-}
-
-/// Rendered answers by request (path and query, less the blocking parameters).
-#[derive(Default)]
-pub struct AnswerCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, Bytes)>>,
-}
-
-/// Enough for every watched service of a large site; past it the cache starts over.
-const MAX_ANSWERS: usize = 4096;
-
-impl AnswerCache {
-    fn get(&self, key: &str, index: u64, version: u64) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(key) {
-            Some((i, v, body)) if *i == index && *v == version => Some(body.clone()),
-            _ => None,
-        }
-    }
-
-    fn put(&self, key: String, index: u64, version: u64, body: Bytes) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ANSWERS && !entries.contains_key(&key) {
-            entries.clear();
-        }
-        entries.insert(key, (index, version, body));
-    }
 }
 
 fn json_bytes(status: StatusCode, index: u64, body: Bytes) -> Response {
