@@ -4,7 +4,8 @@
 //! INVALID_ARGUMENT; a deadline over on arrival → DEADLINE_EXCEEDED at once; an absurd
 //! `grpc-timeout` is no deadline (and no crash); a task whose owner is not registered →
 //! NOT_FOUND; a 10 KB key or a 100 KB task id is answered with a message quoting a bounded part;
-//! a message over 4 MiB is RESOURCE_EXHAUSTED (gateway and agent) without being buffered whole.
+//! a message over 4 MiB is RESOURCE_EXHAUSTED (gateway and agent) without being buffered whole;
+//! 300 unknown beamline ids are NOT_FOUND at once and leave no descriptor or metrics series.
 
 mod support;
 
@@ -91,7 +92,10 @@ async fn unknown_beamline_is_not_found_naming_it_and_bad_keys_are_invalid_argume
     let (status, took) = describe_err(&mut client, "9.9.9").await;
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(status.message().contains("9.9.9"), "{status:?}");
-    assert!(took < FAILFAST_BOUND + secs(1), "NOT_FOUND took {took:?}");
+    assert!(
+        took < ms(500),
+        "NOT_FOUND took {took:?} (the gateway knows the fleet)"
+    );
 
     // No routing key at all.
     let err = client
@@ -379,4 +383,48 @@ async fn a_message_over_the_limit_is_resource_exhausted_and_never_buffered_whole
     describe(&mut gateway, BEAMLINE)
         .await
         .expect("Describe after the refused messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_beamlines_are_not_found_at_once_and_leave_nothing_behind() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g.arg("--metrics-listen", "127.0.0.1:0")).await;
+    let metrics = c
+        .gateway
+        .wait_stdout_line("metrics listening on ", secs(10))
+        .await;
+    let mut client = c.gateway.client().await;
+    let fds_before = c.gateway.open_fds();
+    let mut slowest = Duration::ZERO;
+    for n in 0..300 {
+        let id = format!("77.{n}.1");
+        let (status, took) = describe_err(&mut client, &id).await;
+        assert_eq!(status.code(), Code::NotFound, "{id}: {status:?}");
+        assert!(status.message().contains(&id), "{status:?}");
+        slowest = slowest.max(took);
+    }
+    // No failfast wait: the gateway knows the fleet.
+    assert!(slowest < ms(500), "the slowest NOT_FOUND took {slowest:?}");
+    let fds_after = c.gateway.open_fds();
+    assert!(
+        fds_after <= fds_before + 4,
+        "300 unknown ids left descriptors behind: {fds_before} before, {fds_after} after"
+    );
+    let (_, _, text) = support::policy::http_get(&format!("{metrics}/metrics")).await;
+    assert!(
+        !text.contains("77."),
+        "unknown ids made metrics series:\n{}",
+        text.lines()
+            .filter(|l| l.contains("77."))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        text.contains("beamline=\"_unknown\""),
+        "calls to unknown ids are counted as _unknown"
+    );
+    // The known beamline still works, and its calls are its own series.
+    describe(&mut client, BEAMLINE)
+        .await
+        .expect("Describe of 5.3.1");
 }

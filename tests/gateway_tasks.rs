@@ -2,7 +2,8 @@
 //! tonic clients): calls about a task reach the instance that owns it (20 GetTask in a row,
 //! Subscribe, Cancel), an Execute repeated with the same idempotency key gets the same task,
 //! a scan's progress is forwarded as it comes (not buffered to the end), and a stream honours
-//! the caller's deadline.
+//! the caller's deadline; a task on an instance that is draining (deregistered, still running it)
+//! can be read and cancelled through the gateway until the instance stops.
 
 mod support;
 
@@ -266,4 +267,81 @@ async fn a_stream_honours_the_callers_deadline() {
             events.last().map(state_of)
         ),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_on_a_draining_instance_can_be_read_and_cancelled_through_the_gateway() {
+    let mut c = Cluster::start(BEAMLINE, 1, |g| g).await;
+    let mut client = c.gateway.client().await;
+    // An actuating scan of at least 10 s (100 points, 100 ms each).
+    let params = json!({"motor": "sample_x", "start": 0, "stop": 1, "steps": 100, "dwell_ms": 100});
+    let (id, _stream) = execute_id(&mut client, "scan", params, "").await;
+
+    // A deploy: SIGTERM, and the agent deregisters at once while its scan runs on.
+    c.agents[0].sigterm();
+    support::agent::wait_gone(&c.registry, &c.ids[0], secs(10)).await;
+
+    // The gateway still reaches the task's owner: GetTask, Subscribe, then Cancel.
+    let task = client
+        .get_task(to(
+            BEAMLINE,
+            GetTaskRequest {
+                task_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("GetTask of a task on a draining instance")
+        .into_inner();
+    assert!(
+        !is_terminal(task_state(&task)),
+        "the scan still runs: {task:?}"
+    );
+    let mut events = client
+        .subscribe(to(
+            BEAMLINE,
+            SubscribeRequest {
+                task_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("Subscribe to a task on a draining instance")
+        .into_inner();
+    next_event(&mut events).await.expect("a first event");
+    client
+        .cancel(to(
+            BEAMLINE,
+            CancelRequest {
+                task_id: id.clone(),
+            },
+        ))
+        .await
+        .expect("Cancel of a task on a draining instance");
+    let rest = rest_of(&mut events, secs(10)).await;
+    let last = rest
+        .last()
+        .map(task_of)
+        .expect("the stream ends on the terminal event");
+    assert_eq!(task_state(last), TaskState::Cancelled, "{last:?}");
+
+    // With its tasks ended the agent stops; then the task's instance is gone: NOT_FOUND.
+    let status = c.agents[0].wait_exit(secs(10)).await;
+    assert!(status.success(), "the drained agent exited with {status}");
+    let err = poll_for(
+        secs(5),
+        "GetTask to say the instance is gone",
+        async || match client
+            .get_task(to(
+                BEAMLINE,
+                GetTaskRequest {
+                    task_id: id.clone(),
+                },
+            ))
+            .await
+        {
+            Err(e) if e.code() == Code::NotFound => Some(e),
+            _ => None,
+        },
+    )
+    .await;
+    assert!(err.message().contains("gone"), "{err:?}");
 }

@@ -92,7 +92,7 @@ pub async fn list(config: &ConsulConfig) -> anyhow::Result<Vec<Beamline>> {
             .health_service(&service, 0, std::time::Duration::ZERO)
             .await
             .with_context(|| format!("cannot read the health of {service}"))?;
-        for entry in answer.entries {
+        for entry in answer.value {
             if !entry.service.tags.iter().any(|t| t == AGENT_TAG) {
                 continue;
             }

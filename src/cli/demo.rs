@@ -374,7 +374,7 @@ async fn wait_critical(consul: &ConsulConfig, service: &str, id: &str) {
     while Instant::now() < deadline {
         if let Ok(answer) = client.health_service(service, 0, Duration::ZERO).await {
             let noticed = answer
-                .entries
+                .value
                 .iter()
                 .find(|e| e.service.id == id)
                 .is_none_or(|e| !e.is_passing());

@@ -187,7 +187,7 @@ impl Stack {
             for beamline in &beamlines {
                 let service = BeamlineId::parse(beamline)?.service_name();
                 if let Ok(answer) = client.health_service(&service, 0, Duration::ZERO).await {
-                    for entry in answer.entries.iter().filter(|e| e.is_passing()) {
+                    for entry in answer.value.iter().filter(|e| e.is_passing()) {
                         passing.insert(entry.address(), entry.service.id.clone());
                     }
                 }

@@ -203,6 +203,13 @@ impl GatewayProc {
         kb * 1024
     }
 
+    /// How many file descriptors the gateway holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("list the gateway's descriptors")
+            .count()
+    }
+
     /// `http://HOST:PORT` of the gateway.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

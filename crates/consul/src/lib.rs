@@ -20,7 +20,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 pub use types::{
-    AgentServiceCheck, HealthCheck, Node, ServiceEntry, ServiceInfo, ServiceRegistration,
+    AgentServiceCheck, CheckEntry, HealthCheck, Node, ServiceEntry, ServiceInfo,
+    ServiceRegistration,
 };
 
 /// Consul's default agent address.
@@ -133,8 +134,9 @@ pub enum Deregistered {
 
 /// One answer of a blocking health query.
 #[derive(Debug, Clone)]
-pub struct HealthAnswer {
-    pub entries: Vec<ServiceEntry>,
+pub struct Indexed<T> {
+    pub value: T,
+    /// `X-Consul-Index`: what to send as `?index=` to block until the answer changes.
     pub index: u64,
     /// Consul hid results the token may not read (`X-Consul-Results-Filtered-By-ACLs`).
     pub filtered_by_acls: bool,
@@ -271,12 +273,43 @@ impl ConsulClient {
         name: &str,
         index: u64,
         wait: Duration,
-    ) -> Result<HealthAnswer, ConsulError> {
+    ) -> Result<Indexed<Vec<ServiceEntry>>, ConsulError> {
         let what = format!("health of {name}");
         let path = format!("/v1/health/service/{}", path_segment(name));
-        let mut request = self.request(reqwest::Method::GET, &path);
+        self.blocking_get(what, &path, &[], index, wait).await
+    }
+
+    /// GET /v1/health/state/:state (`any` for every check, node checks included) as a blocking
+    /// query, narrowed by a Consul `filter` expression when given: one query that changes
+    /// whenever any check does, across every service.
+    pub async fn health_state(
+        &self,
+        state: &str,
+        filter: Option<&str>,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Indexed<Vec<CheckEntry>>, ConsulError> {
+        let what = format!("checks in state {state}");
+        let path = format!("/v1/health/state/{}", path_segment(state));
+        let query: Vec<(&str, String)> = filter
+            .map(|f| ("filter", f.to_string()))
+            .into_iter()
+            .collect();
+        self.blocking_get(what, &path, &query, index, wait).await
+    }
+
+    /// A GET of `path` with `query`, blocking on `index` when it is not 0 (Consul may hold it
+    /// for `wait` + `wait`/16: the request's timeout allows for that and the trip).
+    async fn blocking_get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: String,
+        path: &str,
+        query: &[(&str, String)],
+        index: u64,
+        wait: Duration,
+    ) -> Result<Indexed<T>, ConsulError> {
+        let mut request = self.request(reqwest::Method::GET, path).query(query);
         if index > 0 {
-            // Consul may hold a blocking query for wait + wait/16; allow for that and the trip.
             let wait_ms = wait.as_millis().max(1);
             request = request
                 .query(&[
@@ -299,12 +332,12 @@ impl ConsulClient {
             .unwrap_or(0);
         let filtered_by_acls =
             header("x-consul-results-filtered-by-acls").as_deref() == Some("true");
-        let entries = response
+        let value = response
             .json()
             .await
             .map_err(|source| ConsulError::Decode { what, source })?;
-        Ok(HealthAnswer {
-            entries,
+        Ok(Indexed {
+            value,
             index,
             filtered_by_acls,
         })

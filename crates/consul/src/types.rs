@@ -75,6 +75,30 @@ pub struct HealthCheck {
     pub output: String,
 }
 
+/// One entry of `/v1/health/state/:state`: a check, of a service or (with no `ServiceID`) of a
+/// node, whose status applies to every service on that node.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "PascalCase")]
+pub struct CheckEntry {
+    pub node: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    pub status: String,
+    #[serde(rename = "ServiceID", default)]
+    pub service_id: String,
+    #[serde(default)]
+    pub service_name: String,
+    /// Consul writes `null` for a node check's tags.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub service_tags: Vec<String>,
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
 impl ServiceEntry {
     /// Consul's `?passing` rule: every check, node checks included, is passing.
     pub fn is_passing(&self) -> bool {

@@ -71,6 +71,13 @@ impl BeamlineId {
     }
 }
 
+/// Lookups by text (`map.get("5.3.1")`): the id orders, compares and hashes as its text.
+impl std::borrow::Borrow<str> for BeamlineId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for BeamlineId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

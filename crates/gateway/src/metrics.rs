@@ -44,6 +44,11 @@ const METHODS: [&str; 5] = ["Describe", "Execute", "GetTask", "Subscribe", "Canc
 const MAX_BEAMLINES: usize = 1000;
 const MAX_CAPABILITIES: usize = 500;
 pub const OTHER: &str = "_other";
+/// The label of every beamline Consul does not know: a caller inventing ids makes no series.
+pub const UNKNOWN: &str = "_unknown";
+
+/// Whether a beamline id names a registered beamline (the mesh's fleet view).
+pub type KnownBeamline = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Calls and failed calls of one beamline since start (for the status page's rates).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,12 +126,24 @@ pub struct GatewayMetrics {
     /// Serialises scrapes (they reset the instance gauges) and holds the mesh's update sum at
     /// the last scrape: the sum drops when an idle route goes, so the counter adds increases.
     scrape: Mutex<u64>,
+    /// See [`GatewayMetrics::label_unknown_beamlines`].
+    known: std::sync::OnceLock<KnownBeamline>,
 }
 
 impl GatewayMetrics {
+    /// Labels beamlines that `known` says are not registered [`UNKNOWN`] (set once, by the
+    /// server that owns the mesh; before that every id is labelled as itself).
+    pub fn label_unknown_beamlines(&self, known: KnownBeamline) {
+        let _ = self.known.set(known);
+    }
+
     /// The label of `beamline` ("" for a call without a valid one).
     pub fn beamline_label(&self, beamline: Option<&str>) -> String {
-        beamline.map_or_else(String::new, |b| self.beamlines.label(b))
+        match beamline {
+            None => String::new(),
+            Some(b) if self.known.get().is_some_and(|known| !known(b)) => UNKNOWN.to_string(),
+            Some(b) => self.beamlines.label(b),
+        }
     }
 
     /// A call began; returns the beamline label to pass back in [`CallEnd`].
@@ -166,7 +183,7 @@ impl GatewayMetrics {
         {
             self.auth_rejected.get_or_create(&CodeLabels { code }).inc();
         }
-        if !beamline.is_empty() {
+        if !beamline.is_empty() && beamline != UNKNOWN {
             let totals = self.totals_of(&beamline);
             totals.calls.fetch_add(1, Ordering::Relaxed);
             if end.code != Code::Ok {
@@ -178,7 +195,7 @@ impl GatewayMetrics {
     /// The rate-limit layer refused a call.
     pub fn rate_limited(&self, beamline: &str, scope: Scope) {
         let labels = LimitLabels {
-            beamline: self.beamlines.label(beamline),
+            beamline: self.beamline_label(Some(beamline)),
             scope: scope.as_str().to_string(),
         };
         self.rate_limited.get_or_create(&labels).inc();

@@ -115,6 +115,7 @@ impl GatewayMetrics {
             capabilities: Capped::new(MAX_CAPABILITIES),
             totals: RwLock::new(HashMap::new()),
             scrape: Mutex::new(0),
+            known: std::sync::OnceLock::new(),
         }
     }
 
@@ -134,7 +135,7 @@ impl GatewayMetrics {
                 .set(route.passing() as i64);
             self.routable_instances
                 .get_or_create(&labels)
-                .set(route.routable.len() as i64);
+                .set(route.routable.as_ref().map_or(0, |r| r.len()) as i64);
         }
         let updates = mesh.discovery_updates();
         self.discovery_updates

@@ -147,7 +147,7 @@ async fn the_0_0_4_format_names_counters_with_total_and_has_no_eof() {
 #[tokio::test]
 async fn instances_and_discovery_come_from_the_mesh_at_scrape_time() {
     let mesh = mesh();
-    mesh.channel(&BeamlineId::parse("5.3.1").unwrap());
+    mesh.warm(&BeamlineId::parse("5.3.1").unwrap()).unwrap();
     let text = GatewayMetrics::new().render(&mesh);
     assert_eq!(
         value(&text, r#"beamline_gateway_instances{beamline="5.3.1"}"#),

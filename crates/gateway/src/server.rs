@@ -117,6 +117,9 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| GatewayError::Reflection(e.to_string()))?;
 
+    let fleet = mesh.clone();
+    metrics.label_unknown_beamlines(Box::new(move |beamline| fleet.is_known(beamline)));
+
     // One observer serves metrics and the access log; without either, no layer at all.
     let observe = match (options.metrics, options.access_log) {
         (false, false) => None,

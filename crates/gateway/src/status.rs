@@ -81,10 +81,15 @@ impl StatusState {
                 Resolution::Pending => ("pending", vec![]),
                 Resolution::NotFound => ("not registered", vec![]),
                 Resolution::Instances(all) => {
+                    let no_balancer = BTreeSet::new();
+                    let routable = route.routable.as_ref().unwrap_or(&no_balancer);
                     let instances: Vec<InstanceView> =
-                        all.iter().map(|i| instance(i, &route.routable)).collect();
+                        all.iter().map(|i| instance(i, routable)).collect();
                     let state = if instances.iter().any(|i| i.healthy) {
                         "routed"
+                    } else if route.routable.is_none() {
+                        // Nothing has called it (lately): no balancer, no connections yet.
+                        "idle (no balancer until the first call)"
                     } else if instances.iter().any(|i| i.passing) {
                         // Consul says passing, but the balancer has no open gate: say so.
                         "not routable (no instance answers its health watch)"

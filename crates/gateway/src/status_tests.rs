@@ -90,7 +90,7 @@ fn the_page_escapes_what_it_shows_and_refreshes_itself() {
 async fn the_routes_serve_the_page_json_and_metrics() {
     let metrics = Arc::new(GatewayMetrics::new());
     let mesh = mesh();
-    mesh.channel(&BeamlineId::parse("5.3.1").unwrap());
+    mesh.warm(&BeamlineId::parse("5.3.1").unwrap()).unwrap();
     call(&metrics, "5.3.1", Code::Ok);
     call(&metrics, "7.0.1", Code::Unavailable);
     let router = router(metrics, mesh);

@@ -60,6 +60,9 @@ pub struct Endpoint {
     pub addr: String,
     pub connection: Connection,
     gate: watch::Receiver<bool>,
+    /// The health Watch stream is open (whatever it says): the instance answers. A draining
+    /// agent says NOT_SERVING and keeps the stream until it stops.
+    alive: watch::Receiver<bool>,
     health_task: tokio::task::JoinHandle<()>,
 }
 
@@ -74,9 +77,13 @@ impl Endpoint {
     pub fn new(id: &str, addr: &str, settings: &EndpointSettings) -> Option<Endpoint> {
         let connection = Connection::new(addr, settings.connection())?;
         let (tx, gate) = watch::channel(false);
+        let (alive_tx, alive) = watch::channel(false);
         let health_task = tokio::spawn(watch_health(
             connection.clone(),
-            tx,
+            Health {
+                gate: tx,
+                alive: alive_tx,
+            },
             id.to_string(),
             settings.clone(),
         ));
@@ -85,6 +92,7 @@ impl Endpoint {
             addr: addr.to_string(),
             connection,
             gate,
+            alive,
             health_task,
         })
     }
@@ -93,14 +101,39 @@ impl Endpoint {
     /// it starts no health watch and never connects unless called.
     #[cfg(test)]
     pub fn with_gate(id: &str, addr: &str, gate: watch::Receiver<bool>) -> Endpoint {
+        let alive = gate.clone();
+        Endpoint::with_signals(id, addr, gate, alive)
+    }
+
+    /// As [`Endpoint::with_gate`], with the health stream's liveness driven by the test too.
+    #[cfg(test)]
+    pub fn with_signals(
+        id: &str,
+        addr: &str,
+        gate: watch::Receiver<bool>,
+        alive: watch::Receiver<bool>,
+    ) -> Endpoint {
         let settings = EndpointSettings::default();
         Endpoint {
             id: id.to_string(),
             addr: addr.to_string(),
             connection: Connection::new(addr, settings.connection()).expect("a host:port"),
             gate,
+            alive,
             health_task: tokio::spawn(std::future::pending()),
         }
+    }
+
+    /// Whether the instance answers its health Watch now (serving or not).
+    pub fn is_alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
+    /// Resolves once the health Watch is no longer open: the instance stopped answering.
+    pub async fn gone(&self) {
+        let mut alive = self.alive.clone();
+        // An error means the health task ended: gone too.
+        let _ = alive.wait_for(|alive| !alive).await;
     }
 
     pub fn is_open(&self) -> bool {
@@ -112,12 +145,19 @@ impl Endpoint {
     }
 }
 
+/// What the health watch publishes.
+struct Health {
+    gate: watch::Sender<bool>,
+    alive: watch::Sender<bool>,
+}
+
 async fn watch_health(
     connection: Connection,
-    gate: watch::Sender<bool>,
+    health: Health,
     id: String,
     settings: EndpointSettings,
 ) {
+    let Health { gate, alive } = health;
     let mut backoff = settings.min_backoff;
     loop {
         let mut client = HealthClient::new(connection.clone());
@@ -126,6 +166,7 @@ async fn watch_health(
         };
         match client.watch(request).await {
             Ok(response) => {
+                alive.send_replace(true);
                 let mut stream = response.into_inner();
                 while let Ok(Some(message)) = stream.message().await {
                     let serving = message.status() == ServingStatus::Serving;
@@ -138,12 +179,15 @@ async fn watch_health(
                 }
             }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
-                // An agent without health Watch: trust Consul's check alone.
+                // An agent without health Watch: trust Consul's check alone (and take it as
+                // answering for as long as the endpoint lives).
                 gate.send_replace(true);
-                return;
+                alive.send_replace(true);
+                return std::future::pending().await;
             }
             Err(_) => {}
         }
+        alive.send_replace(false);
         if gate.send_replace(false) {
             tracing::debug!(instance = %id, "endpoint gate closed: health watch ended");
         }

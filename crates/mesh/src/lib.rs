@@ -39,7 +39,7 @@ pub use route::CallFacts;
 use beamline_consul::{ConsulClient, ConsulConfig};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
-use discovery::{Snapshot, WatchSettings};
+use discovery::{Discovery, Resolution, Snapshot, WatchSettings};
 use route::Route;
 
 /// The default bound on a request message: gRPC's customary 4 MiB.
@@ -69,6 +69,9 @@ pub struct MeshSettings {
     pub rtt_floor: Duration,
     /// A beamline's route is dropped after this long without calls (and no client holding it).
     pub idle_timeout: Duration,
+    /// How long an instance that left discovery is still followed for calls about the tasks it
+    /// owns, at most (it is dropped as soon as it stops answering its health Watch).
+    pub drain_bound: Duration,
     /// The largest request message a call may carry; a larger one is RESOURCE_EXHAUSTED as soon
     /// as the bound is passed, with nothing more read (gRPC's customary 4 MiB).
     pub max_message_bytes: usize,
@@ -90,21 +93,23 @@ impl Default for MeshSettings {
             rtt_floor: Duration::from_millis(5),
             idle_timeout: Duration::from_secs(600),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            drain_bound: Duration::from_secs(300),
             watch: WatchSettings::default(),
             endpoint: EndpointSettings::default(),
         }
     }
 }
 
-/// One routed beamline as the mesh sees it now.
+/// One beamline as the mesh sees it now.
 #[derive(Debug, Clone)]
 pub struct RouteStatus {
     pub beamline: BeamlineId,
     /// What discovery knows: the registered instances and whether Consul has them passing.
     pub resolution: Snapshot,
-    /// The instances the balancer will use now (it holds them and their health gate is open).
+    /// The instances the balancer will use now (it holds them and their health gate is open);
+    /// `None` while the beamline has no balancer (no call has needed one yet, or it went idle).
     /// An instance passing in Consul but not here gets no balanced call.
-    pub routable: std::collections::BTreeSet<String>,
+    pub routable: Option<std::collections::BTreeSet<String>>,
 }
 
 impl RouteStatus {
@@ -125,8 +130,9 @@ pub struct Mesh {
 }
 
 struct Inner {
-    consul: ConsulClient,
     settings: Arc<MeshSettings>,
+    /// The one fleet-wide watch every route follows.
+    discovery: Discovery,
     routes: Mutex<HashMap<BeamlineId, Arc<Route>>>,
     sweeper: tokio::task::JoinHandle<()>,
 }
@@ -138,11 +144,11 @@ impl Drop for Inner {
 }
 
 impl Mesh {
-    /// A mesh over the Consul at `consul` (call inside a Tokio runtime).
+    /// A mesh over the Consul at `consul` (call inside a Tokio runtime); discovery starts at once.
     pub fn new(consul: ConsulConfig, settings: MeshSettings) -> Mesh {
         let settings = Arc::new(settings);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
-            consul: ConsulClient::new(consul),
+            discovery: discovery::spawn(ConsulClient::new(consul), settings.watch.clone()),
             sweeper: tokio::spawn(sweep(weak.clone(), settings.idle_timeout)),
             settings,
             routes: Mutex::new(HashMap::new()),
@@ -157,65 +163,107 @@ impl Mesh {
         Ok(BeamlineAgentClient::new(self.channel(&id)))
     }
 
-    /// The shared channel of `beamline`, created on first use.
+    /// The channel of `beamline`: each call goes through the beamline's route, created on
+    /// first use, or fails NOT_FOUND at once when Consul has no such beamline (no route, no
+    /// watch, nothing kept for it).
     pub fn channel(&self, beamline: &BeamlineId) -> MeshChannel {
+        MeshChannel {
+            mesh: self.clone(),
+            beamline: beamline.clone(),
+        }
+    }
+
+    /// Starts routing `beamline` before its first call (connections and health gates warm up);
+    /// NOT_FOUND when Consul has no such beamline. The route goes again when idle.
+    pub fn warm(&self, beamline: &BeamlineId) -> Result<(), Status> {
+        self.route_for(beamline).map(drop)
+    }
+
+    fn route_for(&self, beamline: &BeamlineId) -> Result<Arc<Route>, Status> {
         let mut routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let route = routes
-            .entry(beamline.clone())
-            .or_insert_with(|| self.route(beamline))
-            .clone();
-        MeshChannel { route }
+        if let Some(route) = routes.get(beamline) {
+            return Ok(route.clone());
+        }
+        if !self.is_known(beamline.as_str()) {
+            return Err(no_instance(beamline, &Arc::new(Resolution::NotFound)));
+        }
+        let route = self.route(beamline);
+        routes.insert(beamline.clone(), route.clone());
+        Ok(route)
     }
 
-    /// What discovery currently knows about `beamline` (starts watching it).
+    /// Whether `beamline` is registered, as far as discovery knows (before Consul has answered
+    /// once, every id might be).
+    pub fn is_known(&self, beamline: &str) -> bool {
+        let fleet = self.inner.discovery.fleet();
+        !fleet.resolved || fleet.beamlines.contains_key(beamline)
+    }
+
+    /// What discovery currently knows about `beamline`.
     pub fn resolution(&self, beamline: &BeamlineId) -> Snapshot {
-        self.channel(beamline).route.resolution()
+        self.inner.discovery.fleet().resolution(beamline)
     }
 
-    /// Every beamline the mesh currently routes, with what discovery knows of it and which
-    /// instances its balancer will use (for status pages and metrics; it starts no watch).
+    /// Every beamline Consul knows (routed or idle) and every beamline routed now, with what
+    /// discovery knows of it and which instances its balancer will use (for status pages and
+    /// metrics; it starts nothing).
     pub fn beamlines(&self) -> Vec<RouteStatus> {
+        let fleet = self.inner.discovery.fleet();
         let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = routes
+        let mut all: std::collections::BTreeMap<BeamlineId, RouteStatus> = fleet
+            .beamlines
             .iter()
-            .map(|(id, route)| RouteStatus {
-                beamline: id.clone(),
-                resolution: route.resolution(),
-                routable: route.routable(),
+            .map(|(id, resolution)| {
+                let status = RouteStatus {
+                    beamline: id.clone(),
+                    resolution: resolution.clone(),
+                    routable: routes.get(id).map(|route| route.routable()),
+                };
+                (id.clone(), status)
             })
             .collect();
-        all.sort_by(|a, b| a.beamline.cmp(&b.beamline));
-        all
+        for (id, route) in routes.iter() {
+            all.entry(id.clone()).or_insert_with(|| RouteStatus {
+                beamline: id.clone(),
+                resolution: route.resolution(),
+                routable: Some(route.routable()),
+            });
+        }
+        all.into_values().collect()
     }
 
-    /// Discovery updates published over every beamline the mesh routes now.
+    /// Discovery updates published since the mesh started.
     pub fn discovery_updates(&self) -> u64 {
-        let routes = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes.values().map(|r| r.discovery.updates()).sum()
+        self.inner.discovery.updates()
     }
 
-    /// Waits until discovery has answered for `beamline` once, or `timeout`.
+    /// Waits until discovery has answered (the whole fleet) once, or `timeout`; what it knows
+    /// of `beamline` then.
     pub async fn resolved(&self, beamline: &BeamlineId, timeout: Duration) -> Snapshot {
-        let mut rx = self.channel(beamline).route.snapshot.clone();
-        let _ = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|s| !matches!(**s, discovery::Resolution::Pending)),
-        )
-        .await;
-        let current = rx.borrow().clone();
-        current
+        self.inner
+            .discovery
+            .resolved(timeout)
+            .await
+            .resolution(beamline)
     }
 
     fn route(&self, beamline: &BeamlineId) -> Arc<Route> {
         let settings = self.inner.settings.clone();
-        let discovery =
-            discovery::spawn(self.inner.consul.clone(), beamline, settings.watch.clone());
-        let snapshot = discovery.subscribe();
+        let watch = self.inner.discovery.beamline(beamline);
+        let snapshot = watch.subscribe();
         let (endpoints_tx, endpoints) = watch::channel(Arc::default());
+        let (departed_tx, departed) = watch::channel(Arc::default());
         let pool_task = tokio::spawn(pool::follow(
             snapshot.clone(),
-            endpoints_tx,
-            settings.endpoint.clone(),
+            pool::Published {
+                endpoints: endpoints_tx,
+                departed: departed_tx,
+                drain_bound: settings.drain_bound,
+            },
+            {
+                let endpoint = settings.endpoint.clone();
+                move |id: &str, addr: &str| endpoint::Endpoint::new(id, addr, &endpoint)
+            },
         ));
         let (balanced_tx, balanced) = watch::channel(Arc::default());
         let discover = pool::Discover::new(
@@ -236,9 +284,9 @@ impl Mesh {
             tokio::spawn(route::apply_discovery(balancer.clone(), endpoints.clone()));
         Arc::new(Route {
             beamline: beamline.clone(),
-            discovery,
-            snapshot,
+            watch,
             endpoints,
+            departed,
             balanced,
             pool_task,
             discovery_task,
@@ -270,28 +318,45 @@ fn no_instance(beamline: &BeamlineId, snapshot: &Snapshot) -> Status {
     }
 }
 
+/// Drops routes nobody needs: a beamline gone from Consul once nothing is in flight and no
+/// draining instance is followed any more, and any beamline idle for `idle`. Runs every second:
+/// a route costs a balancer, connections and health watches.
 async fn sweep(inner: std::sync::Weak<Inner>, idle: Duration) {
-    let every = (idle / 4).max(Duration::from_secs(1));
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(every).await;
+        every.tick().await;
         let Some(inner) = inner.upgrade() else {
             return;
         };
+        let fleet = inner.discovery.fleet();
         let mut routes = inner.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes.retain(|beamline, route| {
-            let keep = Arc::strong_count(route) > 1 || route.idle_for() < idle;
+            // A call in flight holds its route.
+            if Arc::strong_count(route) > 1 {
+                return true;
+            }
+            let registered = !fleet.resolved || fleet.beamlines.contains_key(beamline);
+            let keep = if registered {
+                route.idle_for() < idle
+            } else {
+                route.follows_departed()
+            };
             if !keep {
-                tracing::debug!(%beamline, "dropping idle route");
+                tracing::debug!(%beamline, registered, "dropping the route");
             }
             keep
         });
     }
 }
 
-/// The channel under a beamline's `BeamlineAgentClient`: every call goes through the route.
+/// The channel under a beamline's `BeamlineAgentClient`: every call goes through the
+/// beamline's route (looked up per call, so a channel made before the beamline registered
+/// works once it has).
 #[derive(Clone)]
 pub struct MeshChannel {
-    route: Arc<Route>,
+    mesh: Mesh,
+    beamline: BeamlineId,
 }
 
 impl Service<http::Request<Body>> for MeshChannel {
@@ -305,6 +370,9 @@ impl Service<http::Request<Body>> for MeshChannel {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        Box::pin(self.route.clone().dispatch(request))
+        match self.mesh.route_for(&self.beamline) {
+            Ok(route) => Box::pin(route.dispatch(request)),
+            Err(status) => Box::pin(std::future::ready(Err(BoxError::from(status)))),
+        }
     }
 }

@@ -17,25 +17,47 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tower::discover::Change;
 
 use super::connection::Connection;
-use super::endpoint::{Endpoint, EndpointSettings, Gated, Tagged};
+use super::endpoint::{Endpoint, Gated, Tagged};
 use super::load::PeakEwma;
 use crate::discovery::{self, Snapshot};
 
 /// Healthy endpoints by instance id.
 pub type Endpoints = Arc<BTreeMap<String, Arc<Endpoint>>>;
 
-/// Keeps `endpoints` in step with `snapshots` until the snapshot sender goes away.
+/// Where [`follow`] publishes.
+pub struct Published {
+    /// The endpoints of the healthy instances: what new calls may go to.
+    pub endpoints: watch::Sender<Endpoints>,
+    /// Instances that left discovery (deregistered, or no longer passing) but still answer
+    /// their health Watch: a draining agent serves the tasks it owns until it stops, so calls
+    /// about those tasks still go there. Each is dropped when its Watch ends, or after
+    /// `drain_bound`.
+    pub departed: watch::Sender<Endpoints>,
+    pub drain_bound: Duration,
+}
+
+/// Keeps the published endpoints in step with `snapshots` until the snapshot sender goes away;
+/// `connect` makes the endpoint of an instance id and address (`Endpoint::new` but in tests),
+/// `None` for an unusable address.
 pub async fn follow(
     mut snapshots: watch::Receiver<Snapshot>,
-    endpoints: watch::Sender<Endpoints>,
-    settings: EndpointSettings,
+    published: Published,
+    connect: impl Fn(&str, &str) -> Option<Endpoint>,
 ) {
+    let Published {
+        endpoints,
+        departed,
+        drain_bound,
+    } = published;
+    // Departed endpoints, each until it stops answering (or the bound).
+    let mut leaving = FuturesUnordered::new();
     loop {
         let healthy = discovery::healthy(&snapshots.borrow_and_update());
         let current = endpoints.borrow().clone();
@@ -48,13 +70,22 @@ pub async fn follow(
         );
         if !changes.is_empty() {
             let mut next = (*current).clone();
+            let mut gone = (*departed.borrow().clone()).clone();
             for change in changes {
                 match change {
                     Change::Remove(id) => {
-                        next.remove(&id);
+                        let Some(endpoint) = next.remove(&id) else {
+                            continue;
+                        };
+                        if endpoint.is_alive() {
+                            leaving.push(until_gone(endpoint.clone(), drain_bound));
+                            gone.insert(id, endpoint);
+                        }
                     }
-                    Change::Insert(id, addr) => match Endpoint::new(&id, &addr, &settings) {
+                    Change::Insert(id, addr) => match connect(&id, &addr) {
                         Some(endpoint) => {
+                            // Back (or a new instance under the same id): routed as new.
+                            gone.remove(&id);
                             next.insert(id, Arc::new(endpoint));
                         }
                         None => tracing::warn!(instance = %id, %addr, "unusable address"),
@@ -62,11 +93,30 @@ pub async fn follow(
                 }
             }
             endpoints.send_replace(Arc::new(next));
+            departed.send_replace(Arc::new(gone));
         }
-        if snapshots.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            Some(left) = leaving.next(), if !leaving.is_empty() => {
+                departed.send_modify(|gone| {
+                    // Only this very endpoint: the id may have come back as another since.
+                    if gone.get(&left.id).is_some_and(|e| Arc::ptr_eq(e, &left)) {
+                        Arc::make_mut(gone).remove(&left.id);
+                    }
+                });
+            }
         }
     }
+}
+
+/// Resolves with `endpoint` once it stops answering its health Watch, or after `bound`.
+async fn until_gone(endpoint: Arc<Endpoint>, bound: Duration) -> Arc<Endpoint> {
+    let _ = tokio::time::timeout(bound, endpoint.gone()).await;
+    endpoint
 }
 
 /// The service p2c balances over: a gated, load-measured connection to one instance.

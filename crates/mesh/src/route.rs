@@ -2,7 +2,8 @@
 //!
 //! Every BeamlineAgent RPC has a unary request, so the router buffers it as bytes — which makes
 //! it replayable for retries — and decodes the routing key with prost: GetTask, Subscribe and
-//! Cancel go to the instance that owns the task id, an Execute with an idempotency key to the
+//! Cancel go to the instance that owns the task id (healthy, or draining: deregistered but still
+//! answering, so a task can be read and cancelled through a deploy), an Execute with an idempotency key to the
 //! instance rendezvous hashing picks, everything else through tower's p2c (which picks in
 //! `poll_ready`, before it sees a request, so keyed routing cannot live inside it).
 //!
@@ -37,7 +38,7 @@ use super::pool::Endpoints;
 use super::rendezvous;
 use super::wire::{chain, grpc_timeout, status_of, trailers_only_status};
 use super::MeshSettings;
-use crate::discovery::{Discovery, Snapshot};
+use crate::discovery::{BeamlineWatch, Snapshot};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::proto;
 use beamline_contract::quote::quote;
@@ -135,10 +136,11 @@ enum Target {
 
 pub struct Route {
     pub(super) beamline: BeamlineId,
-    /// Owns the watch task; dropping the route ends it.
-    pub(super) discovery: Discovery,
-    pub(super) snapshot: watch::Receiver<Snapshot>,
+    /// Follows this beamline in the fleet; dropping the route ends it.
+    pub(super) watch: BeamlineWatch,
     pub(super) endpoints: watch::Receiver<Endpoints>,
+    /// Instances that left discovery but still answer (draining): task-owner calls only.
+    pub(super) departed: watch::Receiver<Endpoints>,
     /// The endpoints the balancer holds now (its services; each is used while its gate is open).
     pub(super) balanced: watch::Receiver<Endpoints>,
     pub(super) pool_task: tokio::task::JoinHandle<()>,
@@ -161,7 +163,12 @@ impl Drop for Route {
 
 impl Route {
     pub fn resolution(&self) -> Snapshot {
-        self.snapshot.borrow().clone()
+        self.watch.current()
+    }
+
+    /// Whether instances that left discovery are still followed for their tasks.
+    pub(super) fn follows_departed(&self) -> bool {
+        !self.departed.borrow().is_empty()
     }
 
     /// The instances the balancer will use now: those it holds whose health gate is open.
@@ -193,7 +200,12 @@ impl Route {
                             quote(&task_id)
                         ))
                     })?;
+                // Its owner, healthy or draining: a draining agent serves its tasks until it
+                // stops, and a Cancel must reach an actuating task during a deploy.
                 if let Some(endpoint) = endpoints.get(owner) {
+                    return Ok(Target::Instance(endpoint.clone()));
+                }
+                if let Some(endpoint) = self.departed.borrow().get(owner) {
                     return Ok(Target::Instance(endpoint.clone()));
                 }
                 Err(match self.resolution().instance(owner) {
@@ -202,7 +214,8 @@ impl Route {
                         quote(&task_id)
                     )),
                     None => Status::not_found(format!(
-                        "task {}: its instance {} is not registered for beamline {}",
+                        "task {}: its instance {} is gone (not registered for beamline {}, and \
+                         not answering)",
                         quote(&task_id),
                         quote(owner),
                         self.beamline

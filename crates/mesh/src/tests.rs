@@ -14,7 +14,8 @@ use tower::{BoxError, Service, ServiceExt};
 use super::endpoint::{Endpoint, Gated};
 use super::failfast::FailFast;
 use super::load::PeakEwma;
-use super::pool::{Discover, Endpoints};
+use super::pool::{follow, Discover, Endpoints, Published};
+use crate::discovery::{Instance, Resolution, Snapshot};
 
 type Named = tower::util::BoxService<(), &'static str, BoxError>;
 
@@ -189,4 +190,149 @@ async fn discovery_reaches_the_balancer_with_no_call() {
         "the endpoint that left (its connection and health watch) is dropped at once"
     );
     assert!(ready_now(&mut *balancer.lock().await), "b is ready");
+}
+
+/// A snapshot of instance `a` at `h:1`, passing or not.
+fn snapshot_of_a(passing: bool) -> Snapshot {
+    Arc::new(Resolution::Instances(vec![Instance {
+        id: "a".into(),
+        addr: "127.0.0.1:9".into(),
+        healthy: passing,
+        beamline: None,
+    }]))
+}
+
+/// A pool following `snapshots`, whose endpoints' health streams the test drives: each new
+/// endpoint gets the next `alive` receiver of `alive`.
+struct PoolUnderTest {
+    endpoints: watch::Receiver<Endpoints>,
+    departed: watch::Receiver<Endpoints>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn pool(
+    snapshots: watch::Receiver<Snapshot>,
+    alive: Vec<watch::Receiver<bool>>,
+    drain_bound: Duration,
+) -> PoolUnderTest {
+    let (endpoints_tx, endpoints) = watch::channel(Endpoints::default());
+    let (departed_tx, departed) = watch::channel(Endpoints::default());
+    let alive = std::sync::Mutex::new(alive.into_iter());
+    let connect = move |id: &str, addr: &str| {
+        let alive = alive
+            .lock()
+            .unwrap()
+            .next()
+            .expect("an alive signal per endpoint");
+        let (_, gate) = watch::channel(true);
+        Some(Endpoint::with_signals(id, addr, gate, alive))
+    };
+    let published = Published {
+        endpoints: endpoints_tx,
+        departed: departed_tx,
+        drain_bound,
+    };
+    PoolUnderTest {
+        endpoints,
+        departed,
+        _task: tokio::spawn(follow(snapshots, published, connect)),
+    }
+}
+
+/// Lets the pool's task run until it waits again.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_leaves_but_still_answers_is_kept_for_its_tasks_until_it_stops() {
+    let (alive_1, a1) = watch::channel(true);
+    let (_alive_2, a2) = watch::channel(true);
+    let (snapshots, rx) = watch::channel(snapshot_of_a(true));
+    let p = pool(rx, vec![a1, a2], Duration::from_secs(300));
+    settle().await;
+    assert!(p.endpoints.borrow().contains_key("a"));
+    let first = p.endpoints.borrow()["a"].clone();
+
+    // Deregistered (or critical) while its health stream is open: draining.
+    snapshots.send_replace(Arc::new(Resolution::NotFound));
+    settle().await;
+    assert!(!p.endpoints.borrow().contains_key("a"), "no new calls");
+    assert!(
+        Arc::ptr_eq(&p.departed.borrow()["a"], &first),
+        "calls about its tasks still go to it"
+    );
+
+    // It stops answering: gone.
+    alive_1.send_replace(false);
+    settle().await;
+    assert!(
+        p.departed.borrow().is_empty(),
+        "dropped once its Watch ended"
+    );
+
+    // Back again: a new endpoint, routed as new; nothing departed.
+    snapshots.send_replace(snapshot_of_a(true));
+    settle().await;
+    assert!(!Arc::ptr_eq(&p.endpoints.borrow()["a"], &first));
+    assert!(p.departed.borrow().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_departed_instance_is_followed_at_most_the_drain_bound_and_not_after_it_returns() {
+    let (_alive_1, a1) = watch::channel(true);
+    let (_alive_2, a2) = watch::channel(true);
+    let (_alive_3, a3) = watch::channel(true);
+    let (snapshots, rx) = watch::channel(snapshot_of_a(true));
+    let p = pool(rx, vec![a1, a2, a3], Duration::from_secs(60));
+    settle().await;
+
+    // Critical but answering forever (a wedged agent): dropped at the bound.
+    snapshots.send_replace(snapshot_of_a(false));
+    settle().await;
+    assert!(p.departed.borrow().contains_key("a"));
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    settle().await;
+    assert!(
+        p.departed.borrow().contains_key("a"),
+        "still within the bound"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert!(p.departed.borrow().is_empty(), "dropped at the bound");
+
+    // Leaves, then passes again before it stopped: the departed entry goes at once, and the
+    // old endpoint's end later does not touch the new one.
+    snapshots.send_replace(snapshot_of_a(true));
+    settle().await;
+    snapshots.send_replace(snapshot_of_a(false));
+    settle().await;
+    assert!(p.departed.borrow().contains_key("a"));
+    snapshots.send_replace(snapshot_of_a(true));
+    settle().await;
+    assert!(p.departed.borrow().is_empty());
+    assert!(p.endpoints.borrow().contains_key("a"));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    settle().await;
+    assert!(
+        p.endpoints.borrow().contains_key("a"),
+        "the returned endpoint stays"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_leaves_without_answering_is_not_kept() {
+    let (_alive, a1) = watch::channel(false);
+    let (snapshots, rx) = watch::channel(snapshot_of_a(true));
+    let p = pool(rx, vec![a1], Duration::from_secs(300));
+    settle().await;
+    snapshots.send_replace(Arc::new(Resolution::NotFound));
+    settle().await;
+    assert!(p.endpoints.borrow().is_empty());
+    assert!(
+        p.departed.borrow().is_empty(),
+        "a dead instance is not followed"
+    );
 }

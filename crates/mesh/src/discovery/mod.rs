@@ -1,18 +1,21 @@
-//! Discovery: one watch per beamline (its Consul service name), on Consul blocking queries, published as a
-//! snapshot of the service's instances (healthy or not) that the mesh routes from.
+//! Discovery: one watch of the whole fleet on a Consul blocking query (`fleet`: the decisions,
+//! `watch`: the loop), published as every beamline's instances (healthy or not); each routed
+//! beamline follows its own snapshot of it.
 //!
-//! The watch runs on its own task whether or not calls flow, keeps the last known instances while
-//! Consul is unreachable (fail static), holds the last set for a grace period when a restarted
-//! registry comes back empty, and backs off with jitter, logging once per outage. It knows nothing
-//! of gRPC: turning instances into connections is the mesh's.
+//! The watch runs on its own task whether or not calls flow, keeps the last known fleet while
+//! Consul is unreachable (fail static), holds it for a grace period when a restarted registry
+//! comes back empty, and backs off with jitter, logging once per outage. It knows nothing of
+//! gRPC: turning instances into connections is the mesh's.
 
 mod diff;
+pub mod fleet;
 mod watch;
 
 use std::sync::Arc;
 
 pub use diff::{diff, diff_by, healthy};
-pub use watch::{spawn, Discovery, WatchSettings};
+pub use fleet::Fleet;
+pub use watch::{spawn, BeamlineWatch, Discovery, WatchSettings};
 
 /// One registered instance of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,20 +1,27 @@
-//! The watch loop of one beamline's Consul service: blocking queries on `/v1/health/service/<name>`
-//! (without `?passing`, so "nothing registered" and "registered but unhealthy" stay apart),
-//! following Consul's client rules: reset the index when it goes backwards, never send 0 as a
-//! blocking index, and rate-limit the loop.
+//! The loop that drives the fleet watch ([`super::fleet::FleetWatch`]): it sends the blocking
+//! query the machine asks for, fetches the services it names, publishes the fleet when it
+//! changed, logs what the machine notes, and sleeps as it says. Each routed beamline follows the
+//! fleet through a [`BeamlineWatch`]: its own snapshot, changed only when its instances change.
+//!
+//! Owns the I/O and the tasks; every decision is the machine's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Instance, Resolution, Snapshot};
-use beamline_consul::{ConsulClient, ServiceEntry};
+use super::fleet::{checks_filter, Fleet, FleetWatch, Note};
+use super::Snapshot;
+use beamline_consul::ConsulClient;
 use beamline_contract::beamline::BeamlineId;
+
+/// Services fetched at once after a fleet change (a registry restart changes them all).
+const CONCURRENT_FETCHES: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct WatchSettings {
@@ -42,26 +49,56 @@ impl Default for WatchSettings {
     }
 }
 
-/// A running watch; dropping it stops the watch.
+/// The running fleet watch; dropping it stops the watch.
 pub struct Discovery {
-    snapshot: watch::Receiver<Snapshot>,
+    fleet: watch::Receiver<Arc<Fleet>>,
     task: tokio::task::JoinHandle<()>,
     updates: Arc<AtomicU64>,
 }
 
 impl Discovery {
-    /// The latest snapshot, and changes to come.
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
-        self.snapshot.clone()
+    /// The fleet now.
+    pub fn fleet(&self) -> Arc<Fleet> {
+        self.fleet.borrow().clone()
     }
 
-    pub fn current(&self) -> Snapshot {
-        self.snapshot.borrow().clone()
+    /// The fleet now and its changes to come.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Fleet>> {
+        self.fleet.clone()
     }
 
-    /// How many changed snapshots this watch has published.
+    /// How many changed fleets the watch has published.
     pub fn updates(&self) -> u64 {
         self.updates.load(Ordering::Relaxed)
+    }
+
+    /// Follows one beamline in the fleet (call inside a Tokio runtime).
+    pub fn beamline(&self, beamline: &BeamlineId) -> BeamlineWatch {
+        let mut fleet = self.fleet.clone();
+        let (tx, snapshot) = watch::channel(fleet.borrow_and_update().resolution(beamline));
+        let beamline = beamline.clone();
+        let task = tokio::spawn(async move {
+            while fleet.changed().await.is_ok() {
+                let next = fleet.borrow_and_update().resolution(&beamline);
+                tx.send_if_modified(|current| {
+                    let changed = **current != *next;
+                    if changed {
+                        *current = next;
+                    }
+                    changed
+                });
+            }
+        });
+        BeamlineWatch { snapshot, task }
+    }
+
+    /// Waits until the fleet is resolved (Consul answered and every beamline was fetched), or
+    /// `timeout`; returns the fleet then.
+    pub async fn resolved(&self, timeout: Duration) -> Arc<Fleet> {
+        let mut fleet = self.fleet.clone();
+        let _ = tokio::time::timeout(timeout, fleet.wait_for(|f| f.resolved)).await;
+        let now = fleet.borrow().clone();
+        now
     }
 }
 
@@ -71,117 +108,111 @@ impl Drop for Discovery {
     }
 }
 
-/// Starts watching the instances of `beamline` (call inside a Tokio runtime). Ids that differ
-/// only in '.' and '-' share a service name (`5.3.1`, `5-3-1`), so instances are kept only when
-/// their `Meta.beamline` is this id.
-pub fn spawn(client: ConsulClient, beamline: &BeamlineId, settings: WatchSettings) -> Discovery {
-    let (tx, rx) = watch::channel(Arc::new(Resolution::Pending));
+/// One beamline's snapshot as the fleet watch sees it; dropping it stops following.
+pub struct BeamlineWatch {
+    snapshot: watch::Receiver<Snapshot>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BeamlineWatch {
+    /// The latest snapshot, and changes to come.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    pub fn current(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+}
+
+impl Drop for BeamlineWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the fleet watch over `client` (call inside a Tokio runtime).
+pub fn spawn(client: ConsulClient, settings: WatchSettings) -> Discovery {
+    let (tx, fleet) = watch::channel(Arc::new(Fleet::default()));
     let updates = Arc::new(AtomicU64::new(0));
-    let task = tokio::spawn(run(client, beamline.clone(), settings, tx, updates.clone()));
+    let task = tokio::spawn(run(client, settings, tx, updates.clone()));
     Discovery {
-        snapshot: rx,
+        fleet,
         task,
         updates,
     }
 }
 
-fn resolve(beamline: &BeamlineId, entries: Vec<ServiceEntry>) -> Resolution {
-    let mut instances: Vec<Instance> = entries
-        .into_iter()
-        .filter(|e| e.service.meta.get("beamline").map(String::as_str) == Some(beamline.as_str()))
-        .map(|e| Instance {
-            healthy: e.is_passing(),
-            addr: e.address(),
-            beamline: e.service.meta.get("beamline").cloned(),
-            id: e.service.id,
-        })
-        .collect();
-    if instances.is_empty() {
-        return Resolution::NotFound;
-    }
-    instances.sort_by(|a, b| a.id.cmp(&b.id));
-    Resolution::Instances(instances)
-}
-
 async fn run(
     client: ConsulClient,
-    beamline: BeamlineId,
     settings: WatchSettings,
-    tx: watch::Sender<Snapshot>,
+    tx: watch::Sender<Arc<Fleet>>,
     updates: Arc<AtomicU64>,
 ) {
-    let service = beamline.service_name();
-    let mut index = 0u64;
-    let mut backoff = settings.min_backoff;
-    let mut outage = false;
-    let mut acl_warned = false;
-    // Set while a restarted registry's empty answer is held back.
-    let mut grace_until: Option<Instant> = None;
+    let filter = checks_filter();
+    let mut machine = FleetWatch::new(settings);
     loop {
         let started = Instant::now();
-        // Inside a grace period, wake when it ends even if Consul stays quiet.
-        let wait = match grace_until {
-            Some(until) => until
-                .saturating_duration_since(started)
-                .max(Duration::from_millis(1)),
-            None => settings.wait,
-        };
-        match client.health_service(&service, index, wait).await {
+        let query = machine.query(started);
+        match client
+            .health_state("any", Some(&filter), query.index, query.wait)
+            .await
+        {
             Ok(answer) => {
-                if outage {
-                    info!(%service, "Consul reachable again");
-                    outage = false;
-                }
-                backoff = settings.min_backoff;
-                if answer.filtered_by_acls && !acl_warned {
-                    warn!(
-                        %service,
-                        "Consul filtered the answer by ACLs: the token needs service:read on \
-                         this service and node:read; an empty answer means 'not allowed'"
-                    );
-                    acl_warned = true;
-                }
-                let went_back = answer.index < index;
-                let next = resolve(&beamline, answer.entries);
-                let had_instances = matches!(**tx.borrow(), Resolution::Instances(_));
-                if went_back
-                    && next == Resolution::NotFound
-                    && had_instances
-                    && grace_until.is_none()
-                {
-                    info!(%service, "registry came back empty; keeping the last instances while agents register again");
-                    grace_until = Some(Instant::now() + settings.restart_grace);
-                }
-                let holding = grace_until.is_some_and(|until| Instant::now() < until)
-                    && next == Resolution::NotFound;
-                if !holding {
-                    grace_until = None;
-                    tx.send_if_modified(|current| {
-                        let changed = **current != next;
-                        if changed {
-                            debug!(%service, ?next, "discovery update");
-                            updates.fetch_add(1, Ordering::Relaxed);
-                            *current = Arc::new(next);
+                let plan = machine.on_checks(Instant::now(), answer);
+                plan.notes.iter().for_each(log);
+                let fetched: Vec<_> = futures::stream::iter(plan.fetch)
+                    .map(|(service, print)| {
+                        let client = &client;
+                        async move {
+                            let entries = client.health_service(&service, 0, Duration::ZERO).await;
+                            (service, print, entries)
                         }
-                        changed
-                    });
+                    })
+                    .buffer_unordered(CONCURRENT_FETCHES)
+                    .collect()
+                    .await;
+                for (service, print, entries) in fetched {
+                    let entries = entries
+                        .inspect_err(|e| warn!(%service, error = %e, "cannot fetch the service; asking again"))
+                        .ok()
+                        .map(|answer| answer.value);
+                    machine.on_fetched(&service, print, entries);
                 }
-                // Consul's rules: an index that went backwards restarts from 0; never block on 0.
-                index = if went_back { 0 } else { answer.index.max(1) };
-                let since = started.elapsed();
-                if since < settings.min_interval {
-                    tokio::time::sleep(settings.min_interval - since).await;
-                }
+                let next = machine.fleet();
+                tx.send_if_modified(|current| {
+                    let changed = **current != next;
+                    if changed {
+                        debug!(beamlines = next.beamlines.len(), "discovery update");
+                        updates.fetch_add(1, Ordering::Relaxed);
+                        *current = Arc::new(next);
+                    }
+                    changed
+                });
+                tokio::time::sleep(machine.pause(started, Instant::now())).await;
             }
             Err(e) => {
-                if !outage {
-                    warn!(%service, error = %e, "cannot reach Consul; keeping the last known instances");
-                    outage = true;
+                let (pause, note) = machine.on_error(rand::rng().random_range(0.0..=1.0));
+                if note.is_some() {
+                    warn!(error = %e, "cannot reach Consul; keeping the last known fleet");
                 }
-                let jitter = rand::rng().random_range(Duration::ZERO..=backoff / 2);
-                tokio::time::sleep(backoff + jitter).await;
-                backoff = (backoff * 2).min(settings.max_backoff);
+                tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+fn log(note: &Note) {
+    match note {
+        Note::Reachable => info!("Consul reachable again"),
+        Note::FilteredByAcls => warn!(
+            "Consul filtered the answer by ACLs: the token needs service:read on the beamline \
+             services and node:read; what it may not read looks unregistered"
+        ),
+        Note::HoldingAfterRestart => {
+            info!("registry came back empty; keeping the last fleet while agents register again")
+        }
+        // Logged by the loop, which has the error.
+        Note::Unreachable => {}
     }
 }
