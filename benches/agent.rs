@@ -9,10 +9,20 @@
 //!    with `--serve-bare` (a bench may add no other target), on the same multi-threaded Tokio
 //!    runtime as `#[tokio::main]`. It is registered in the registry from outside with the same
 //!    gRPC check an agent registers, so the registry probes it exactly as it probes the agents.
-//! 2. **demo agent**: the release binary, `beamline-mesh agent --beamline 5.3.1 --consul <registry>`
+//! 2. **template agent**: `templates/agent` (`thermometer-agent`, the crate a beamline team
+//!    copies, on the agent SDK alone), release build, `--beamline 5.3.3 --consul <registry>`
+//!    (default `info` logging), idle. The template is a crate of its own outside the workspace,
+//!    so before anything starts the bench builds it itself, as a team would:
+//!    `CARGO_TARGET_DIR=<workspace target>/template cargo build --release --locked
+//!    --manifest-path templates/agent/Cargo.toml` (printed, bounded by
+//!    `TEMPLATE_BUILD_DEADLINE`; quick when nothing changed), and runs
+//!    `<workspace target>/template/release/thermometer-agent`.
+//!    If that build fails or times out, the bench says so and reports the row as not measured;
+//!    it never runs another binary in its place.
+//! 3. **demo agent**: the release binary, `beamline-mesh agent --beamline 5.3.1 --consul <registry>`
 //!    (default `info` logging), and once more with `RUST_LOG=off` (beamline 5.3.2), idle.
 //!
-//! "Idle" is measured once every process is registered and passing
+//! "Idle" is measured at one point for all of them: once every process is registered and passing
 //! (`GET /v1/health/service/<name>?passing` non-empty) and a further `CHECKS_SETTLE` has passed,
 //! so the registry has run at least three gRPC health checks (2 s interval) and the agents'
 //! keep-alive has confirmed its registration at least twice.
@@ -23,16 +33,20 @@
 //! while they run, after Cancel (every stream has ended with CANCELLED), and after the client
 //! closed its connections.
 //!
-//! Bounded in every way: every process is killed and reaped on drop, every request has a
-//! timeout, every wait a deadline. The run takes about 15 s after the build.
+//! Bounded in every way: the template build has a deadline (on expiry cargo and every process it
+//! started are killed), every process is killed and reaped on drop, every request has a timeout,
+//! every wait a deadline. The run takes about 15 s after the builds.
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
-//! how to run it and exits.
+//! how to run it and exits (and builds nothing).
 
 mod support;
 
 use std::future::Future;
-use std::time::Duration;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
@@ -59,7 +73,22 @@ const SERVE_BARE: &str = "--serve-bare";
 
 const DEMO_BEAMLINE: &str = "5.3.1";
 const DEMO_QUIET_BEAMLINE: &str = "5.3.2";
+const TEMPLATE_BEAMLINE: &str = "5.3.3";
 const BARE_SERVICE: &str = "bench-bare";
+
+/// The template crate (outside the workspace), relative to the workspace root and absolute.
+const TEMPLATE_MANIFEST: &str = "templates/agent/Cargo.toml";
+const TEMPLATE_MANIFEST_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/templates/agent/Cargo.toml");
+/// Its binary, under `<CARGO_TARGET_DIR>/release/`.
+const TEMPLATE_BIN: &str = "thermometer-agent";
+/// Deadline of the template's release build (fat LTO; a clean one takes minutes on 2 cores, an
+/// up-to-date one a second).
+const TEMPLATE_BUILD_DEADLINE: Duration = Duration::from_secs(20 * 60);
+/// The template agent's idle goal (issue: ≤ 10 MB).
+const TEMPLATE_GOAL_BYTES: u64 = 10_000_000;
+/// The demo agent's idle goal (≤ 15 MB).
+const DEMO_GOAL_BYTES: u64 = 15_000_000;
 
 /// `monitor_pv` tasks running at once on the demo agent, each with its Execute stream open.
 const TASKS: usize = 100;
@@ -98,10 +127,171 @@ fn main() -> Result<()> {
         "registry, agents and client share them (loopback)",
     );
     println!("load average at the start: {}", load_average());
-    let rows = support::runtime()?.block_on(run())?;
+    // Built before any process starts, so the build competes with nothing being measured.
+    let template = build_template();
+    if let Err(why) = &template {
+        println!("template agent: NOT MEASURED: {why}");
+    }
+    println!(
+        "load average before the processes start: {}",
+        load_average()
+    );
+    let rows = support::runtime()?.block_on(run(template))?;
     print_report(&rows);
     println!("\nload average at the end: {}", load_average());
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The template agent's build
+// ---------------------------------------------------------------------------------------------
+
+/// Builds `templates/agent` (release, `--locked`) into `<workspace target>/template` as a team
+/// would build its copy, bounded by [`TEMPLATE_BUILD_DEADLINE`], and returns the binary it
+/// built; or why there is none (the row is then reported as not measured).
+fn build_template() -> Result<PathBuf, String> {
+    // CARGO_TARGET_TMPDIR is `<workspace target>/tmp` (cargo sets it for benches).
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .ok_or("no workspace target directory")?
+        .join("template");
+    // The cargo that runs this bench (cargo sets CARGO for what it runs).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!(
+        "building the template agent: CARGO_TARGET_DIR={} cargo build --release --locked \
+         --manifest-path {TEMPLATE_MANIFEST} (deadline {} min)",
+        target.display(),
+        TEMPLATE_BUILD_DEADLINE.as_secs() / 60
+    );
+    let log = tempfile::NamedTempFile::new().map_err(|e| format!("create a build log: {e}"))?;
+    let stderr = log
+        .reopen()
+        .map_err(|e| format!("open the build log: {e}"))?;
+    let started = Instant::now();
+    let child = Command::new(&cargo)
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(TEMPLATE_MANIFEST_PATH)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", Path::new(&cargo).display()))?;
+    let mut build = Build(child);
+    let status = loop {
+        match build.0.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < TEMPLATE_BUILD_DEADLINE => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(None) => {
+                drop(build);
+                return Err(format!(
+                    "the template build did not finish within {} min (killed)",
+                    TEMPLATE_BUILD_DEADLINE.as_secs() / 60
+                ));
+            }
+            Err(e) => return Err(format!("wait for cargo: {e}")),
+        }
+    };
+    let elapsed = started.elapsed();
+    let mut output = String::new();
+    let _ = log.as_file().read_to_string(&mut output);
+    let compiled: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
+        .collect();
+    if !status.success() {
+        let lines: Vec<&str> = output.lines().collect();
+        return Err(format!(
+            "the template build failed ({status}) after {:.0} s; cargo's last lines:\n{}",
+            elapsed.as_secs_f64(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        ));
+    }
+    let finished = output
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("Finished"))
+        .unwrap_or("")
+        .trim();
+    println!(
+        "template build: ok in {:.1} s, {} crates compiled{}; {finished}",
+        elapsed.as_secs_f64(),
+        compiled.len(),
+        if compiled.is_empty() {
+            " (up to date)"
+        } else {
+            ""
+        }
+    );
+    let bin = target.join("release").join(TEMPLATE_BIN);
+    if !bin.is_file() {
+        return Err(format!(
+            "the build succeeded but {} is missing",
+            bin.display()
+        ));
+    }
+    println!("template agent binary: {}", bin.display());
+    Ok(bin)
+}
+
+/// The cargo build; on drop, if still running, it and every process under it (rustc, build
+/// scripts, the linker) are killed and cargo is reaped.
+struct Build(Child);
+
+impl Drop for Build {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = self.0.id() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; `pid` is our unreaped child, so it cannot
+        // have been reused. Stopped first, it starts nothing new while its tree is killed.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        for descendant in descendants(pid) {
+            // SAFETY: as above; a descendant that already exited is at worst a stale pid.
+            unsafe { libc::kill(descendant, libc::SIGKILL) };
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every process under `root` (children, grandchildren, ...), from `/proc/<pid>/stat`.
+fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command in parentheses: state, then the parent pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,6 +305,17 @@ fn demo_agent(name: &'static str, beamline: &str, consul: &str, quiet: bool) -> 
         command.env("RUST_LOG", "off");
     }
     Proc::start(name, command)
+}
+
+/// The template agent built by [`build_template`], with the environment the demo agents get
+/// (no `RUST_LOG`, no `CONSUL_HTTP_*`).
+fn template_agent(bin: &Path, consul: &str) -> Result<Proc> {
+    let mut command = Command::new(bin);
+    command.args(["--beamline", TEMPLATE_BEAMLINE, "--consul", consul]);
+    command.env_remove("RUST_LOG");
+    command.env_remove("CONSUL_HTTP_ADDR");
+    command.env_remove("CONSUL_HTTP_TOKEN");
+    Proc::start("template agent", command)
 }
 
 /// Registers the bare baseline with the check an agent registers for itself (runtime defaults).
@@ -160,7 +361,11 @@ struct Row {
     breakdown: Option<Breakdown>,
 }
 
-struct Rows(Vec<Row>);
+struct Rows {
+    rows: Vec<Row>,
+    /// Why the template agent was not measured, if it was not.
+    template_skipped: Option<String>,
+}
 
 impl Rows {
     fn add(&mut self, proc: &Proc, label: &'static str, phase: &str) -> Result<Memory> {
@@ -170,7 +375,7 @@ impl Rows {
         } else {
             None
         };
-        self.0.push(Row {
+        self.rows.push(Row {
             process: label,
             phase: phase.to_string(),
             memory,
@@ -182,10 +387,11 @@ impl Rows {
 
 const IDLE: &str = "idle";
 const BARE_LABEL: &str = "baseline: tonic + tonic-health";
+const TEMPLATE_LABEL: &str = "template agent (`thermometer-agent`)";
 const DEMO_LABEL: &str = "demo agent (`beamline-mesh agent`)";
 const QUIET_LABEL: &str = "demo agent, RUST_LOG=off";
 
-async fn run() -> Result<Rows> {
+async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
     let mut registry = support::bin();
     registry.args(["registry", "--listen", "127.0.0.1:0"]);
     let registry = Proc::start("registry", registry)?;
@@ -197,23 +403,45 @@ async fn run() -> Result<Rows> {
     let bare = Proc::start("baseline", bare)?;
     let demo = demo_agent("demo agent", DEMO_BEAMLINE, &base, false)?;
     let quiet = demo_agent("demo agent, RUST_LOG=off", DEMO_QUIET_BEAMLINE, &base, true)?;
+    let (template, template_skipped) = match template {
+        Ok(bin) => (Some(template_agent(&bin, &base)?), None),
+        Err(why) => (None, Some(why)),
+    };
     register_bare(&http, &base, &bare.addr).await?;
 
-    for (proc, service) in [
+    let mut waits = vec![
         (&bare, BARE_SERVICE.to_string()),
         (&demo, service_name(DEMO_BEAMLINE)),
         (&quiet, service_name(DEMO_QUIET_BEAMLINE)),
-    ] {
+    ];
+    if let Some(template) = &template {
+        waits.push((template, service_name(TEMPLATE_BEAMLINE)));
+    }
+    for (proc, service) in waits {
         wait_passing(&http, &base, &service)
             .await
             .with_context(|| format!("{}; its stderr:\n{}", proc.name, proc.stderr_tail()))?;
     }
     tokio::time::sleep(CHECKS_SETTLE).await;
 
-    let mut rows = Rows(Vec::new());
+    // One idle measurement point for all of them.
+    let mut rows = Rows {
+        rows: Vec::new(),
+        template_skipped,
+    };
     rows.add(&bare, BARE_LABEL, IDLE)?;
+    if let Some(template) = &template {
+        rows.add(template, TEMPLATE_LABEL, IDLE)?;
+    }
     rows.add(&demo, DEMO_LABEL, IDLE)?;
     rows.add(&quiet, QUIET_LABEL, IDLE)?;
+    if let Some(template) = &template {
+        // Still registered and passing after the measurement (it did not die meanwhile).
+        wait_passing(&http, &base, &service_name(TEMPLATE_BEAMLINE))
+            .await
+            .with_context(|| format!("template agent stderr:\n{}", template.stderr_tail()))?;
+    }
+    drop(template);
     drop(quiet);
 
     monitor_load(&demo, &mut rows)
@@ -388,21 +616,29 @@ fn mb(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 * 1024.0 / 1_000_000.0)
 }
 
+/// "goal ≤ N MB: met" (decimal MB, as the table prints them).
+fn goal(m: Memory, bytes: u64) -> String {
+    format!(
+        "goal ≤ {} MB: {}",
+        bytes / 1_000_000,
+        support::verdict(m.rss_kib * 1024 <= bytes)
+    )
+}
+
 fn print_report(rows: &Rows) {
     let find = |process: &str, phase: &str| {
-        rows.0
+        rows.rows
             .iter()
             .find(|r| r.process == process && r.phase == phase)
             .map(|r| r.memory)
     };
     let baseline = find(BARE_LABEL, IDLE);
     let demo_idle = find(DEMO_LABEL, IDLE);
-    let goal_kib = 15_000_000 / 1024;
 
     println!("\n## Results\n");
     println!("| process | phase | VmRSS | RssAnon | RssFile | VmHWM | threads | note |");
     println!("|---|---|---:|---:|---:|---:|---:|---|");
-    for row in &rows.0 {
+    for row in &rows.rows {
         let m = row.memory;
         let mut notes = Vec::new();
         if let Some(b) = baseline.filter(|_| row.process != BARE_LABEL) {
@@ -412,10 +648,10 @@ fn print_report(rows: &Rows) {
             ));
         }
         if row.phase == IDLE && row.process == DEMO_LABEL {
-            notes.push(format!(
-                "goal ≤ 15 MB: {}",
-                support::verdict(m.rss_kib <= goal_kib)
-            ));
+            notes.push(goal(m, DEMO_GOAL_BYTES));
+        }
+        if row.phase == IDLE && row.process == TEMPLATE_LABEL {
+            notes.push(goal(m, TEMPLATE_GOAL_BYTES));
         }
         if let Some(idle) = demo_idle.filter(|_| row.process == DEMO_LABEL && row.phase != IDLE) {
             let delta = m.rss_kib as i64 - idle.rss_kib as i64;
@@ -436,10 +672,14 @@ fn print_report(rows: &Rows) {
             notes.join("; ")
         );
     }
+    if let Some(why) = &rows.template_skipped {
+        let why = why.lines().next().unwrap_or("");
+        println!("| {TEMPLATE_LABEL} | {IDLE} | — | — | — | — | — | NOT MEASURED: {why} |");
+    }
     println!("\nWhere the idle RSS is (`/proc/<pid>/smaps`, resident pages by mapping):\n");
     println!("| process | executable image | shared libraries | heap, stacks, anonymous |");
     println!("|---|---:|---:|---:|");
-    for row in &rows.0 {
+    for row in &rows.rows {
         if let Some(Breakdown([image, libs, anon])) = row.breakdown {
             println!(
                 "| {} | {} | {} | {} |",
