@@ -31,24 +31,34 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
 pub enum ConsulError {
     #[error("invalid Consul address {addr:?}: {reason}")]
     InvalidAddress { addr: String, reason: &'static str },
-    #[error("Consul at {addr} is unreachable: {source}")]
-    Unreachable {
-        addr: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The message carries the whole cause chain: "error sending request" alone hides the
+    /// reason an operator needs (connection refused, a TLS failure, too many open files).
+    #[error("Consul at {addr} is unreachable: {}", causes(cause))]
+    Unreachable { addr: String, cause: reqwest::Error },
     #[error("Consul answered {status} to {what}: {body}")]
     Status {
         what: String,
         status: u16,
         body: String,
     },
-    #[error("cannot decode Consul's answer to {what}: {source}")]
-    Decode {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot decode Consul's answer to {what}: {}", causes(cause))]
+    Decode { what: String, cause: reqwest::Error },
+}
+
+/// `error` and every error under it, joined with ": ".
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        // reqwest and hyper sometimes repeat their cause's text in their own.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl ConsulError {
@@ -181,9 +191,9 @@ impl ConsulClient {
         request
             .send()
             .await
-            .map_err(|source| ConsulError::Unreachable {
+            .map_err(|cause| ConsulError::Unreachable {
                 addr: self.config.addr.clone(),
-                source,
+                cause,
             })
             .inspect(|r| tracing::trace!(what, status = %r.status(), "consul"))
     }
@@ -262,7 +272,7 @@ impl ConsulClient {
         let services = response
             .json()
             .await
-            .map_err(|source| ConsulError::Decode { what, source })?;
+            .map_err(|cause| ConsulError::Decode { what, cause })?;
         Ok((services, filtered))
     }
 
@@ -335,7 +345,7 @@ impl ConsulClient {
         let value = response
             .json()
             .await
-            .map_err(|source| ConsulError::Decode { what, source })?;
+            .map_err(|cause| ConsulError::Decode { what, cause })?;
         Ok(Indexed {
             value,
             index,
@@ -354,6 +364,21 @@ fn path_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_consul_names_the_root_cause() {
+        // A port nothing listens on: the OS's "connection refused" must be in the message.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = ConsulClient::new(ConsulConfig::new(&format!("127.0.0.1:{port}")).unwrap());
+        let error = client.is_registered("x").await.unwrap_err();
+        assert!(error.is_unreachable(), "{error}");
+        let text = error.to_string().to_lowercase();
+        assert!(text.contains("refused"), "{text}");
+    }
 
     #[test]
     fn addresses_are_normalised() {
