@@ -170,6 +170,12 @@ impl Registry {
         &self.answers
     }
 
+    /// Check runner tasks alive: one per check that has a runner (TTL, HTTP, TCP, gRPC).
+    pub fn check_runners(&self) -> usize {
+        let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+        runners.values().filter(|h| !h.is_finished()).count()
+    }
+
     /// How much the answer cache holds (also in `/v1/agent/self` under `Stats.registry`).
     pub fn answer_cache_size(&self) -> http::AnswerCacheSize {
         self.answers.size()
@@ -210,14 +216,17 @@ impl Registry {
         self.persist(next, &ops(&changes))?;
         let (start, stop) = runner_changes(&state, &changes);
         let topics = state.apply(next, changes);
-        drop(state);
-        self.watchers.notify(topics, next);
+        // Under the lock, so runners change in index order: after the lock, a write that
+        // removed a check could stop its runner before the write that added it started one,
+        // leaving a runner for a check that no longer exists.
         for id in stop {
             self.stop_runner(&id);
         }
         for check in start {
             self.start_runner(&check);
         }
+        drop(state);
+        self.watchers.notify(topics, next);
         Ok(result)
     }
 

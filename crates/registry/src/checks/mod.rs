@@ -128,22 +128,26 @@ async fn probe_forever(registry: Weak<Registry>, check: Check, kind: CheckKind) 
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            record(&registry, &check, result);
+            // A check removed or redefined has (or will have) another runner, or none.
+            if !record(&registry, &check, result) {
+                return;
+            }
         }
         tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
     }
 }
 
-/// Applies one probe result through Consul's thresholds.
-fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) {
+/// Applies one probe result through Consul's thresholds; false when `check` is no longer the
+/// registered definition (its runner should end).
+fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) -> bool {
     let id = &check.def.id;
     let updated = {
         let mut state = registry.state_for_counters();
         let Some(current) = state.checks.get(id).cloned() else {
-            return;
+            return false;
         };
         if current.def != check.def {
-            return;
+            return false;
         }
         let runtime = state.runtime.entry(id.clone()).or_default();
         let def = &current.def;
@@ -166,10 +170,10 @@ fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) {
         };
         let Some(status) = status else {
             debug!(check = %id, "result below its threshold; status kept");
-            return;
+            return true;
         };
         if current.status == status && current.output == result.output {
-            return;
+            return true;
         }
         let mut updated = current;
         updated.status = status;
@@ -183,6 +187,7 @@ fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) {
     if let Err(e) = registry.set_check_state(updated, false) {
         warn!(check = %id, error = %e, "cannot record check result");
     }
+    true
 }
 
 /// Deregisters services whose check has been critical for longer than its

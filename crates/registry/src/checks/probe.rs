@@ -4,11 +4,13 @@
 //! Owns the network side of a check only: scheduling, thresholds (SuccessBeforePassing,
 //! FailuresBeforeCritical) and state changes belong to the check runner, not here.
 //!
-//! One submodule per check kind: `http`, `tcp` and `grpc`; this module holds what they share (the
-//! result, the deadline, Go-style error text).
+//! One submodule per check kind: `http`, `tcp` and `grpc`, and `resolve`, the host-name lookups
+//! they all go through; this module holds what they share (the result, the deadline, Go-style
+//! error text).
 
 mod grpc;
 mod http;
+pub mod resolve;
 mod tcp;
 
 pub use self::grpc::{grpc, GrpcProbe};

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{blocking_write, check_dc, ok, read_json_body, reply, set_read_headers, Query, Shared};
+use crate::checks::probe::resolve::Resolver;
 use crate::decode;
 use crate::error::{bad_request, RegistryError};
 use crate::model::{Aggregate, CheckStatus, Service};
@@ -56,6 +57,9 @@ fn stats(reg: &Registry) -> Value {
         "registry": {
             "answer_cache_entries": answers.entries.to_string(),
             "answer_cache_bytes": answers.bytes.to_string(),
+            "check_runners": reg.check_runners().to_string(),
+            "dns_lookups_in_flight": Resolver::system().in_flight().to_string(),
+            "dns_lookups_started": Resolver::system().started().to_string(),
         }
     })
 }

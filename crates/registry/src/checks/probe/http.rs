@@ -14,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, USER_AGE
 use reqwest::{Method, Url};
 use tokio::time::{timeout_at, Instant};
 
+use super::resolve::Resolver;
 use super::{deadline_after, describe_error, done, io_text, ProbeResult};
 use crate::model::CheckStatus::{Critical, Passing, Warning};
 
@@ -204,14 +205,17 @@ fn http_client(
 fn http_builder(skip_verify: bool) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(skip_verify)
+        // Lookups through the shared resolver: one per name in flight, a few at once.
+        .dns_resolver(Arc::new(AliasResolver::default()))
         // Consul disables keep-alives: each run must open a connection, so a dead listener shows.
         .pool_max_idle_per_host(0)
         // A health check probes its target directly, whatever proxy the registry's env names.
         .no_proxy()
 }
 
-/// Resolves the TLSServerName that a URL was renamed to back to the real host; other names
-/// (redirect targets) resolve normally.
+/// Resolves names through the probes' shared [`Resolver`]; with an alias, the TLSServerName that
+/// a URL was renamed to resolves to the real host, and other names (redirect targets) normally.
+#[derive(Default)]
 struct AliasResolver {
     alias: String,
     real_host: String,
@@ -219,16 +223,17 @@ struct AliasResolver {
 
 impl Resolve for AliasResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = if name.as_str().eq_ignore_ascii_case(&self.alias) {
+        let renamed = !self.alias.is_empty() && name.as_str().eq_ignore_ascii_case(&self.alias);
+        let host = if renamed {
             self.real_host.clone()
         } else {
             name.as_str().to_owned()
         };
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let addrs: Vec<SocketAddr> = Resolver::system()
+                .resolve(&host, 0)
                 .await
-                .map_err(|e| format!("lookup {host}: {}", io_text(&e)))?
-                .collect();
+                .map_err(|e| format!("lookup {host}: {}", io_text(&e)))?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
+use super::resolve::Resolver;
 use super::{deadline_after, done, io_text, ProbeResult};
 use crate::model::CheckStatus::{Critical, Passing};
 
@@ -25,10 +26,10 @@ pub async fn tcp(addr: &str, timeout: Duration) -> ProbeResult {
 pub(super) async fn dial(addr: &str) -> Result<TcpStream, String> {
     let (host, port) =
         split_host_port(addr).map_err(|e| format!("dial tcp: address {addr}: {e}"))?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = Resolver::system()
+        .resolve(host, port)
         .await
-        .map_err(|e| format!("dial tcp: lookup {host}: {}", io_text(&e)))?
-        .collect();
+        .map_err(|e| format!("dial tcp: lookup {host}: {}", io_text(&e)))?;
     let mut first_err = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
