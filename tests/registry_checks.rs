@@ -367,9 +367,41 @@ async fn grpc_check_whole_server() {
     target.set("", true).await;
     reg.wait_check_status("service:agent", "passing", CHECK_DEADLINE)
         .await;
+}
 
-    // Server gone → critical.
-    drop(target);
+/// A gRPC health server that, unlike a dropped `GrpcTarget` (whose accepted connections outlive
+/// it), closes its connections when stopped, as a process that exits does.
+async fn stoppable_grpc_server() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tonic_health::server::HealthReporter,
+) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let server = tonic::transport::Server::builder().add_service(health);
+    tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, reporter)
+}
+
+/// The registry keeps one connection to a gRPC target across runs; when the server goes (its
+/// connections close with it), the next runs dial, are refused, and the check turns critical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_check_server_gone() {
+    let reg = Registry::start();
+    let (addr, stop, _reporter) = stoppable_grpc_server().await;
+    reg.register(&json!({
+        "Name": "agent", "Port": addr.port(),
+        "Check": {"GRPC": addr.to_string(), "Interval": "1s", "Timeout": "1s"}
+    }))
+    .await;
+    reg.wait_check_status("service:agent", "passing", CHECK_DEADLINE)
+        .await;
+    stop.send(()).unwrap();
     reg.wait_check_status("service:agent", "critical", CHECK_DEADLINE)
         .await;
 }

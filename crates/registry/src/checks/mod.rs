@@ -116,6 +116,12 @@ async fn probe_forever(registry: Weak<Registry>, check: Check, kind: CheckKind) 
     let stagger = rand::rng().random_range(Duration::ZERO..=interval);
     tokio::time::sleep(stagger).await;
     let timeout = check.def.timeout;
+    // Held while the runner lives (an aborted runner drops it): the target's connection stays
+    // open between runs and closes with the last check on that target.
+    let _connection = match &kind {
+        CheckKind::Grpc { probe: p, .. } => Some(probe::GrpcLease::new(p)),
+        _ => None,
+    };
     loop {
         let started = Instant::now();
         let result = match &kind {

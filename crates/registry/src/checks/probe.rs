@@ -10,10 +10,11 @@
 
 mod grpc;
 mod http;
+mod leases;
 pub mod resolve;
 mod tcp;
 
-pub use self::grpc::{grpc, GrpcProbe};
+pub use self::grpc::{grpc, GrpcLease, GrpcProbe};
 pub use self::http::{http, HttpProbe};
 pub use self::tcp::tcp;
 

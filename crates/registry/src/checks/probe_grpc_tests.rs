@@ -177,3 +177,91 @@ async fn grpc_tls_verification_skip_verify_and_server_name() {
     let mismatch = grpc(&probe, LONG).await;
     assert_eq!(mismatch.status, CheckStatus::Critical);
 }
+
+/// A plain grpc.health.v1 server on `listener` that counts the connections it accepts and stops
+/// (closing them) when `stop` fires.
+async fn counting_grpc_server(
+    listener: tokio::net::TcpListener,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    tonic_health::server::HealthReporter,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(SVC, Reported::Serving).await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let incoming = futures::stream::unfold(listener, move |listener| {
+        let count = count.clone();
+        async move {
+            let (tcp, _) = listener.accept().await.ok()?;
+            count.fetch_add(1, Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(tcp), listener))
+        }
+    });
+    let server = tonic::transport::Server::builder().add_service(health);
+    tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
+        let _ = stop.await;
+    }));
+    (accepted, reporter)
+}
+
+/// Polls `probe` until its status is `wanted`, within LONG.
+async fn until_status(probe: &GrpcProbe, wanted: CheckStatus) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let result = grpc(probe, Duration::from_secs(2)).await;
+        if result.status == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {result:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// While a runner holds its lease, every run goes over one HTTP/2 connection; a connection the
+/// server closed is dialled again; the last lease's drop closes it (the next run dials anew).
+#[tokio::test]
+async fn grpc_runs_share_one_connection_per_target() {
+    use std::sync::atomic::Ordering;
+    use tokio::sync::oneshot;
+    let (listener, addr) = listener().await;
+    let (stop, stopped) = oneshot::channel();
+    let (first, _first_reporter) = counting_grpc_server(listener, stopped).await;
+    let probe = grpc_probe(format!("{addr}/{SVC}"));
+    let lease = GrpcLease::new(&probe);
+    for run in 0..20 {
+        let result = grpc(&probe, LONG).await;
+        assert_eq!(
+            result.status,
+            CheckStatus::Passing,
+            "run {run}: {}",
+            result.output
+        );
+    }
+    assert_eq!(first.load(Ordering::SeqCst), 1, "20 runs, one connection");
+
+    stop.send(()).unwrap();
+    until_status(&probe, CheckStatus::Critical).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (_keep, never) = oneshot::channel();
+    let (second, _second_reporter) = counting_grpc_server(listener, never).await;
+    until_status(&probe, CheckStatus::Passing).await;
+    for _ in 0..5 {
+        assert_eq!(grpc(&probe, LONG).await.status, CheckStatus::Passing);
+    }
+    assert_eq!(
+        second.load(Ordering::SeqCst),
+        1,
+        "one new connection after the break"
+    );
+
+    drop(lease);
+    assert_eq!(grpc(&probe, LONG).await.status, CheckStatus::Passing);
+    assert_eq!(
+        second.load(Ordering::SeqCst),
+        2,
+        "gone with the last lease, so dialled anew"
+    );
+}

@@ -198,3 +198,32 @@ async fn http_bad_input_is_critical_not_a_panic() {
     let result = http(&get_probe(format!("http://{addr}/ok")), Duration::MAX).await;
     assert_eq!(result.status, CheckStatus::Passing);
 }
+
+/// Consecutive runs against one target reuse a kept-alive connection: the server accepts one.
+#[tokio::test]
+async fn http_runs_reuse_one_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (listener, addr) = listener().await;
+    let count = accepted.clone();
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+    });
+    let app = axum::Router::new().route("/ok", get(|| async { "all good" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let probe = get_probe(format!("http://{addr}/ok"));
+    for run in 0..20 {
+        let result = http(&probe, LONG).await;
+        assert_eq!(
+            result.status,
+            CheckStatus::Passing,
+            "run {run}: {}",
+            result.output
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "20 runs, one connection"
+    );
+}
