@@ -5,7 +5,8 @@
 //! `grpc-timeout` is no deadline (and no crash); a task whose owner is not registered →
 //! NOT_FOUND; a 10 KB key or a 100 KB task id is answered with a message quoting a bounded part;
 //! a message over 4 MiB is RESOURCE_EXHAUSTED (gateway and agent) without being buffered whole;
-//! 300 unknown beamline ids are NOT_FOUND at once and leave no descriptor or metrics series.
+//! 300 unknown beamline ids are NOT_FOUND at once and leave no descriptor or metrics series; a
+//! failed call's access line keeps its capability, task id and instance.
 
 mod support;
 
@@ -363,6 +364,24 @@ async fn a_message_over_the_limit_is_resource_exhausted_and_never_buffered_whole
         .expect_err("a 3 MiB Execute with an unknown param");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
+    // Params nested deeper than the decoder goes: the caller's fault, INVALID_ARGUMENT (tonic
+    // says INTERNAL), directly and through the gateway.
+    let mut deep = serde_json::json!({"leaf": 1});
+    for _ in 0..60 {
+        deep = serde_json::json!({ "a": deep });
+    }
+    let nested = || support::agent::execute_request("status", deep.clone(), "");
+    let err = direct
+        .execute(nested())
+        .await
+        .expect_err("params nested 60 deep, to the agent");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = gateway
+        .execute(to(BEAMLINE, nested()))
+        .await
+        .expect_err("params nested 60 deep, through the gateway");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
     // 100 MB: refused while it streams in; the gateway's peak memory stays far below it.
     let before = c.gateway.memory("VmHWM");
     let started = Instant::now();
@@ -427,4 +446,101 @@ async fn unknown_beamlines_are_not_found_at_once_and_leave_nothing_behind() {
     describe(&mut client, BEAMLINE)
         .await
         .expect("Describe of 5.3.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_calls_access_line_keeps_its_capability_task_and_instance() {
+    use support::policy::{access_lines, log_text};
+    let mut c = Cluster::start(BEAMLINE, 1, |g| {
+        g.failfast(FAILFAST).global_arg("--log-format", "json")
+    })
+    .await;
+    let mut client = c.gateway.client().await;
+    let mut stream = client
+        .execute(to(
+            BEAMLINE,
+            support::agent::execute_request(
+                "monitor_pv",
+                serde_json::json!({"name": "ring:current", "duration_ms": 60000}),
+                "",
+            ),
+        ))
+        .await
+        .expect("Execute monitor_pv")
+        .into_inner();
+    let first = support::agent::next_event(&mut stream)
+        .await
+        .expect("a first event");
+    let task_id = support::agent::task_of(&first).task_id.clone();
+    let owner = c.ids[0].clone();
+    c.agents[0].kill9();
+
+    // A task call to the dead owner fails: the line still names the task and the instance.
+    let err = client
+        .get_task(to(
+            BEAMLINE,
+            GetTaskRequest {
+                task_id: task_id.clone(),
+            },
+        ))
+        .await
+        .expect_err("GetTask of a task whose instance is dead");
+    assert!(
+        matches!(err.code(), Code::Unavailable | Code::NotFound),
+        "{err:?}"
+    );
+    // An Execute that finds no instance: the line still names the capability.
+    let err = client
+        .execute(to(
+            BEAMLINE,
+            support::agent::execute_request("status", serde_json::json!({}), ""),
+        ))
+        .await
+        .expect_err("Execute with no instance left");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+
+    let lines = poll_for(secs(5), "both failed calls' access lines", async || {
+        let lines = access_lines(&c.gateway.stderr());
+        let failed: Vec<_> = lines
+            .into_iter()
+            .filter(|l| log_text(l, "code").is_some_and(|c| c != "OK" && c != "CANCELLED"))
+            .collect();
+        let unavailable_execute = failed.iter().any(|l| {
+            log_text(l, "method").as_deref() == Some("Execute")
+                && log_text(l, "code").as_deref() == Some("UNAVAILABLE")
+        });
+        let get = failed
+            .iter()
+            .any(|l| log_text(l, "method").as_deref() == Some("GetTask"));
+        (unavailable_execute && get).then_some(failed)
+    })
+    .await;
+    let get = lines
+        .iter()
+        .find(|l| log_text(l, "method").as_deref() == Some("GetTask"))
+        .expect("the GetTask line");
+    assert_eq!(
+        log_text(get, "task_id").as_deref(),
+        Some(task_id.as_str()),
+        "{get}"
+    );
+    if log_text(get, "code").as_deref() == Some("UNAVAILABLE") {
+        assert_eq!(
+            log_text(get, "instance").as_deref(),
+            Some(owner.as_str()),
+            "{get}"
+        );
+    }
+    let execute = lines
+        .iter()
+        .find(|l| {
+            log_text(l, "method").as_deref() == Some("Execute")
+                && log_text(l, "code").as_deref() == Some("UNAVAILABLE")
+        })
+        .expect("the failed Execute's line");
+    assert_eq!(
+        log_text(execute, "capability").as_deref(),
+        Some("status"),
+        "{execute}"
+    );
 }

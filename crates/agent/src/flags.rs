@@ -54,6 +54,12 @@ pub struct AgentFlags {
     /// At shutdown, the most time running tasks get before they fail with DRAIN_TIMEOUT.
     #[arg(long, default_value = "30s", value_parser = duration_flag)]
     pub drain_timeout: Duration,
+    /// The most tasks that run at once; another Execute is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tasks: u32,
+    /// The largest request message accepted (bytes); a larger one is RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
     /// A Consul tag added to the registration (repeatable), e.g. for tag-driven Consul tools.
     #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
     pub tags: Vec<String>,
@@ -77,6 +83,8 @@ impl AgentFlags {
             keepalive: Duration::from_secs(3),
             drain_grace: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(30),
+            max_tasks: 1000,
+            max_message_bytes: 4 * 1024 * 1024,
             tags: Vec::new(),
             meta: Vec::new(),
         }
@@ -107,6 +115,8 @@ impl AgentFlags {
         config.keepalive = self.keepalive;
         config.drain_grace = self.drain_grace;
         config.drain_timeout = self.drain_timeout;
+        config.tasks.max_running = self.max_tasks as usize;
+        config.max_message_bytes = self.max_message_bytes;
         config.tags = self.tags.clone();
         config.meta = meta;
         Ok(config)

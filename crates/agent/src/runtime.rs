@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::drain::Drain;
 use super::registration::{self, CheckSettings};
-use super::services::{limit_messages, Services};
+use super::services::{RequestGuard, Services};
 use super::tasks::{codes, TaskTable, TaskTableConfig};
 use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
@@ -201,7 +201,7 @@ impl AgentRuntime {
             .serve(reflection_v1alpha)
             .serve_named(
                 agent_name,
-                limit_messages(
+                RequestGuard::new(
                     // Ours is the limit: tonic's would answer OUT_OF_RANGE from the frame's
                     // declared length, before ours counts the bytes.
                     BeamlineAgentServer::new(agent).max_decoding_message_size(usize::MAX),

@@ -92,32 +92,83 @@ impl Service<http::Request<Body>> for Services {
     }
 }
 
-/// `service` with its request bodies bounded: a call whose request passes `max_message_bytes`
-/// (plus the gRPC frame header) fails RESOURCE_EXHAUSTED as the bound is passed, before more is
-/// read or anything decoded. (tonic's own decoding limit says OUT_OF_RANGE, which is not what
-/// gRPC prescribes for a message too large, and fires first from the declared length: lift it.)
-pub fn limit_messages<S>(
-    service: S,
+/// An agent's own service behind the checks of what callers send: request bodies bounded (a
+/// call whose request passes `max_message_bytes`, plus the gRPC frame header, fails
+/// RESOURCE_EXHAUSTED as the bound is passed, before more is read or anything decoded), and a
+/// request that does not decode answered INVALID_ARGUMENT (tonic says INTERNAL, as if the agent
+/// were at fault, e.g. for params nested deeper than the decoder's recursion limit).
+///
+/// tonic's own decoding limit says OUT_OF_RANGE, which is not what gRPC prescribes for a message
+/// too large, and fires first from the declared length: lift it on `service`.
+#[derive(Clone)]
+pub struct RequestGuard<S> {
+    inner: S,
     max_message_bytes: usize,
-) -> tower::util::MapRequest<S, impl Fn(http::Request<Body>) -> http::Request<Body> + Clone>
+}
+
+impl<S> RequestGuard<S> {
+    pub fn new(inner: S, max_message_bytes: usize) -> RequestGuard<S> {
+        RequestGuard {
+            inner,
+            max_message_bytes,
+        }
+    }
+}
+
+/// The prefix of prost's decode errors in the statuses tonic makes of them.
+const DECODE_FAILED: &str = "failed to decode Protobuf message";
+
+impl<S> Service<http::Request<Body>> for RequestGuard<S>
 where
-    S: Service<http::Request<Body>>,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
 {
-    let limit = max_message_bytes.saturating_add(5);
-    tower::util::MapRequest::new(service, move |request: http::Request<Body>| {
-        request.map(|body| {
-            let limited = http_body_util::Limited::new(body, limit).map_err(move |e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    tonic::Status::resource_exhausted(format!(
-                        "the request message is larger than {max_message_bytes} bytes"
-                    ))
-                } else {
-                    tonic::Status::from_error(e)
-                }
-            });
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let max = self.max_message_bytes;
+        let request = request.map(|body| {
+            let limited =
+                http_body_util::Limited::new(body, max.saturating_add(5)).map_err(move |e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        tonic::Status::resource_exhausted(format!(
+                            "the request message is larger than {max} bytes"
+                        ))
+                    } else {
+                        tonic::Status::from_error(e)
+                    }
+                });
             Body::new(limited)
+        });
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            // A request that fails to decode is answered before any handler runs: trailers-only.
+            let internal =
+                response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"13");
+            let undecodable = internal
+                .then(|| tonic::Status::from_header_map(response.headers()))
+                .flatten()
+                .filter(|s| s.message().starts_with(DECODE_FAILED));
+            if let Some(failed) = undecodable {
+                let status = tonic::Status::invalid_argument(format!(
+                    "the request does not decode: {}",
+                    failed.message()
+                ));
+                let headers = response.headers_mut();
+                headers.remove("grpc-status");
+                headers.remove("grpc-message");
+                let _ = status.add_header(headers);
+            }
+            Ok(response)
         })
-    })
+    }
 }
 
 #[cfg(test)]

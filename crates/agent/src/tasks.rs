@@ -54,6 +54,8 @@ pub struct TaskTableConfig {
     pub retention: Duration,
     /// At most this many finished tasks are kept (oldest dropped first).
     pub max_finished: usize,
+    /// At most this many tasks run at once; another Execute is RESOURCE_EXHAUSTED.
+    pub max_running: usize,
 }
 
 impl Default for TaskTableConfig {
@@ -61,6 +63,7 @@ impl Default for TaskTableConfig {
         TaskTableConfig {
             retention: Duration::from_secs(3600),
             max_finished: 10_000,
+            max_running: 1_000,
         }
     }
 }
@@ -143,6 +146,13 @@ impl TaskTable {
 
         if inner.refusing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(super::drain::not_started_status());
+        }
+        if st.running >= inner.config.max_running {
+            return Err(Status::resource_exhausted(format!(
+                "the agent already runs {} tasks, its limit (--max-tasks); try again when one \
+                 has ended",
+                st.running
+            )));
         }
         let id = format!("{}/{}", inner.instance_id, uuid::Uuid::new_v4().simple());
         let task = Task {

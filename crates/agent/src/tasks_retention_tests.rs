@@ -11,6 +11,7 @@ async fn finished_tasks_expire_but_running_ones_stay() {
     let config = TaskTableConfig {
         retention: Duration::ZERO,
         max_finished: 100,
+        ..TaskTableConfig::default()
     };
     let t = TaskTable::new("inst-1", config);
     let (mut run, run_tx) = driven(&t, "", params(1.0)).unwrap();
@@ -34,6 +35,7 @@ async fn at_most_max_finished_are_kept_oldest_first() {
     let config = TaskTableConfig {
         retention: Duration::from_secs(3600),
         max_finished: 2,
+        ..TaskTableConfig::default()
     };
     let t = TaskTable::new("inst-1", config);
     let mut ids = Vec::new();

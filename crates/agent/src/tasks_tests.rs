@@ -99,3 +99,21 @@ async fn last(stream: &mut TaskEventStream) -> TaskEvent {
     }
     last.expect("stream had no events")
 }
+
+#[tokio::test]
+async fn past_the_running_limit_execute_is_resource_exhausted_until_one_ends() {
+    let config = TaskTableConfig {
+        max_running: 2,
+        ..TaskTableConfig::default()
+    };
+    let table = TaskTable::new("inst-1", config);
+    let (mut first, first_cmd) = driven(&table, "", params(1.0)).unwrap();
+    let (_second, _second_cmd) = driven(&table, "", params(2.0)).unwrap();
+    let Err(status) = driven(&table, "", params(3.0)) else {
+        panic!("a third task started past the limit of 2");
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    first_cmd.send(Cmd::Complete(params(9.0))).unwrap();
+    last(&mut first).await;
+    let (_third, _) = driven(&table, "", params(3.0)).expect("room again once one ended");
+}

@@ -26,10 +26,10 @@ use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
-use tower::{BoxError, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use beamline_contract::beamline::BeamlineId;
-use beamline_mesh_client::Mesh;
+use beamline_mesh_client::{CallFailed, Mesh};
 
 /// The metadata key that names the beamline of a call.
 pub const ROUTING_KEY: &str = "x-beamline";
@@ -70,14 +70,6 @@ pub fn beamline_of<B>(request: &mut http::Request<B>) -> Result<BeamlineId, Stat
     Ok(beamline)
 }
 
-/// A mesh error as the status the caller gets.
-fn status_of(error: BoxError) -> Status {
-    match error.downcast::<Status>() {
-        Ok(status) => *status,
-        Err(other) => Status::unavailable(other.to_string()),
-    }
-}
-
 impl Service<http::Request<Body>> for GatewayService {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -96,7 +88,8 @@ impl Service<http::Request<Body>> for GatewayService {
         Box::pin(async move {
             match channel.oneshot(request).await {
                 Ok(response) => Ok(response),
-                Err(error) => Ok(status_of(error).into_http()),
+                // With what the mesh learnt of the call, for the access log and metrics.
+                Err(error) => Ok(CallFailed::from_error(error).into_http()),
             }
         })
     }

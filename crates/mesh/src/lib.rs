@@ -10,6 +10,7 @@ mod connection;
 mod deadline;
 pub mod discovery;
 mod endpoint;
+mod failed;
 mod failfast;
 mod load;
 mod pool;
@@ -34,6 +35,7 @@ use tower::{BoxError, Service};
 
 pub use deadline::Arrival;
 pub use endpoint::{EndpointSettings, ServedBy};
+pub use failed::CallFailed;
 pub use route::CallFacts;
 
 use beamline_consul::{ConsulClient, ConsulConfig};

@@ -33,6 +33,7 @@ use tower::{BoxError, Service, ServiceExt};
 use super::connection::never_sent;
 use super::deadline;
 use super::endpoint::{Endpoint, ServedBy};
+use super::failed::CallFailed;
 use super::failfast::FailFast;
 use super::pool::Endpoints;
 use super::rendezvous;
@@ -285,6 +286,8 @@ impl Route {
         // one per bound.
         let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
         let max_message = self.settings.max_message_bytes;
+        // What the call turned out to be, for the error if it fails.
+        let seen = std::sync::OnceLock::new();
         let call = async {
             // Read under a bound: past it, RESOURCE_EXHAUSTED with nothing more buffered (the
             // gRPC frame's 5-byte header is not the message's).
@@ -302,6 +305,7 @@ impl Route {
                 })?
                 .to_bytes();
             let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
+            let _ = seen.set(facts.clone());
             self.budget.deposit();
             let response = Arc::clone(&self).attempts(rpc, parts, bytes).await?;
             Ok::<_, BoxError>((response, facts))
@@ -325,10 +329,13 @@ impl Route {
                     None => response,
                 })
             }
-            Some(Err(e)) => Err(e),
-            None => Err(BoxError::from(Status::deadline_exceeded(format!(
-                "beamline {beamline}: no answer within {bound:?}"
-            )))),
+            Some(Err(e)) => Err(failed(e, seen.get())),
+            None => Err(failed(
+                BoxError::from(Status::deadline_exceeded(format!(
+                    "beamline {beamline}: no answer within {bound:?}"
+                ))),
+                seen.get(),
+            )),
         }
     }
 
@@ -417,14 +424,27 @@ impl Route {
                     instance.as_deref().unwrap_or("(balanced)"),
                     chain(error.as_ref())
                 ));
+                let status = match &instance {
+                    Some(id) => CallFailed::on(id, status),
+                    None => BoxError::from(status),
+                };
                 if never_sent(error.as_ref()) || rpc.is_idempotent() {
-                    Outcome::Retry(BoxError::from(status))
+                    Outcome::Retry(status)
                 } else {
-                    Outcome::Done(Err(BoxError::from(status)))
+                    Outcome::Done(Err(status))
                 }
             }
         }
     }
+}
+
+/// `error` as the mesh's [`CallFailed`], with what the call turned out to be.
+fn failed(error: BoxError, facts: Option<&CallFacts>) -> BoxError {
+    let mut failed = CallFailed::from_error(error);
+    if let Some(facts) = facts {
+        failed.facts = facts.clone();
+    }
+    BoxError::from(failed)
 }
 
 enum Outcome {
