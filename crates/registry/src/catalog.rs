@@ -248,14 +248,50 @@ impl Registry {
         if !status_changed {
             return self.write_quietly(updated, durable);
         }
-        self.write(|state, index| {
+        let (id, status, output) = (
+            updated.def.id.clone(),
+            updated.status,
+            updated.output.clone(),
+        );
+        let changed = self.write(|state, index| {
             match state.checks.get(&updated.def.id) {
                 Some(current) if current.def == updated.def => {}
-                _ => return Ok((vec![], ())),
+                _ => return Ok((vec![], false)),
             }
             let mut check = updated;
             check.modify_index = index;
-            Ok((vec![Change::PutCheck(check)], ()))
-        })
+            Ok((vec![Change::PutCheck(check)], true))
+        })?;
+        if changed {
+            self.log_status_change(&id, status, &output);
+        }
+        Ok(())
+    }
+
+    /// One line per check per period: passing at info, warning and critical at warn.
+    fn log_status_change(&self, id: &str, status: CheckStatus, output: &str) {
+        let Some(held_back) = self.admit_log(true, id) else {
+            return;
+        };
+        // A probe's output can be a 4 KB body: the line keeps its start.
+        let output: String = output.chars().take(200).collect();
+        let status = status.as_str();
+        if status == "passing" {
+            tracing::info!(
+                check = id,
+                status,
+                output,
+                held_back,
+                "check status changed"
+            );
+        } else {
+            tracing::warn!(
+                check = id,
+                status,
+                output,
+                held_back,
+                "check status changed"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod kv;
+pub mod logs;
 pub mod model;
 pub mod persist;
 pub mod render;
@@ -88,8 +89,17 @@ pub struct Registry {
     answers: http::AnswerCache,
     watchers: Watchers,
     runners: Mutex<HashMap<String, AbortHandle>>,
+    /// Rate limits of the lines about check status changes (per check) and refused requests
+    /// (per status and route), so a flapping check or a looping client cannot flood the log.
+    check_logs: Mutex<logs::LogLimiter>,
+    request_logs: Mutex<logs::LogLimiter>,
     this: Weak<Registry>,
 }
+
+/// At most one line per check per period about its status changes (with a count of the rest).
+const CHECK_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// At most one line per status and route per period about refused requests.
+const REQUEST_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Registry {
     /// Opens (and with a data dir, restores) a registry. `node_ip` is the address clients reach
@@ -125,6 +135,8 @@ impl Registry {
             answers,
             watchers: Watchers::default(),
             runners: Mutex::new(HashMap::new()),
+            check_logs: Mutex::new(logs::LogLimiter::new(CHECK_LOG_EVERY)),
+            request_logs: Mutex::new(logs::LogLimiter::new(REQUEST_LOG_EVERY)),
             this: this.clone(),
         });
         let restored: Vec<Check> = registry.state().checks.values().cloned().collect();
@@ -243,6 +255,18 @@ impl Registry {
         state.checks.insert(check.def.id.clone(), check);
         state.quiet_writes += 1;
         Ok(())
+    }
+
+    /// Whether a line about `subject` may be written now (see [`logs::LogLimiter::admit`]):
+    /// `checks` picks the check-status limiter, otherwise the refused-request one.
+    pub(crate) fn admit_log(&self, checks: bool, subject: &str) -> Option<u64> {
+        let limiter = if checks {
+            &self.check_logs
+        } else {
+            &self.request_logs
+        };
+        let mut limiter = limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.admit(subject, std::time::Instant::now())
     }
 
     fn start_runner(&self, check: &Check) {

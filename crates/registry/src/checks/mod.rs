@@ -14,9 +14,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::catalog::unix_ms;
+use super::logs::chain;
 use super::model::{Check, CheckKind, CheckStatus};
 use super::Registry;
 use probe::ProbeResult;
@@ -105,9 +106,8 @@ fn expire(registry: &Weak<Registry>, id: &str) {
         updated.output = TTL_EXPIRED.to_string();
         updated
     };
-    info!(check = id, "TTL expired");
     if let Err(e) = registry.set_check_state(updated, true) {
-        warn!(check = id, error = %e, "cannot record TTL expiry");
+        warn!(check = id, error = %chain(&e), "cannot record TTL expiry");
     }
 }
 
@@ -191,7 +191,9 @@ fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) -> bool 
     }
     // Probe outputs are not worth a disk write: probes re-run after a restart.
     if let Err(e) = registry.set_check_state(updated, false) {
-        warn!(check = %id, error = %e, "cannot record check result");
+        if let Some(held_back) = registry.admit_log(true, &format!("record {id}")) {
+            warn!(check = %id, error = %chain(&e), held_back, "cannot record check result");
+        }
     }
     true
 }
@@ -205,10 +207,13 @@ pub async fn reap_forever(registry: Weak<Registry>) {
             return;
         };
         for service_id in due_for_reaping(&registry) {
-            info!(service = %service_id, "deregistering service critical for too long");
             match registry.deregister_service(&service_id) {
-                Ok(()) | Err(super::RegistryError::NotFound(_)) => {}
-                Err(e) => warn!(service = %service_id, error = %e, "cannot reap service"),
+                Ok(()) => warn!(
+                    service = %service_id,
+                    "deregistered: a check was critical for longer than its DeregisterCriticalServiceAfter"
+                ),
+                Err(super::RegistryError::NotFound(_)) => {}
+                Err(e) => warn!(service = %service_id, error = %chain(&e), "cannot reap service"),
             }
         }
     }

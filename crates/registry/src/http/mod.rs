@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::error::{bad_request, RegistryError};
 use super::filter::Filter;
+use super::logs::chain;
 use super::state::State;
 use super::watch::Topic;
 use super::Registry;
@@ -90,6 +91,10 @@ pub fn router(registry: Shared) -> Router {
             get(kv::get).put(kv::put).delete(kv::delete),
         )
         .layer(axum::middleware::from_fn_with_state(registry.clone(), acl))
+        .layer(axum::middleware::from_fn_with_state(
+            registry.clone(),
+            log_refusals,
+        ))
         .with_state(registry)
 }
 
@@ -97,16 +102,63 @@ impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             self.to_string(),
         )
-            .into_response()
+            .into_response();
+        // The body is Consul's exact text; the log line gets the whole cause chain.
+        response.extensions_mut().insert(Refusal(chain(&self)));
+        response
     }
+}
+
+/// Why a request was refused, handed from the error to [`log_refusals`].
+#[derive(Clone)]
+struct Refusal(String);
+
+/// Logs refused (4xx other than 404) and failed (5xx) requests: one line per status and route
+/// per period, with the count of those held back.
+async fn log_refusals(
+    AxState(registry): AxState<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    // The route's first segments name it; the rest (IDs, keys) is caller input of any length.
+    let route: String = request
+        .uri()
+        .path()
+        .split('/')
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("/")
+        .chars()
+        .take(100)
+        .collect();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400 || status == StatusCode::NOT_FOUND {
+        return response;
+    }
+    let code = status.as_u16();
+    let Some(held_back) = registry.admit_log(false, &format!("{code} {method} {route}")) else {
+        return response;
+    };
+    let reason = response
+        .extensions()
+        .get::<Refusal>()
+        .map_or("", |r| r.0.as_str());
+    let method = method.as_str();
+    if status.is_server_error() {
+        tracing::error!(code, method, route, reason, held_back, "request failed");
+    } else if matches!(code, 403 | 413) {
+        tracing::warn!(code, method, route, reason, held_back, "request refused");
+    } else {
+        tracing::info!(code, method, route, reason, held_back, "request refused");
+    }
+    response
 }
 
 /// With `--acl-token`, every request must carry it, in any of the places Consul reads it.

@@ -1,0 +1,117 @@
+//! What the registry's log lines need beside `tracing`: a rate limit per subject, so a check
+//! that flaps or a client that keeps sending bad requests writes one line per period with the
+//! count of lines it held back, and the full cause chain of an error on one line.
+//!
+//! Owns the decision "log this now or count it" and the text of error chains. It is I/O-free and
+//! reads no clock: callers pass `now` and write the line themselves.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+/// Subjects tracked at once; past it, subjects quiet for a whole period are forgotten.
+const MAX_SUBJECTS: usize = 4096;
+
+/// At most one line per subject per `every`.
+#[derive(Debug)]
+pub struct LogLimiter {
+    every: Duration,
+    /// Per subject: when its last line was written and how many were held back since.
+    subjects: HashMap<String, (Instant, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(every: Duration) -> LogLimiter {
+        LogLimiter {
+            every,
+            subjects: HashMap::new(),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line about `subject` may be written at
+    /// `now`; `None` (and one more held back) when its last line is younger than the period.
+    pub fn admit(&mut self, subject: &str, now: Instant) -> Option<u64> {
+        if let Some((last, held)) = self.subjects.get_mut(subject) {
+            if now.saturating_duration_since(*last) < self.every {
+                *held += 1;
+                return None;
+            }
+            let held_back = std::mem::take(held);
+            *last = now;
+            return Some(held_back);
+        }
+        if self.subjects.len() >= MAX_SUBJECTS {
+            let every = self.every;
+            // A subject quiet for a period would be admitted anyway; only its count is lost.
+            self.subjects
+                .retain(|_, (last, _)| now.saturating_duration_since(*last) < every);
+        }
+        if self.subjects.len() < MAX_SUBJECTS {
+            self.subjects.insert(subject.to_owned(), (now, 0));
+        }
+        Some(0)
+    }
+
+    pub fn subjects(&self) -> usize {
+        self.subjects.len()
+    }
+}
+
+/// `err` and each of its sources, joined by ": " (an OS error keeps its errno text), skipping a
+/// source whose text the outer message already quotes.
+pub fn chain(err: &(dyn Error + 'static)) -> String {
+    let mut text = err.to_string();
+    for cause in std::iter::successors(err.source(), |&e| e.source()) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_period_with_the_count_held_back() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_millis(n);
+        let mut limiter = LogLimiter::new(Duration::from_secs(30));
+        assert_eq!(limiter.admit("web", s(0)), Some(0));
+        for i in 1..=99 {
+            assert_eq!(limiter.admit("web", s(i * 100)), None, "flap {i}");
+        }
+        assert_eq!(limiter.admit("db", s(500)), Some(0), "another subject");
+        assert_eq!(limiter.admit("web", s(30_000)), Some(99));
+        assert_eq!(limiter.admit("web", s(30_001)), None);
+        assert_eq!(limiter.admit("web", s(60_000)), Some(1));
+    }
+
+    #[test]
+    fn subjects_stay_bounded() {
+        let t0 = Instant::now();
+        let mut limiter = LogLimiter::new(Duration::from_secs(1));
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(i);
+            assert_eq!(limiter.admit(&format!("check-{i}"), now), Some(0));
+            assert!(limiter.subjects() <= MAX_SUBJECTS);
+        }
+    }
+
+    #[test]
+    fn chains_name_the_os_error() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot accept a connection")]
+        struct Accept(#[source] std::io::Error);
+        let err = Accept(std::io::Error::from_raw_os_error(24));
+        assert_eq!(
+            chain(&err),
+            "cannot accept a connection: Too many open files (os error 24)"
+        );
+        let quoted = std::io::Error::other(format!("lookup: {}", "x"));
+        assert_eq!(chain(&quoted), "lookup: x");
+    }
+}
