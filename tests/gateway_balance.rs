@@ -4,7 +4,8 @@
 //! of passing its check, a SIGTERM'd instance drains without a failed call and gets nothing
 //! after it deregisters, a stopped registry does not stop calls to the known instances, and an
 //! instance that fails its check and passes again (maintenance, SIGSTOP) is routed again within a
-//! second, with no call in between to wake the balancer.
+//! second, with no call in between to wake the balancer; and a frozen instance (SIGSTOP) is taken
+//! out of rotation with no failed call.
 
 mod support;
 
@@ -451,5 +452,46 @@ async fn an_agent_paused_past_its_check_timeout_gets_traffic_again_once_it_passe
         delay < secs(1),
         "the resumed instance {victim} answered through the gateway {delay:?} after it passed \
          again (want < 1 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_is_taken_out_of_rotation_and_no_call_fails() {
+    let _shared = CORES.read().await;
+    let c = Cluster::start(BEAMLINE, 3, |g| g).await;
+    let load = Load::start(&c.gateway, BEAMLINE, 8, PACE).await;
+    load.wait_calls(200, secs(15)).await;
+    let victim = c.ids[0].clone();
+    // SIGSTOP: its sockets accept, nothing answers; Consul notices only after its check fails.
+    c.agents[0].freeze();
+    let frozen_at = Instant::now();
+    poll_until(
+        secs(10),
+        "3 s of calls with one instance frozen",
+        async || frozen_at.elapsed(),
+        |e| *e >= secs(3),
+    )
+    .await;
+    c.agents[0].thaw();
+    let records = load.stop().await;
+
+    let failed = failures(&records);
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed with {victim} frozen (first: {:?})",
+        failed.len(),
+        records.len(),
+        failed.iter().take(5).collect::<Vec<_>>()
+    );
+    // The calls in flight to it when it froze are failed over within the unresponsive bound
+    // (1 s, PINGs every 250 ms), not left hanging until it thaws (3 s); no later call waits on it.
+    let slowest = records
+        .iter()
+        .map(|r| r.finished.duration_since(r.started))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        slowest < ms(1600),
+        "a call took {slowest:?} with {victim} frozen for 3 s: it waited on the frozen instance"
     );
 }

@@ -12,7 +12,7 @@ use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::config::PolicyConfig;
 use beamline_mesh::gateway::metrics::GatewayMetrics;
 use beamline_mesh::gateway::{self, status, GatewayOptions, TlsFiles};
-use beamline_mesh::mesh::{Mesh, MeshSettings};
+use beamline_mesh::mesh::{EndpointSettings, Mesh, MeshSettings};
 
 use super::duration_flag;
 
@@ -63,6 +63,10 @@ pub struct GatewayArgs {
     /// RESOURCE_EXHAUSTED while it streams in, with nothing more buffered.
     #[arg(long, default_value_t = beamline_mesh::mesh::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// An instance with calls in flight that answers no HTTP/2 PING this long is taken out of
+    /// rotation (its connection closed, its calls failed) until its health watch answers again.
+    #[arg(long, default_value = "1s", value_parser = duration_flag)]
+    unresponsive_after: Duration,
 }
 
 fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
@@ -101,6 +105,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         failfast: args.failfast,
         unary_timeout: args.unary_timeout,
         max_message_bytes: args.max_message_bytes,
+        endpoint: EndpointSettings {
+            unresponsive_after: args.unresponsive_after,
+            ..EndpointSettings::default()
+        },
         ..MeshSettings::default()
     };
     let mesh = Mesh::new(consul, settings);

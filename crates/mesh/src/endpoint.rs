@@ -29,6 +29,8 @@ const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
 pub struct EndpointSettings {
     pub connect_timeout: Duration,
     pub http2_keepalive: Duration,
+    /// See `ConnectionSettings::unresponsive_after`.
+    pub unresponsive_after: Duration,
     /// Health-watch reconnect backoff, doubled up to the max, with jitter.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -39,6 +41,7 @@ impl Default for EndpointSettings {
         EndpointSettings {
             connect_timeout: Duration::from_secs(1),
             http2_keepalive: Duration::from_secs(10),
+            unresponsive_after: Duration::from_secs(1),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
         }
@@ -50,6 +53,7 @@ impl EndpointSettings {
         ConnectionSettings {
             connect_timeout: self.connect_timeout,
             http2_keepalive: self.http2_keepalive,
+            unresponsive_after: self.unresponsive_after,
         }
     }
 }

@@ -120,13 +120,16 @@ async fn capacity(stream: &mut SendStream<Bytes>) -> bool {
 pub(super) struct Received {
     stream: RecvStream,
     data_done: bool,
+    /// Counts the call as in flight until the response is dropped.
+    _call: Option<super::CallInFlight>,
 }
 
 impl Received {
-    pub(super) fn new(stream: RecvStream) -> Received {
+    pub(super) fn new(stream: RecvStream, call: Option<super::CallInFlight>) -> Received {
         Received {
             stream,
             data_done: false,
+            _call: call,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 mod body;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,6 +32,23 @@ pub struct ConnectionSettings {
     /// HTTP/2 PING interval, and how long an unanswered PING may wait before the connection
     /// is closed (a dead host that sends no RST is noticed within about twice this).
     pub http2_keepalive: Duration,
+    /// While calls are in flight (the health watch aside), PINGs go out every quarter of this,
+    /// and one unanswered this long closes the connection: a frozen instance (SIGSTOP: the
+    /// socket accepts, nothing answers) fails its calls fast, its health watch ends, and its
+    /// gate closes until it answers again.
+    pub unresponsive_after: Duration,
+}
+
+impl ConnectionSettings {
+    /// The pause before the next PING, and how long its answer may take, with `calls` calls in
+    /// flight.
+    fn ping_plan(&self, calls: usize) -> (Duration, Duration) {
+        if calls > 0 {
+            (self.unresponsive_after / 4, self.unresponsive_after)
+        } else {
+            (self.http2_keepalive, self.http2_keepalive)
+        }
+    }
 }
 
 /// Why a call on a connection failed, and whether its request can have reached the instance.
@@ -101,6 +118,28 @@ struct Shared {
     attempts: AtomicU64,
     /// Distinguishes connections, so a closing one never clears its successor.
     generations: AtomicU64,
+    /// Calls in flight (the health watch aside), and a wake-up for the PING loop when the first
+    /// starts.
+    calls: AtomicUsize,
+    busy: Arc<tokio::sync::Notify>,
+}
+
+/// One call in flight on a connection, counted until its response ends or it fails.
+pub(super) struct CallInFlight(Arc<Shared>);
+
+impl CallInFlight {
+    fn start(shared: &Arc<Shared>) -> CallInFlight {
+        if shared.calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            shared.busy.notify_one();
+        }
+        CallInFlight(shared.clone())
+    }
+}
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Clone)]
@@ -122,6 +161,8 @@ impl Connection {
                 connecting: tokio::sync::Mutex::new(None),
                 attempts: AtomicU64::new(0),
                 generations: AtomicU64::new(0),
+                calls: AtomicUsize::new(0),
+                busy: Arc::default(),
             }),
         })
     }
@@ -132,6 +173,8 @@ impl Connection {
         request: http::Request<Body>,
     ) -> Result<http::Response<Body>, ConnectionError> {
         let shared = &self.shared;
+        // The health watch is always open: only calls count as traffic to watch over.
+        let call = (!parts_is_health(request.uri())).then(|| CallInFlight::start(shared));
         let (mut parts, body) = request.into_parts();
         parts.uri = shared.target(&parts.uri);
         parts.version = http::Version::HTTP_2;
@@ -159,7 +202,7 @@ impl Connection {
             body::send(body, stream).await;
         }
         let response = response.await.map_err(|source| shared.failed(source))?;
-        Ok(response.map(|received| Body::new(body::Received::new(received))))
+        Ok(response.map(|received| Body::new(body::Received::new(received, call))))
     }
 }
 
@@ -239,12 +282,7 @@ impl Shared {
                 )
             })??;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        tokio::spawn(drive(
-            connection,
-            self.settings.http2_keepalive,
-            Arc::downgrade(self),
-            generation,
-        ));
+        tokio::spawn(drive(connection, Arc::downgrade(self), generation));
         Ok(Open { sender, generation })
     }
 
@@ -292,11 +330,10 @@ impl Shared {
     }
 }
 
-/// Drives one connection's socket until it closes, or until a keepalive PING goes
-/// unanswered; then makes the next call reconnect.
+/// Drives one connection's socket until it closes, or until a PING goes unanswered; then
+/// makes the next call reconnect.
 async fn drive(
     mut connection: h2::client::Connection<TcpStream, Bytes>,
-    keepalive: Duration,
     shared: Weak<Shared>,
     generation: u64,
 ) {
@@ -308,8 +345,8 @@ async fn drive(
                 tracing::debug!(error = %e, "connection to an instance ended");
             }
         }
-        () = keep_alive(ping_pong, keepalive) => {
-            tracing::debug!(?keepalive, "no PING answer: closing the connection to an instance");
+        () = keep_alive(ping_pong, shared.clone()) => {
+            tracing::debug!("no PING answer: closing the connection to an instance");
         }
     }
     if let Some(shared) = shared.upgrade() {
@@ -317,20 +354,40 @@ async fn drive(
     }
 }
 
-/// Returns when a PING goes unanswered for `every`; never while the connection answers.
-async fn keep_alive(ping_pong: Option<h2::PingPong>, every: Duration) {
+/// Returns when a PING goes unanswered as long as [`ConnectionSettings::ping_plan`] allows;
+/// never while the connection answers (or once nothing holds the connection).
+async fn keep_alive(ping_pong: Option<h2::PingPong>, shared: Weak<Shared>) {
     let Some(mut ping_pong) = ping_pong else {
         return std::future::pending().await;
     };
     loop {
-        tokio::time::sleep(every).await;
-        match tokio::time::timeout(every, ping_pong.ping(h2::Ping::opaque())).await {
+        let Some(now) = shared.upgrade() else {
+            return std::future::pending().await;
+        };
+        let calls = now.calls.load(Ordering::Acquire);
+        let (pause, bound) = now.settings.ping_plan(calls);
+        // While idle, a call starting cuts the pause short: it is watched over from the start.
+        let idle = calls == 0;
+        // Only the wake-up is kept across the pause: the loop must not keep the connection's
+        // handle (and so the connection) alive.
+        let busy = now.busy.clone();
+        drop(now);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = busy.notified(), if idle => continue,
+        }
+        match tokio::time::timeout(bound, ping_pong.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             // The connection failed; its own future reports that.
             Ok(Err(_)) => return std::future::pending().await,
             Err(_) => return,
         }
     }
+}
+
+/// Whether a request is for the gRPC health service (the endpoint's long-lived watch).
+fn parts_is_health(uri: &http::Uri) -> bool {
+    uri.path().starts_with("/grpc.health.v1.Health/")
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 §8.2.2); h2 refuses a request that carries one.

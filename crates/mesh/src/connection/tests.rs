@@ -17,6 +17,7 @@ fn settings() -> ConnectionSettings {
     ConnectionSettings {
         connect_timeout: Duration::from_millis(500),
         http2_keepalive: Duration::from_secs(10),
+        unresponsive_after: Duration::from_secs(1),
     }
 }
 
@@ -227,6 +228,7 @@ async fn an_unanswered_ping_closes_the_connection_and_fails_its_calls() {
         ConnectionSettings {
             connect_timeout: Duration::from_millis(500),
             http2_keepalive: Duration::from_millis(100),
+            unresponsive_after: Duration::from_millis(100),
         },
     )
     .unwrap();
@@ -308,4 +310,120 @@ async fn a_body_not_ready_at_once_is_piped_when_it_comes() {
         tonic_health::pb::HealthCheckResponse::decode(data.get(5..).expect("a framed message"))
             .unwrap();
     assert_eq!(answer.status(), ServingStatus::Serving);
+}
+
+/// A TCP proxy to `upstream` that can be frozen: while frozen it forwards nothing either way
+/// (an instance under SIGSTOP: its sockets accept, nothing answers).
+struct FreezableProxy {
+    addr: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn freezable_proxy(upstream: String) -> FreezableProxy {
+    use std::sync::atomic::AtomicBool;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let flag = frozen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            for (mut from, mut to, frozen) in [
+                (
+                    Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    flag.clone(),
+                ),
+                (Box::new(sr), Box::new(cw), flag.clone()),
+            ] {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let Ok(n) = from.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        // Frozen: hold what came until thawed (bounded wait per poll).
+                        while frozen.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    FreezableProxy { addr, frozen, task }
+}
+
+#[tokio::test]
+async fn a_frozen_instance_fails_the_calls_in_flight_within_the_unresponsive_bound() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap().to_string();
+    let _server = serve_health(listener).await;
+    let proxy = freezable_proxy(upstream).await;
+    let connection = Connection::new(
+        &proxy.addr,
+        ConnectionSettings {
+            connect_timeout: Duration::from_millis(500),
+            // Keepalive alone would take 20 s to notice.
+            http2_keepalive: Duration::from_secs(10),
+            unresponsive_after: Duration::from_millis(400),
+        },
+    )
+    .unwrap();
+    // A call on a path that is not the health watch, answered UNIMPLEMENTED while all is well.
+    let call = |connection: Connection| async move {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/beamline.v1.BeamlineAgent/Describe")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Body::new(http_body_util::Full::new(Bytes::from_static(&[
+                0, 0, 0, 0, 0,
+            ]))))
+            .unwrap();
+        tower::ServiceExt::oneshot(connection, request).await
+    };
+    call(connection.clone())
+        .await
+        .expect("answered while thawed");
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(BOUND, call(connection.clone()))
+        .await
+        .expect("the call ends within the bound: the connection is closed, not waited on");
+    assert!(
+        result.is_err(),
+        "a call to a frozen instance cannot succeed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "failed after {:?} (unresponsive after 400 ms)",
+        started.elapsed()
+    );
+
+    // Thawed: the next call reconnects and is answered.
+    proxy.frozen.store(false, Ordering::SeqCst);
+    tokio::time::timeout(BOUND, call(connection.clone()))
+        .await
+        .expect("answered within the bound")
+        .expect("answered once thawed");
 }
