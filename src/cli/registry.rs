@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 
-use beamline_mesh::registry::{self, RegistryConfig};
+use beamline_mesh::registry::{self, server::Limits, RegistryConfig};
+
+use super::duration_flag;
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -28,7 +31,21 @@ pub struct RegistryArgs {
     /// past it the least recently used answers are dropped (and re-rendered when asked again).
     #[arg(long, default_value_t = 64)]
     answer_cache_mib: usize,
+    /// A request's line and headers must arrive within this, or the connection is closed (a
+    /// client that sends part of a request and stops holds no descriptor for long).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration_flag)]
+    header_read_timeout: Duration,
+    /// A connection with no bytes either way and no request in flight for this long is closed.
+    /// A pending blocking query (`?index=&wait=`, up to 10 min) is a request in flight.
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = duration_flag)]
+    idle_timeout: Duration,
+    /// Connections open at once; one more is answered 503 and closed at once (and logged).
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
 }
+
+/// Descriptors not given to connections: check probes, SQLite, logs.
+const DESCRIPTORS_KEPT: u64 = 64;
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -46,6 +63,33 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         anyhow::ensure!(!name.is_empty(), "--node-name must not be empty");
         config.node_name = name;
     }
+    anyhow::ensure!(args.max_connections > 0, "--max-connections must be > 0");
+    // Every connection, probe and database file takes a descriptor; the soft limit is often
+    // far below the hard one.
+    let mut max_connections = args.max_connections;
+    match registry::rlimit::raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::info!(before, after, "RLIMIT_NOFILE");
+            // Past the descriptor limit accept() fails and clients wait in the backlog; under
+            // the cap they get a 503 at once. Descriptors are kept back for probes and storage.
+            let fit = usize::try_from(after.saturating_sub(DESCRIPTORS_KEPT)).unwrap_or(usize::MAX);
+            if fit < max_connections {
+                tracing::warn!(
+                    max_connections,
+                    nofile = after,
+                    lowered_to = fit.max(1),
+                    "--max-connections exceeds the descriptor limit"
+                );
+                max_connections = fit.max(1);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
+    }
+    let limits = Limits {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections,
+    };
     let (registry, listener, addr) = registry::bind(config, args.listen)
         .await
         .context("cannot start the registry")?;
@@ -53,7 +97,7 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let stop = super::shutdown_signal();
     println!("registry listening on http://{addr}");
     tokio::select! {
-        result = registry.serve(listener) => result.context("registry server failed"),
+        () = registry.serve(listener, limits) => Ok(()),
         _ = stop => Ok(()),
     }
 }

@@ -19,6 +19,8 @@ pub mod logs;
 pub mod model;
 pub mod persist;
 pub mod render;
+pub mod rlimit;
+pub mod server;
 pub mod state;
 pub mod watch;
 
@@ -146,17 +148,13 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Serves the HTTP API on `listener` until the process ends, with the reaper alongside.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+    /// Serves the HTTP API on `listener` within `limits` until the process ends, with the
+    /// reaper alongside.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, limits: server::Limits) {
         let reaper = tokio::spawn(checks::reap_forever(Arc::downgrade(&self)));
-        let app = http::router(self);
-        // Blocking-query answers are single small writes; Nagle would hold them back.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app).await;
+        let app = http::router(Arc::clone(&self));
+        server::serve(self, listener, app, limits).await;
         reaper.abort();
-        result
     }
 
     pub fn config(&self) -> &RegistryConfig {
