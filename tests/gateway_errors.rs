@@ -544,3 +544,24 @@ async fn a_failed_calls_access_line_keeps_its_capability_task_and_instance() {
         "{execute}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_and_agents_advertise_a_limit_on_concurrent_streams() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g).await;
+    let gateway: std::net::SocketAddr = c
+        .gateway
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let agent: std::net::SocketAddr = c.agents[0]
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        support::gateway::advertised_max_streams(gateway).await,
+        1024
+    );
+    assert_eq!(support::gateway::advertised_max_streams(agent).await, 1024);
+}

@@ -26,6 +26,12 @@ use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
 
+/// Streams one connection may open at once (a gateway multiplexes every caller over one).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// HTTP/2 PINGs to idle peers, and how long an answer may take before the connection closes.
+const PEER_KEEPALIVE: Duration = Duration::from_secs(30);
+const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How one agent instance runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -212,6 +218,13 @@ impl AgentRuntime {
         let stop_server = CancellationToken::new();
         let server_stopped = stop_server.clone();
         let server = tonic::transport::Server::builder()
+            // Advertised to every peer (SETTINGS_MAX_CONCURRENT_STREAMS): past it a stream is
+            // refused, never queued; the task table bounds running work on its own.
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            // A peer that went away without a FIN (a host lost, a NAT that forgot) is noticed
+            // and its connection and streams released.
+            .http2_keepalive_interval(Some(PEER_KEEPALIVE))
+            .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
             .layer(drain.clone())
             .serve_with_incoming_shutdown(services, incoming(listener), async move {
                 server_stopped.cancelled().await

@@ -24,6 +24,12 @@ use super::metrics::{GatewayMetrics, MetricsLayer};
 use super::GatewayService;
 use beamline_mesh_client::{Arrival, Mesh};
 
+/// Streams one client connection may open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// HTTP/2 PINGs to idle clients, and how long an answer may take before the connection closes.
+const CLIENT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+const CLIENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A PEM certificate chain and its key.
 #[derive(Clone)]
 pub struct TlsFiles {
@@ -164,7 +170,13 @@ pub async fn serve(
         }
     };
 
-    let mut server = tonic::transport::Server::builder();
+    let mut server = tonic::transport::Server::builder()
+        // Advertised to every client (SETTINGS_MAX_CONCURRENT_STREAMS): past it a stream is
+        // refused, never queued.
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // A client that went away without a FIN is noticed, and its connection released.
+        .http2_keepalive_interval(Some(CLIENT_KEEPALIVE))
+        .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT));
     if let Some(tls) = options.tls {
         let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
         server = server

@@ -76,3 +76,28 @@ impl GatewayProc {
         status_in(&trailers).expect("grpc-status in the trailers")
     }
 }
+
+/// The SETTINGS_MAX_CONCURRENT_STREAMS a server at `addr` advertises (`usize::MAX`: none),
+/// read once its SETTINGS arrived (a PING's answer comes after them). Bounded: panics after 5 s.
+pub async fn advertised_max_streams(addr: std::net::SocketAddr) -> usize {
+    use std::future::Future;
+    tokio::time::timeout(secs(5), async move {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (_client, mut connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        let mut ping = connection.ping_pong().expect("a ping handle");
+        let pong = ping.ping(h2::Ping::opaque());
+        let mut pong = std::pin::pin!(pong);
+        std::future::poll_fn(|cx| {
+            // Drive the connection while the PING is out.
+            if let std::task::Poll::Ready(ended) = std::pin::Pin::new(&mut connection).poll(cx) {
+                panic!("the connection ended before the PONG: {ended:?}");
+            }
+            pong.as_mut().poll(cx)
+        })
+        .await
+        .expect("a PONG");
+        connection.max_concurrent_send_streams()
+    })
+    .await
+    .expect("the server answered within 5 s")
+}
