@@ -404,4 +404,168 @@ mod tests {
             assert!(err.0.starts_with("time: invalid duration"), "{err}");
         }
     }
+
+    /// Property tests of `parse_go` and `format_go` (proptest, 256 cases each).
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Go's largest duration, i64::MAX nanoseconds.
+        const MAX_NS: u64 = i64::MAX as u64;
+
+        const UNITS: [(&str, u64); 8] = [
+            ("ns", 1),
+            ("us", 1_000),
+            ("\u{b5}s", 1_000),
+            ("\u{3bc}s", 1_000),
+            ("ms", 1_000_000),
+            ("s", 1_000_000_000),
+            ("m", 60_000_000_000),
+            ("h", 3_600_000_000_000),
+        ];
+
+        fn unit() -> impl Strategy<Value = (&'static str, u64)> {
+            proptest::sample::select(&UNITS[..])
+        }
+
+        /// Nanosecond counts spread over every magnitude up to `max`, not only the top one.
+        fn nanos(max: u64) -> impl Strategy<Value = u64> {
+            (0u32..64, any::<u64>()).prop_map(move |(bits, n)| {
+                let n = if bits == 0 { 0 } else { n >> (64 - bits) };
+                n.min(max)
+            })
+        }
+
+        /// Text in the syntax's alphabet, where the interesting mistakes are.
+        fn near_duration() -> impl Strategy<Value = String> {
+            concat!(
+                "[-+]?([0-9]{0,22}(\\.[0-9]{0,22})?",
+                "(ns|us|\u{b5}s|\u{3bc}s|ms|s|m|h|x| |\u{b5}|\u{3bc})?){0,4}"
+            )
+        }
+
+        /// What every refusal looks like: one of Go's texts, ending with the input as Go quotes
+        /// it (as Rust's `{:?}` does for printable ASCII).
+        fn check_error(input: &str, err: &DurationError) -> Result<(), TestCaseError> {
+            prop_assert!(err.0.starts_with("time: "), "{}", err);
+            if input.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                prop_assert!(err.0.ends_with(&format!("{input:?}")), "{}", err);
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics_and_refuses_with_go_texts(
+                s in prop_oneof![any::<String>(), near_duration()]
+            ) {
+                match parse_go(&s) {
+                    // Whatever it reads is a Go duration, and reads back the same.
+                    Ok(d) => {
+                        prop_assert!(d.as_nanos() <= u128::from(MAX_NS));
+                        prop_assert_eq!(parse_go(&format_go(d)), Ok(d));
+                    }
+                    Err(e) => check_error(&s, &e)?,
+                }
+            }
+
+            /// Exact to the nanosecond over Go's whole range (0 to i64::MAX ns).
+            #[test]
+            fn format_then_parse_is_the_identity_in_gos_range(n in nanos(MAX_NS)) {
+                let d = Duration::from_nanos(n);
+                let text = format_go(d);
+                prop_assert_eq!(parse_go(&text), Ok(d), "{}", text);
+            }
+
+            /// Past Go's range, formatting still works and parsing refuses it.
+            #[test]
+            fn durations_past_gos_range_format_but_do_not_parse(
+                n in prop_oneof![
+                    (MAX_NS + 1..=u64::MAX).prop_map(u128::from),
+                    Just(Duration::MAX.as_nanos()),
+                    (0..u128::from(u64::MAX)).prop_map(|n| Duration::MAX.as_nanos() - n),
+                ]
+            ) {
+                let d = Duration::new(
+                    (n / 1_000_000_000) as u64,
+                    (n % 1_000_000_000) as u32,
+                );
+                let text = format_go(d);
+                let err = parse_go(&text).unwrap_err();
+                prop_assert_eq!(err, DurationError::invalid(&text));
+            }
+
+            /// Whole numbers of units: the exact sum, refused past i64::MAX ns; a '+' changes
+            /// nothing, a '-' reads as zero (Consul's "unset") up to Go's negative limit 2^63.
+            #[test]
+            fn whole_components_sum_exactly_and_overflow_is_an_error(
+                parts in proptest::collection::vec(
+                    (prop_oneof![0u64..1000, nanos(u64::MAX)], 0usize..3, unit()),
+                    1..5,
+                )
+            ) {
+                let mut text = String::new();
+                let mut exact: u128 = 0;
+                for (n, zeros, (unit, unit_ns)) in &parts {
+                    text.push_str(&format!("{}{n}{unit}", "0".repeat(*zeros)));
+                    exact += u128::from(*n) * u128::from(*unit_ns);
+                }
+                match parse_go(&text) {
+                    Ok(d) => prop_assert_eq!(d.as_nanos(), exact, "{}", text),
+                    Err(e) => {
+                        prop_assert!(exact > u128::from(MAX_NS), "{} refused: {}", text, e);
+                        prop_assert_eq!(e, DurationError::invalid(&text));
+                    }
+                }
+                prop_assert_eq!(parse_go(&format!("+{text}")), parse_go(&text).map_err(|_| {
+                    DurationError::invalid(&format!("+{text}"))
+                }));
+                let negative = format!("-{text}");
+                if exact <= u128::from(MAX_NS) + 1 {
+                    prop_assert_eq!(parse_go(&negative), Ok(Duration::ZERO));
+                } else {
+                    prop_assert_eq!(parse_go(&negative), Err(DurationError::invalid(&negative)));
+                }
+            }
+
+            /// Decimals: between the whole part and the next whole unit; exact when the
+            /// fraction's digits divide the unit; and a sum of components reads as the sum of
+            /// each read alone (Go converts each component on its own).
+            #[test]
+            fn decimal_components_are_bounded_exact_and_additive(
+                parts in proptest::collection::vec(
+                    ("[0-9]{0,6}", "[0-9]{0,14}", unit()),
+                    1..4,
+                )
+            ) {
+                let mut text = String::new();
+                let mut sum: Option<u128> = Some(0);
+                for (whole, frac, (unit, unit_ns)) in &parts {
+                    let component = format!("{whole}.{frac}{unit}");
+                    text.push_str(&component);
+                    let read = parse_go(&component);
+                    if whole.is_empty() && frac.is_empty() {
+                        prop_assert_eq!(read, Err(DurationError::invalid(&component)));
+                        sum = None;
+                        continue;
+                    }
+                    let v = read.unwrap().as_nanos();
+                    let w: u128 = whole.parse().unwrap_or(0);
+                    let unit_ns = u128::from(*unit_ns);
+                    let (low, high) = (w * unit_ns, (w + 1) * unit_ns);
+                    prop_assert!(low <= v && v <= high, "{} = {}", component, v);
+                    let scale = 10u128.pow(frac.len() as u32);
+                    if unit_ns % scale == 0 {
+                        let f: u128 = frac.parse().unwrap_or(0);
+                        prop_assert_eq!(v, w * unit_ns + f * (unit_ns / scale), "{}", component);
+                    }
+                    sum = sum.map(|s| s + v);
+                }
+                match sum {
+                    Some(sum) => prop_assert_eq!(parse_go(&text).unwrap().as_nanos(), sum),
+                    None => prop_assert_eq!(parse_go(&text), Err(DurationError::invalid(&text))),
+                }
+            }
+        }
+    }
 }
