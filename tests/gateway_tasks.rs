@@ -3,7 +3,9 @@
 //! Subscribe, Cancel), an Execute repeated with the same idempotency key gets the same task,
 //! a scan's progress is forwarded as it comes (not buffered to the end), and a stream honours
 //! the caller's deadline; a task on an instance that is draining (deregistered, still running it)
-//! can be read and cancelled through the gateway until the instance stops.
+//! can be read and cancelled through the gateway until the instance stops; a keyed Execute that
+//! fails before its first event goes to another instance when idempotent, and says the task may
+//! have started (with its key) when not.
 
 mod support;
 
@@ -344,4 +346,69 @@ async fn a_task_on_a_draining_instance_can_be_read_and_cancelled_through_the_gat
     )
     .await;
     assert!(err.message().contains("gone"), "{err:?}");
+}
+
+/// A key whose keyed Execute of `status` the gateway sends to instance `owner` (found by
+/// trying keys: each try runs a quick `status` task).
+async fn key_owned_by(
+    client: &mut beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient<
+        tonic::transport::Channel,
+    >,
+    owner: &str,
+    prefix: &str,
+) -> String {
+    for n in 0..64 {
+        let key = format!("{prefix}-{n}");
+        let (id, _) = execute_id(client, "status", json!({}), &key).await;
+        if id.starts_with(&format!("{owner}/")) {
+            return key;
+        }
+    }
+    panic!("no key of 64 went to {owner}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_execute_fails_over_if_idempotent_and_says_it_may_have_started_if_not() {
+    let c = Cluster::start(BEAMLINE, 2, |g| g).await;
+    let mut client = c.gateway.client().await;
+    let read_key = key_owned_by(&mut client, &c.ids[0], "read").await;
+    let move_key = key_owned_by(&mut client, &c.ids[0], "move").await;
+
+    // The instance both keys go to freezes: the calls reach it, then nothing answers.
+    c.agents[0].freeze();
+    let started = Instant::now();
+    let mut reader = client.clone();
+    let (read, moved) = tokio::join!(
+        execute_id(&mut reader, "status", json!({}), &read_key),
+        async {
+            client
+                .execute(to(
+                    BEAMLINE,
+                    execute_request(
+                        "move_motor",
+                        json!({"motor": "sample_x", "position": 1}),
+                        &move_key,
+                    ),
+                ))
+                .await
+        }
+    );
+    let took = started.elapsed();
+    c.agents[0].thaw();
+
+    // `status` is read-only, so idempotent by default: sent again to the other instance.
+    assert!(
+        read.0.starts_with(&format!("{}/", c.ids[1])),
+        "the idempotent keyed Execute ran on {} (want {})",
+        read.0,
+        c.ids[1]
+    );
+    assert!(took < secs(5), "took {took:?}");
+    // `move_motor` actuates: never sent twice; the caller is told the task may run, and its key.
+    let err = moved.expect_err("an actuating keyed Execute to a frozen instance");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("may have started") && err.message().contains(&move_key),
+        "{err:?}"
+    );
 }

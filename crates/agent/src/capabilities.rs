@@ -23,6 +23,9 @@ pub struct CapabilitySpec {
     pub params_schema: serde_json::Value,
     pub actuating: bool,
     pub tags: Vec<String>,
+    /// Running it twice with the same params has the effect of running it once (the mesh may
+    /// then retry a keyed Execute that failed before its first event on another instance).
+    pub idempotent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,7 @@ impl Capabilities {
                 params_schema: c.spec.params_schema.to_string(),
                 actuating: c.spec.actuating,
                 tags: c.spec.tags.clone(),
+                idempotent: c.spec.idempotent,
             })
             .collect();
         let revision = revision_of(&described);

@@ -14,6 +14,7 @@ fn spec(name: &str, schema: serde_json::Value) -> CapabilitySpec {
         params_schema: schema,
         actuating: name.starts_with("move"),
         tags: vec!["motion".to_string()],
+        idempotent: !name.starts_with("move"),
     }
 }
 

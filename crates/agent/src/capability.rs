@@ -38,7 +38,14 @@ impl Effect {
         Kind {
             actuating: self == Effect::Actuating,
             tags: tags.into_iter().map(Into::into).collect(),
+            // Reading twice is reading once; moving twice is not known to be moving once.
+            idempotent: self == Effect::ReadOnly,
         }
+    }
+
+    /// This effect, idempotent or not as the author says (see [`Kind::idempotent`]).
+    pub fn idempotent(self, idempotent: bool) -> Kind {
+        Kind::from(self).idempotent(idempotent)
     }
 }
 
@@ -47,6 +54,19 @@ impl Effect {
 pub struct Kind {
     actuating: bool,
     tags: Vec<String>,
+    idempotent: bool,
+}
+
+impl Kind {
+    /// Whether running the capability twice with the same params has the effect of running it
+    /// once. Read-only capabilities are by default, actuating ones are not: an actuating
+    /// capability that is (a move to an absolute position) may say so, and the mesh then sends
+    /// a keyed Execute that failed before its first event to another instance; a read-only one
+    /// that is not (it consumes something) must say so.
+    pub fn idempotent(mut self, idempotent: bool) -> Kind {
+        self.idempotent = idempotent;
+        self
+    }
 }
 
 impl From<Effect> for Kind {
@@ -151,6 +171,7 @@ where
             params_schema: params_schema::<P>(),
             actuating: kind.actuating,
             tags: kind.tags,
+            idempotent: kind.idempotent,
         },
         admit: Box::new(Typed {
             admit,

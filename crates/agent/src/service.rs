@@ -204,6 +204,14 @@ mod tests {
         assert_eq!(card.agent_version, "1.2.3");
         let moves = &card.capabilities[1];
         assert_eq!((moves.name.as_str(), moves.actuating), ("move", true));
+        assert!(
+            !moves.idempotent,
+            "actuating: not idempotent unless the author says so"
+        );
+        assert!(
+            card.capabilities[0].idempotent,
+            "read-only: idempotent by default"
+        );
         assert_eq!(moves.tags, ["motion"]);
         assert!(!card.capabilities[0].actuating);
         let schema: serde_json::Value = serde_json::from_str(&moves.params_schema).unwrap();

@@ -21,6 +21,8 @@ use tower::load::Load;
 use tower::Service;
 
 use super::connection::{Connection, ConnectionSettings};
+use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
+use beamline_contract::proto::{AgentCard, DescribeRequest};
 
 /// The health service name every beamline agent reports.
 const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
@@ -67,12 +69,16 @@ pub struct Endpoint {
     /// The health Watch stream is open (whatever it says): the instance answers. A draining
     /// agent says NOT_SERVING and keeps the stream until it stops.
     alive: watch::Receiver<bool>,
+    /// The instance's AgentCard, once it answered Describe (what its capabilities allow).
+    card: watch::Receiver<Option<Arc<AgentCard>>>,
     health_task: tokio::task::JoinHandle<()>,
+    card_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.health_task.abort();
+        self.card_task.abort();
     }
 }
 
@@ -82,6 +88,8 @@ impl Endpoint {
         let connection = Connection::new(addr, settings.connection())?;
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
+        let (card_tx, card) = watch::channel(None);
+        let card_task = tokio::spawn(learn_card(connection.clone(), gate.clone(), card_tx));
         let health_task = tokio::spawn(watch_health(
             connection.clone(),
             Health {
@@ -97,7 +105,9 @@ impl Endpoint {
             connection,
             gate,
             alive,
+            card,
             health_task,
+            card_task,
         })
     }
 
@@ -124,8 +134,20 @@ impl Endpoint {
             connection: Connection::new(addr, settings.connection()).expect("a host:port"),
             gate,
             alive,
+            card: watch::channel(None).1,
             health_task: tokio::spawn(std::future::pending()),
+            card_task: tokio::spawn(std::future::pending()),
         }
+    }
+
+    /// Whether the instance's card says `capability` may run twice to the effect of once. An
+    /// instance whose card is not known yet, or an older SDK's (no such field): no.
+    pub fn is_idempotent(&self, capability: &str) -> bool {
+        self.card.borrow().as_ref().is_some_and(|card| {
+            card.capabilities
+                .iter()
+                .any(|c| c.name == capability && c.idempotent)
+        })
     }
 
     /// Whether the instance answers its health Watch now (serving or not).
@@ -146,6 +168,32 @@ impl Endpoint {
 
     pub fn gate(&self) -> watch::Receiver<bool> {
         self.gate.clone()
+    }
+}
+
+/// Learns the instance's AgentCard with one Describe once it serves (again after a backoff
+/// while it does not answer); an instance's card does not change while it lives (a new card is
+/// a new deploy: a new instance, a new endpoint).
+async fn learn_card(
+    connection: Connection,
+    mut gate: watch::Receiver<bool>,
+    card: watch::Sender<Option<Arc<AgentCard>>>,
+) {
+    const BOUND: Duration = Duration::from_secs(5);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let mut client = BeamlineAgentClient::new(connection.clone());
+        let described = tokio::time::timeout(BOUND, client.describe(DescribeRequest {})).await;
+        if let Ok(Ok(answer)) = described {
+            card.send_replace(Some(Arc::new(answer.into_inner())));
+            return;
+        }
+        let jitter = rand::rng().random_range(Duration::ZERO..=backoff / 2);
+        tokio::time::sleep(backoff + jitter).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

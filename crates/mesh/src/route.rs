@@ -187,7 +187,8 @@ impl Route {
         self.epoch.elapsed().saturating_sub(last)
     }
 
-    fn target(&self, rpc: Rpc, message: &[u8]) -> Result<Target, Status> {
+    /// Where the next attempt goes; a keyed Execute skips the instances in `tried`.
+    fn target(&self, rpc: Rpc, message: &[u8], tried: &[String]) -> Result<Target, Status> {
         let endpoints = self.endpoints.borrow().clone();
         match rpc {
             Rpc::GetTask | Rpc::Subscribe | Rpc::Cancel => {
@@ -231,7 +232,7 @@ impl Route {
                 }
                 let open = endpoints
                     .values()
-                    .filter(|e| e.is_open())
+                    .filter(|e| e.is_open() && !tried.contains(&e.id))
                     .map(|e| e.id.as_str());
                 Ok(match rendezvous::pick(&request.idempotency_key, open) {
                     Some(id) => Target::Instance(endpoints[id].clone()),
@@ -351,10 +352,12 @@ impl Route {
             Bytes::new()
         };
         let mut attempt = 0;
+        // Instances a keyed Execute failed on: its retry goes elsewhere.
+        let mut tried = Vec::new();
         loop {
             attempt += 1;
             let request = http::Request::from_parts(parts.clone(), replay(&bytes));
-            match self.attempt(rpc, &message, request).await {
+            match self.attempt(rpc, &message, request, &mut tried).await {
                 Outcome::Done(result) => return result,
                 Outcome::Retry(last) => {
                     if attempt > self.settings.max_retries || !self.budget.withdraw() {
@@ -382,13 +385,26 @@ impl Route {
         })
     }
 
-    async fn attempt(&self, rpc: Rpc, message: &[u8], request: Request) -> Outcome {
-        let target = match self.target(rpc, message) {
+    async fn attempt(
+        &self,
+        rpc: Rpc,
+        message: &[u8],
+        request: Request,
+        tried: &mut Vec<String>,
+    ) -> Outcome {
+        let target = match self.target(rpc, message, tried) {
             Ok(target) => target,
             Err(status) => return Outcome::Done(Err(BoxError::from(status))),
         };
+        // A keyed Execute of a capability its instance's card says is idempotent may go to
+        // another instance if it fails before its first event.
+        let mut repeatable = false;
         let (instance, result) = match target {
             Target::Instance(endpoint) => {
+                if rpc == Rpc::Execute {
+                    repeatable = proto::ExecuteRequest::decode(message)
+                        .is_ok_and(|r| endpoint.is_idempotent(&r.capability));
+                }
                 let result = endpoint.connection.clone().oneshot(request).await;
                 let result = result.map(|mut response| {
                     response
@@ -418,17 +434,36 @@ impl Route {
                     // Failfast and routing answers are final.
                     return Outcome::Done(Err(BoxError::from(status.clone())));
                 }
+                let sent = !never_sent(error.as_ref());
+                let retry = !sent || rpc.is_idempotent() || repeatable;
+                // An Execute that may have reached the agent and will not be sent again: the
+                // caller must know its task may run, and how to find it.
+                let may_have_started = match (rpc, retry) {
+                    (Rpc::Execute, false) => match proto::ExecuteRequest::decode(message) {
+                        Ok(r) if !r.idempotency_key.is_empty() => format!(
+                            "; the task may have started: Execute again with idempotency key {} \
+                             to reach it",
+                            quote(&r.idempotency_key)
+                        ),
+                        _ => "; the task may have started (no idempotency key to find it by)"
+                            .to_string(),
+                    },
+                    _ => String::new(),
+                };
                 let status = Status::unavailable(format!(
-                    "beamline {} instance {}: {}",
+                    "beamline {} instance {}: {}{may_have_started}",
                     self.beamline,
                     instance.as_deref().unwrap_or("(balanced)"),
                     chain(error.as_ref())
                 ));
                 let status = match &instance {
-                    Some(id) => CallFailed::on(id, status),
+                    Some(id) => {
+                        tried.push(id.clone());
+                        CallFailed::on(id, status)
+                    }
                     None => BoxError::from(status),
                 };
-                if never_sent(error.as_ref()) || rpc.is_idempotent() {
+                if retry {
                     Outcome::Retry(status)
                 } else {
                     Outcome::Done(Err(status))
