@@ -102,10 +102,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
     // Every client connection and every agent connection is a descriptor: start from the hard
     // limit, not the often far lower soft one.
-    match beamline_mesh::registry::rlimit::raise_nofile_limit() {
-        Ok((before, after)) => tracing::info!(before, after, "RLIMIT_NOFILE"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
-    }
+    // (The gateway fits its connection cap under the limit raised here.)
+    beamline_mesh::registry::rlimit::raise_nofile_limit_logged();
     let consul = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
     let settings = MeshSettings {
         failfast: args.failfast,

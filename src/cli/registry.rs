@@ -67,23 +67,19 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     // Every connection, probe and database file takes a descriptor; the soft limit is often
     // far below the hard one.
     let mut max_connections = args.max_connections;
-    match registry::rlimit::raise_nofile_limit() {
-        Ok((before, after)) => {
-            tracing::info!(before, after, "RLIMIT_NOFILE");
-            // Past the descriptor limit accept() fails and clients wait in the backlog; under
-            // the cap they get a 503 at once. Descriptors are kept back for probes and storage.
-            let fit = usize::try_from(after.saturating_sub(DESCRIPTORS_KEPT)).unwrap_or(usize::MAX);
-            if fit < max_connections {
-                tracing::warn!(
-                    max_connections,
-                    nofile = after,
-                    lowered_to = fit.max(1),
-                    "--max-connections exceeds the descriptor limit"
-                );
-                max_connections = fit.max(1);
-            }
+    if let Some(nofile) = registry::rlimit::raise_nofile_limit_logged() {
+        // Past the descriptor limit accept() fails and clients wait in the backlog; under the
+        // cap they get a 503 at once. Descriptors are kept back for probes and storage.
+        let fit = registry::rlimit::fit_cap(max_connections, nofile, DESCRIPTORS_KEPT);
+        if fit < max_connections {
+            tracing::warn!(
+                max_connections,
+                nofile,
+                lowered_to = fit,
+                "--max-connections exceeds the descriptor limit"
+            );
+            max_connections = fit;
         }
-        Err(e) => tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE"),
     }
     let limits = Limits {
         header_read_timeout: args.header_read_timeout,

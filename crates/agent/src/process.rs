@@ -1,7 +1,8 @@
 //! An agent binary's process: the flags every agent takes (`--log-format`, `--worker-threads` /
 //! `BEAMLINE_MESH_WORKER_THREADS`, `RUST_LOG` for the log filter), logging to stderr, the Tokio
 //! runtime, SIGTERM/SIGINT, and the exit code. What [`crate::Agent::run`] and a hand-written
-//! `BeamlineAgent` (through [`run`]) share.
+//! `BeamlineAgent` (through [`run`]) share. The open-descriptor limit is raised to its hard limit
+//! at start (logged).
 //!
 //! Owns the process around the agent; it must not know what the agent serves.
 
@@ -112,6 +113,9 @@ where
         }
     };
     cli.process.init_logging();
+    // Every caller's connection is a descriptor: start from the hard limit, not the often far
+    // lower soft one (the listener's connection cap is fitted under it at bind).
+    beamline_listen::raise_nofile_limit_logged();
     let runtime = match cli.process.runtime() {
         Ok(runtime) => runtime,
         Err(e) => {

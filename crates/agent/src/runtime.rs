@@ -3,7 +3,9 @@
 //! and drained in the order that never routes a caller to an instance that is gone:
 //! NOT_SERVING → deregister → refuse new Execute → serve the rest for the drain grace and until
 //! calls and tasks end (bounded) → fail what still runs (DRAIN_TIMEOUT) → stop the server
-//! (bounded too: tonic's graceful stop can wait on idle connections forever).
+//! (bounded too: tonic's graceful stop can wait on idle connections forever). Its listener is
+//! bounded (`beamline-listen`): a connection cap fitted under the descriptor limit, and a
+//! handshake timeout for clients that connect and send no HTTP/2 preface.
 //!
 //! Owns that lifecycle; what the agent does is the author's, what Consul's JSON looks like is
 //! `consul`'s.
@@ -25,12 +27,15 @@ use super::tasks::{codes, TaskTable, TaskTableConfig};
 use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
+use beamline_listen::Handshake;
 
 /// Streams one connection may open at once (a gateway multiplexes every caller over one).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// HTTP/2 PINGs to idle peers, and how long an answer may take before the connection closes.
 const PEER_KEEPALIVE: Duration = Duration::from_secs(30);
 const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Descriptors not given to connections: Consul, logs, what the agent's own code opens.
+const DESCRIPTORS_KEPT: u64 = 64;
 
 /// How one agent instance runs.
 #[derive(Debug, Clone)]
@@ -56,6 +61,10 @@ pub struct AgentConfig {
     pub tags: Vec<String>,
     /// Consul Meta added to the framework's own keys (which win: see `wire::meta::RESERVED`).
     pub meta: std::collections::BTreeMap<String, String>,
+    /// The listener's connection cap and handshake timeout (4096, 10 s). At bind,
+    /// `BEAMLINE_MESH_MAX_CONNECTIONS` and `BEAMLINE_MESH_HANDSHAKE_TIMEOUT` override them, and
+    /// the cap is lowered to fit the descriptor limit.
+    pub connections: beamline_listen::Limits,
 }
 
 impl AgentConfig {
@@ -73,6 +82,7 @@ impl AgentConfig {
             max_message_bytes: 4 * 1024 * 1024,
             tags: Vec::new(),
             meta: Default::default(),
+            connections: beamline_listen::Limits::default(),
         }
     }
 }
@@ -98,6 +108,8 @@ pub enum AgentError {
     Capability(#[from] crate::capabilities::CapabilityError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Limits(#[from] beamline_listen::LimitsError),
 }
 
 /// A bound, not yet serving, agent instance.
@@ -113,10 +125,17 @@ pub struct AgentRuntime {
 
 impl AgentRuntime {
     /// Binds the listener (port 0 picks one) and prepares the task table.
-    pub async fn bind(instance: Instance, config: AgentConfig) -> Result<AgentRuntime, AgentError> {
+    pub async fn bind(
+        instance: Instance,
+        mut config: AgentConfig,
+    ) -> Result<AgentRuntime, AgentError> {
         if config.listen.ip().is_unspecified() && config.advertise.is_none() {
             return Err(AgentError::NeedsAdvertise(config.listen));
         }
+        config.connections = config
+            .connections
+            .with_env()?
+            .fit_to_descriptors(DESCRIPTORS_KEPT);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -226,9 +245,13 @@ impl AgentRuntime {
             .http2_keepalive_interval(Some(PEER_KEEPALIVE))
             .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
             .layer(drain.clone())
-            .serve_with_incoming_shutdown(services, incoming(listener), async move {
-                server_stopped.cancelled().await
-            });
+            .serve_with_incoming_shutdown(
+                services,
+                // Past the cap a connection is closed at once; one that sends no HTTP/2
+                // preface within the handshake timeout is closed too.
+                beamline_listen::incoming(listener, config.connections, Handshake::Http2),
+                async move { server_stopped.cancelled().await },
+            );
         let mut server = tokio::spawn(server);
 
         let consul = ConsulClient::new(config.consul.clone());
@@ -324,10 +347,4 @@ async fn deregister(consul: &ConsulClient, id: &str) {
         Ok(Deregistered::AlreadyGone) => info!(service_id = %id, "already gone from Consul"),
         Err(e) => warn!(service_id = %id, error = %e, "cannot deregister from Consul"),
     }
-}
-
-/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
-/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

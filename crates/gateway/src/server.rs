@@ -3,7 +3,8 @@
 //! are counted too) → authenticate and authorize → rate-limit → route — and gRPC health and
 //! reflection beside it, outside the policy (probes carry no credential).
 //!
-//! Owns the composition and the listeners; each layer's rules live in its own module.
+//! Owns the composition and the listeners (bounded by `beamline-listen`: a connection cap and a
+//! handshake timeout each); each layer's rules live in its own module.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use super::config::{ConfigError, PolicyConfig};
 use super::limits::RateLimitLayer;
 use super::metrics::{GatewayMetrics, MetricsLayer};
 use super::GatewayService;
+use beamline_listen::Handshake;
 use beamline_mesh_client::{Arrival, Mesh};
 
 /// Streams one client connection may open at once.
@@ -29,6 +31,9 @@ const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// HTTP/2 PINGs to idle clients, and how long an answer may take before the connection closes.
 const CLIENT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 const CLIENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Descriptors not given to client connections: connections to agents and Consul, the metrics
+/// listener, logs.
+const DESCRIPTORS_KEPT: u64 = 64;
 
 /// A PEM certificate chain and its key.
 #[derive(Clone)]
@@ -66,6 +71,8 @@ pub enum GatewayError {
     Policy(#[from] ConfigError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Limits(#[from] beamline_listen::LimitsError),
 }
 
 /// The policed router under the name callers dial; it stamps each call's arrival.
@@ -98,7 +105,10 @@ where
 }
 
 /// Serves the gateway on `listener` until `shutdown`; `metrics` is shared with the metrics
-/// listener.
+/// listener. Each listener (the gateway's, the health one) takes at most 4096 connections at
+/// once (`BEAMLINE_MESH_MAX_CONNECTIONS`, lowered to fit the descriptor limit) and closes one
+/// that sends no HTTP/2 preface (or TLS ClientHello) within 10 s
+/// (`BEAMLINE_MESH_HANDSHAKE_TIMEOUT`); see `beamline-listen`.
 pub async fn serve(
     mesh: Mesh,
     listener: TcpListener,
@@ -106,6 +116,9 @@ pub async fn serve(
     metrics: Arc<GatewayMetrics>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
+    let connections = beamline_listen::Limits::default()
+        .with_env()?
+        .fit_to_descriptors(DESCRIPTORS_KEPT);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(GatewayService::NAME, tonic_health::ServingStatus::Serving)
@@ -159,7 +172,10 @@ pub async fn serve(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming(listener), stopped),
+                .serve_with_incoming_shutdown(
+                    beamline_listen::incoming(listener, connections, Handshake::Http2),
+                    stopped,
+                ),
         )
     });
     let shutdown = {
@@ -177,7 +193,9 @@ pub async fn serve(
         // A client that went away without a FIN is noticed, and its connection released.
         .http2_keepalive_interval(Some(CLIENT_KEEPALIVE))
         .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT));
+    let mut handshake = Handshake::Http2;
     if let Some(tls) = options.tls {
+        handshake = Handshake::Tls;
         let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
         server = server
             .tls_config(ServerTlsConfig::new().identity(identity))
@@ -188,7 +206,10 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(Front(front))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            beamline_listen::incoming(listener, connections, handshake),
+            shutdown,
+        )
         .await;
     stop_health.cancel();
     if let Some(health_server) = health_server {
@@ -207,10 +228,4 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Gateway
         .local_addr()
         .map_err(|source| GatewayError::Bind { addr, source })?;
     Ok((listener, local))
-}
-
-/// Accepted connections with TCP_NODELAY: gRPC writes small frames, and Nagle's algorithm
-/// meeting the peer's delayed ACK adds ~40 ms to a request/response round trip.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -19,10 +19,12 @@ pub mod logs;
 pub mod model;
 pub mod persist;
 pub mod render;
-pub mod rlimit;
 pub mod server;
 pub mod state;
 pub mod watch;
+
+/// The descriptor limit, shared with the gateway and the agents (`beamline-listen`).
+pub use beamline_listen::rlimit;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,8 +2,10 @@
 //! start-up, since every connection, probe and SQLite file takes a descriptor and distributions
 //! often leave the soft limit at 1,024 (or 256) while allowing far more.
 //!
-//! Owns the getrlimit/setrlimit calls only; callers log the outcome. The gateway and agents can
-//! call the same function.
+//! Owns the getrlimit/setrlimit calls, the one start-up line about them, and the arithmetic of
+//! fitting a connection cap under the limit ([`fit_cap`]); it must not decide how many
+//! descriptors a server keeps back. The registry, the gateway and every agent call it at
+//! start-up.
 
 use std::io;
 
@@ -40,6 +42,28 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((soft, hard))
 }
 
+/// [`raise_nofile_limit`], logged (INFO with the limit before and after, or WARN with the
+/// error); returns the soft limit now in force, if it could be read.
+pub fn raise_nofile_limit_logged() -> Option<u64> {
+    match raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::info!(before, after, "RLIMIT_NOFILE");
+            Some(after)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE");
+            nofile_limit().ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// A connection cap of `requested`, or fewer: at most `nofile` less the `kept` descriptors a
+/// server needs for everything else, and at least 1.
+pub fn fit_cap(requested: usize, nofile: u64, kept: u64) -> usize {
+    let fit = usize::try_from(nofile.saturating_sub(kept)).unwrap_or(usize::MAX);
+    requested.min(fit).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,5 +71,13 @@ mod tests {
         let (_, after) = super::raise_nofile_limit().unwrap();
         let (soft, hard) = super::nofile_limit().unwrap();
         assert_eq!((soft, after), (hard, hard));
+    }
+
+    #[test]
+    fn the_cap_fits_under_the_descriptor_limit_less_the_kept_ones() {
+        assert_eq!(super::fit_cap(4096, 1_048_576, 64), 4096);
+        assert_eq!(super::fit_cap(4096, 256, 64), 192);
+        assert_eq!(super::fit_cap(4096, 10, 64), 1);
+        assert_eq!(super::fit_cap(5, 256, 64), 5);
     }
 }
