@@ -404,9 +404,20 @@ impl Doc<'_> {
     }
 }
 
+/// `prefix.key`; a key that is not a bare TOML key (empty, blank, dotted, a newline) is quoted,
+/// so that the field is always named, on one line.
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
         key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if prefix.is_empty() {
+        key
     } else {
         format!("{prefix}.{key}")
     }
