@@ -199,5 +199,62 @@ pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(
         serde_json::from_slice(body).map_err(decode_failed)?
     };
     let canonical = canonicalize(raw, fields)?;
-    serde_json::from_value(canonical).map_err(decode_failed)
+    T::deserialize(&canonical).map_err(|e| match blame::<T>(&canonical) {
+        Some(field) => decode_failed(format!("{field}: {e}")),
+        None => decode_failed(e),
+    })
 }
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// serde's type errors name no field (`invalid type: integer `5`, expected a string`), so the
+/// member that fails on its own is found, down to four levels (`Checks[1].TTL`).
+fn blame<T: for<'de> Deserialize<'de>>(body: &Value) -> Option<String> {
+    let fails = |path: &[Step], v: &Value| {
+        let alone = path.iter().rev().fold(v.clone(), |acc, step| match step {
+            Step::Key(k) => Value::Object(Map::from_iter([(k.clone(), acc)])),
+            Step::Index(_) => Value::Array(vec![acc]),
+        });
+        T::deserialize(&alone).is_err()
+    };
+    let mut path = Vec::new();
+    let mut at = body;
+    while path.len() < 4 {
+        let members: Box<dyn Iterator<Item = (Step, &Value)>> = match at {
+            Value::Object(map) => Box::new(map.iter().map(|(k, v)| (Step::Key(k.clone()), v))),
+            Value::Array(items) => {
+                Box::new(items.iter().enumerate().map(|(i, v)| (Step::Index(i), v)))
+            }
+            _ => break,
+        };
+        let mut found = None;
+        for (step, v) in members {
+            path.push(step);
+            if fails(&path, v) {
+                found = Some(v);
+                break;
+            }
+            path.pop();
+        }
+        match found {
+            Some(v) => at = v,
+            None => break,
+        }
+    }
+    let mut out = String::new();
+    for step in &path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => out.push_str(&format!(".{k}")),
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+#[path = "props_tests.rs"]
+mod props_tests;
