@@ -269,7 +269,8 @@ async fn five_hundred_idle_connections_do_not_lock_out_a_client_of_a_gateway_wit
     }
     let all_closed = start.elapsed();
     eprintln!("all 500 closed by the gateway {all_closed:?} after the first opened");
-    assert!(all_closed < secs(6), "{all_closed:?}");
+    // The last idle connection was closed at most the handshake timeout (2 s) after it opened.
+    assert!(all_closed < opened + secs(4), "{all_closed:?}");
     assert!(
         gateway.stderr().contains("lowered_to=192"),
         "{}",
