@@ -710,13 +710,7 @@ async fn sigstop_one_of_three() {
     c.agents[0].thaw();
     let calls = load.stop().await;
 
-    let r = report(
-        "sigstop (1 of 3)",
-        sc.freeze_for,
-        &calls,
-        &disturbed,
-        false,
-    );
+    let r = report("sigstop (1 of 3)", sc.freeze_for, &calls, &disturbed, false);
     // Describes started once the instance should be out of rotation, while it was frozen.
     let late = calls
         .iter()
@@ -769,7 +763,10 @@ async fn rolling_restart_of_three() {
         let (agent, id) = spawn_agent(&c.registry).await;
         let passing = step.elapsed();
         let status = old.wait_exit(secs(15)).await;
-        assert!(status.success(), "{old_id} exited with {status} after SIGTERM");
+        assert!(
+            status.success(),
+            "{old_id} exited with {status} after SIGTERM"
+        );
         log.push(format!(
             "SIGTERM {old_id} at +{:.1} s: {id} passing after {:.1} s, old exited after {:.1} s",
             step.duration_since(origin).as_secs_f64(),
@@ -824,7 +821,10 @@ async fn registry_down() {
     tokio::time::sleep_until(origin + sc.registry_down).await;
     let port = c.registry.addr;
     c.registry.restart();
-    assert_eq!(c.registry.addr, port, "the registry came back on another port");
+    assert_eq!(
+        c.registry.addr, port,
+        "the registry came back on another port"
+    );
     let up_at = Instant::now();
     // No data dir: the registry starts empty and each agent registers again.
     for id in &c.ids {
@@ -835,13 +835,7 @@ async fn registry_down() {
     tokio::time::sleep_until(tokio::time::Instant::now() + secs(2)).await;
     let calls = load.stop().await;
 
-    let r = report(
-        "registry down",
-        sc.registry_down,
-        &calls,
-        &disturbed,
-        true,
-    );
+    let r = report("registry down", sc.registry_down, &calls, &disturbed, true);
     let during = per_instance(
         calls
             .iter()

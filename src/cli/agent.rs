@@ -14,6 +14,8 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    // As the SDK's process::run does for a team's agent: start from the hard descriptor limit.
+    beamline_mesh::registry::rlimit::raise_nofile_limit_logged();
     let sim = Sim::new(args.seed);
     let agent = demo::agent(env!("CARGO_PKG_VERSION"), &sim);
     // The handlers are installed here, before the SDK prints the listening line: a supervisor
