@@ -208,16 +208,10 @@ impl AgentRuntime {
             .set_service_status(agent_name, ServingStatus::Serving)
             .await;
         health.set_service_status("", ServingStatus::Serving).await;
-        // Reflection in both versions: grpcurl before 1.9 (and other tools) speak only v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(beamline_contract::proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection()
+        let reflection_v1 = beamline_contract::reflection::builder()
             .build_v1()
             .map_err(|e| AgentError::Reflection(e.to_string()))?;
-        let reflection_v1alpha = reflection()
+        let reflection_v1alpha = beamline_contract::reflection::builder()
             .build_v1alpha()
             .map_err(|e| AgentError::Reflection(e.to_string()))?;
         let services = Services::default()

@@ -7,6 +7,7 @@
 
 pub mod beamline;
 pub mod quote;
+pub mod reflection;
 pub mod wire;
 
 /// The `beamline.v1` protobuf contract, generated from proto/ by the top-level build.rs.
