@@ -1,10 +1,12 @@
 //! The mesh: the framework's handle on every beamline's agents. `Mesh::agent("5.3.1")` returns
 //! the tonic-generated `BeamlineAgentClient` over one balanced service per beamline, shared by
-//! all callers: Consul discovery on its own task, one connection and health gate per healthy
-//! instance, tower's p2c over Peak-EWMA load beside a router for task affinity and idempotency
-//! keys, failfast, deadlines, and budgeted retries where they cannot repeat an effect.
+//! all callers: one fleet-wide Consul discovery watch on its own task, one connection and health
+//! gate per healthy instance, tower's p2c over Peak-EWMA load beside a router for task affinity
+//! and idempotency keys, failfast, deadlines, and budgeted retries where they cannot repeat an
+//! effect.
 //!
-//! Owns the per-beamline routes and their lifetime (created on first use, dropped when idle).
+//! Owns the per-beamline routes and their lifetime (created on a beamline's first call, dropped
+//! when idle or once the beamline has left Consul and nothing of it is in flight).
 
 mod connection;
 mod deadline;

@@ -3,14 +3,16 @@
 //! Every BeamlineAgent RPC has a unary request, so the router buffers it as bytes — which makes
 //! it replayable for retries — and decodes the routing key with prost: GetTask, Subscribe and
 //! Cancel go to the instance that owns the task id (healthy, or draining: deregistered but still
-//! answering, so a task can be read and cancelled through a deploy), an Execute with an idempotency key to the
-//! instance rendezvous hashing picks, everything else through tower's p2c (which picks in
-//! `poll_ready`, before it sees a request, so keyed routing cannot live inside it).
+//! answering, so a task can be read and cancelled through a deploy), an Execute with an
+//! idempotency key to the instance rendezvous hashing picks, everything else through tower's p2c
+//! (which picks in `poll_ready`, before it sees a request, so keyed routing cannot live inside
+//! it).
 //!
 //! Retries only where they cannot repeat an effect: a connection that failed before the request
-//! was written, an Execute a draining agent refused as never started, and the idempotent reads
-//! (Describe, GetTask, Subscribe before its first message), within a budget of a fraction of
-//! recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
+//! was written, an Execute a draining agent refused as never started, the idempotent reads
+//! (Describe, GetTask, Subscribe before its first message), and a keyed Execute of a capability
+//! its instance's card marks idempotent that failed before its first event (to another
+//! instance), within a budget of a fraction of recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
 //! default applies to unary calls only; streams get a bound on the time to the response headers.
 
 use std::future::Future;
