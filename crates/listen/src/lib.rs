@@ -3,7 +3,7 @@
 //! the descriptor limit): the open-descriptor limit raised at start-up ([`rlimit`]), a cap on
 //! open connections that refuses one more at once, and a handshake timeout that closes a
 //! connection whose first bytes (the HTTP/2 client preface, or a TLS ClientHello) do not arrive
-//! in time — checked concurrently, so a slow client never delays another ([`incoming`]).
+//! in time — checked concurrently, so a slow client never delays another ([`incoming()`]).
 //!
 //! Owns accepting connections up to the moment tonic takes them; it must not know what is
 //! served on them, and must stay lean (the agent SDK depends on it: tokio, libc, tracing,
