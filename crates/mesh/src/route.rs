@@ -429,6 +429,24 @@ impl Route {
                 Some((Code::Unavailable, false)) if rpc.is_idempotent() => {
                     Outcome::Retry(BoxError::from(status_of(&response)))
                 }
+                // A unary read is read whole here: an instance that dies between its response
+                // headers and its trailers (a kill -9 at that moment) fails a call that can be
+                // sent again, rather than one whose body breaks in the caller's hands.
+                _ if rpc.is_idempotent() && !rpc.is_stream() => match read_whole(response).await {
+                    Ok(response) => Outcome::Done(Ok(response)),
+                    Err(error) => {
+                        let status = Status::unavailable(format!(
+                            "beamline {} instance {}: the response broke off: {}",
+                            self.beamline,
+                            instance.as_deref().unwrap_or("(balanced)"),
+                            chain(error.as_ref())
+                        ));
+                        Outcome::Retry(match &instance {
+                            Some(id) => CallFailed::on(id, status),
+                            None => BoxError::from(status),
+                        })
+                    }
+                },
                 _ => Outcome::Done(Ok(response)),
             },
             Err(error) => {
@@ -473,6 +491,22 @@ impl Route {
             }
         }
     }
+}
+
+/// `response` with its body read to the end: its data and trailers, replayed from memory.
+async fn read_whole(response: Response) -> Result<Response, BoxError> {
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(BoxError::from)?;
+    let trailers = collected.trailers().cloned();
+    let data = collected.to_bytes();
+    let frames = [
+        Some(http_body::Frame::data(data)),
+        trailers.map(http_body::Frame::trailers),
+    ];
+    let body = http_body_util::StreamBody::new(futures::stream::iter(
+        frames.into_iter().flatten().map(Ok::<_, Status>),
+    ));
+    Ok(http::Response::from_parts(parts, Body::new(body)))
 }
 
 /// `error` as the mesh's [`CallFailed`], with what the call turned out to be.
