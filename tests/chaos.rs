@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
-use beamline_mesh::proto::{DescribeRequest, GetTaskRequest, SubscribeRequest};
+use beamline_mesh::proto::{GetTaskRequest, SubscribeRequest};
 use serde_json::json;
 use support::agent::*;
 use support::gateway::*;
@@ -557,20 +557,10 @@ fn per_instance<'a>(calls: impl Iterator<Item = &'a Call>) -> BTreeMap<String, u
 /// An agent of [`BEAMLINE`] in `registry` (drain grace 500 ms, drain timeout 2 s so a SIGTERM'd
 /// agent with running tasks stops within seconds), passing in Consul; and its instance id.
 async fn spawn_agent(registry: &Registry) -> (AgentProc, String) {
-    let agent = AgentProc::builder(BEAMLINE)
-        .registry(registry)
-        .arg("--drain-grace", "500ms")
-        .arg("--drain-timeout", "2s")
-        .start();
-    let id = agent
-        .client()
-        .await
-        .describe(DescribeRequest {})
-        .await
-        .unwrap_or_else(|e| panic!("direct Describe of agent {}: {e:?}", agent.addr))
-        .into_inner()
-        .instance_id;
-    wait_passing(registry, &service_name(BEAMLINE), &id, secs(10)).await;
+    let (agent, id, _) = start_agent_with(registry, BEAMLINE, |agent| {
+        agent.arg("--drain-timeout", "2s")
+    })
+    .await;
     (agent, id)
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use beamline_mesh::proto::DescribeRequest;
 
 use super::{describe, GatewayBuilder, GatewayProc};
-use crate::support::agent::{wait_passing, AgentProc};
+use crate::support::agent::{wait_passing, AgentBuilder, AgentProc};
 use crate::support::deadline::{secs, POLL_INTERVAL};
 use crate::support::Registry;
 
@@ -35,10 +35,21 @@ pub struct Cluster {
 /// Starts an agent of `beamline` in `registry` (drain grace 500ms) and waits until it is passing
 /// in Consul; returns it with its instance id and when it was first seen passing.
 pub async fn start_agent(registry: &Registry, beamline: &str) -> (AgentProc, String, Instant) {
-    let agent = AgentProc::builder(beamline)
-        .registry(registry)
-        .arg("--drain-grace", "500ms")
-        .start();
+    start_agent_with(registry, beamline, |agent| agent).await
+}
+
+/// As [`start_agent`], with more options set by `options` on the agent's builder.
+pub async fn start_agent_with(
+    registry: &Registry,
+    beamline: &str,
+    options: impl FnOnce(AgentBuilder) -> AgentBuilder,
+) -> (AgentProc, String, Instant) {
+    let agent = options(
+        AgentProc::builder(beamline)
+            .registry(registry)
+            .arg("--drain-grace", "500ms"),
+    )
+    .start();
     let id = agent
         .client()
         .await
