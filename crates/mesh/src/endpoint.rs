@@ -71,6 +71,8 @@ pub struct Endpoint {
     alive: watch::Receiver<bool>,
     /// The instance's AgentCard, once it answered Describe (what its capabilities allow).
     card: watch::Receiver<Option<Arc<AgentCard>>>,
+    /// Set by the first keyed Execute routed here: only then is the card worth a Describe.
+    card_wanted: watch::Sender<bool>,
     health_task: tokio::task::JoinHandle<()>,
     card_task: tokio::task::JoinHandle<()>,
 }
@@ -89,7 +91,12 @@ impl Endpoint {
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
         let (card_tx, card) = watch::channel(None);
-        let card_task = tokio::spawn(learn_card(connection.clone(), gate.clone(), card_tx));
+        let (card_wanted, wanted) = watch::channel(false);
+        let card_task = tokio::spawn(learn_card(
+            connection.clone(),
+            (gate.clone(), wanted),
+            card_tx,
+        ));
         let health_task = tokio::spawn(watch_health(
             connection.clone(),
             Health {
@@ -106,6 +113,7 @@ impl Endpoint {
             gate,
             alive,
             card,
+            card_wanted,
             health_task,
             card_task,
         })
@@ -135,9 +143,17 @@ impl Endpoint {
             gate,
             alive,
             card: watch::channel(None).1,
+            card_wanted: watch::channel(false).0,
             health_task: tokio::spawn(std::future::pending()),
             card_task: tokio::spawn(std::future::pending()),
         }
+    }
+
+    /// Asks for the instance's card (once; a keyed Execute's retry needs it). The mesh sends no
+    /// call of its own to an instance that never gets one.
+    pub fn want_card(&self) {
+        self.card_wanted
+            .send_if_modified(|wanted| !std::mem::replace(wanted, true));
     }
 
     /// Whether the instance's card says `capability` may run twice to the effect of once. An
@@ -171,16 +187,19 @@ impl Endpoint {
     }
 }
 
-/// Learns the instance's AgentCard with one Describe once it serves (again after a backoff
-/// while it does not answer); an instance's card does not change while it lives (a new card is
-/// a new deploy: a new instance, a new endpoint).
+/// Learns the instance's AgentCard with one Describe once it is wanted and the instance serves
+/// (again after a backoff while it does not answer); an instance's card does not change while
+/// it lives (a new card is a new deploy: a new instance, a new endpoint).
 async fn learn_card(
     connection: Connection,
-    mut gate: watch::Receiver<bool>,
+    (mut gate, mut wanted): (watch::Receiver<bool>, watch::Receiver<bool>),
     card: watch::Sender<Option<Arc<AgentCard>>>,
 ) {
     const BOUND: Duration = Duration::from_secs(5);
     let mut backoff = Duration::from_millis(100);
+    if wanted.wait_for(|wanted| *wanted).await.is_err() {
+        return;
+    }
     loop {
         if gate.wait_for(|open| *open).await.is_err() {
             return;

@@ -237,7 +237,12 @@ impl Route {
                     .filter(|e| e.is_open() && !tried.contains(&e.id))
                     .map(|e| e.id.as_str());
                 Ok(match rendezvous::pick(&request.idempotency_key, open) {
-                    Some(id) => Target::Instance(endpoints[id].clone()),
+                    Some(id) => {
+                        let endpoint = endpoints[id].clone();
+                        // Its retry depends on the capability's idempotency: learn the card.
+                        endpoint.want_card();
+                        Target::Instance(endpoint)
+                    }
                     None => Target::Balanced,
                 })
             }
