@@ -5,7 +5,9 @@
 //! Owns what crosses the wire; it must not depend on any other crate of the workspace, so that
 //! an agent built on an old SDK and a gateway built today agree on it.
 
+pub mod address;
 pub mod beamline;
+pub mod causes;
 pub mod quote;
 pub mod reflection;
 pub mod wire;
