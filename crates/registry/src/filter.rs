@@ -39,7 +39,6 @@
 use regex::Regex;
 use serde_json::Value;
 
-#[path = "filter_parse.rs"]
 mod parse;
 
 /// A filter Consul would refuse to create, with go-bexpr's message (`1:9 (8): rule "number":
@@ -181,5 +180,4 @@ fn is_empty(v: Option<&Value>) -> bool {
 }
 
 #[cfg(test)]
-#[path = "filter_tests.rs"]
 mod tests;

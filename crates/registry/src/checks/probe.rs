@@ -77,5 +77,4 @@ fn io_text(err: &std::io::Error) -> String {
 }
 
 #[cfg(test)]
-#[path = "probe_tests.rs"]
 mod tests;

@@ -256,5 +256,4 @@ fn blame<T: for<'de> Deserialize<'de>>(body: &Value) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "props_tests.rs"]
-mod props_tests;
+mod tests;

@@ -12,13 +12,9 @@ use tokio::net::TcpListener;
 
 use super::*;
 
-#[path = "probe_grpc_tests.rs"]
 mod grpc;
-#[path = "probe_http_tests.rs"]
 mod http;
-#[path = "probe_https_tests.rs"]
 mod https;
-#[path = "probe_tcp_tests.rs"]
 mod tcp;
 
 /// Bound on every wait for a probe that is expected to finish on its own.
