@@ -239,5 +239,4 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
 }
 
 #[cfg(test)]
-#[path = "capabilities_tests.rs"]
 mod tests;

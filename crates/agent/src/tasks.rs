@@ -262,5 +262,4 @@ impl TaskTable {
 }
 
 #[cfg(test)]
-#[path = "tasks_tests.rs"]
 mod tests;

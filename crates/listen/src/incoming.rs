@@ -270,5 +270,4 @@ impl AsyncWrite for Conn {
 }
 
 #[cfg(test)]
-#[path = "incoming_tests.rs"]
 mod tests;

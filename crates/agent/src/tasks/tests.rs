@@ -13,13 +13,9 @@ use tokio::time::timeout;
 
 use super::*;
 
-#[path = "tasks_drain_tests.rs"]
 mod drain;
-#[path = "tasks_handle_tests.rs"]
 mod handle;
-#[path = "tasks_retention_tests.rs"]
 mod retention;
-#[path = "tasks_stream_tests.rs"]
 mod stream;
 
 const DEADLINE: Duration = Duration::from_secs(5);
