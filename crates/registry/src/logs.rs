@@ -6,7 +6,6 @@
 //! reads no clock: callers pass `now` and write the line themselves.
 
 use std::collections::HashMap;
-use std::error::Error;
 use std::time::{Duration, Instant};
 
 /// Subjects tracked at once; past it, subjects quiet for a whole period are forgotten.
@@ -57,19 +56,8 @@ impl LogLimiter {
     }
 }
 
-/// `err` and each of its sources, joined by ": " (an OS error keeps its errno text), skipping a
-/// source whose text the outer message already quotes.
-pub fn chain(err: &(dyn Error + 'static)) -> String {
-    let mut text = err.to_string();
-    for cause in std::iter::successors(err.source(), |&e| e.source()) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
-}
+/// An error and its causes on one line: the contract's, so every part of the mesh writes them alike.
+pub use beamline_contract::causes::chain;
 
 #[cfg(test)]
 mod tests;

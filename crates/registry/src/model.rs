@@ -10,33 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::probe::{GrpcProbe, HttpProbe};
 
-/// A check's health, as Consul spells it on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Passing,
-    Warning,
-    Critical,
-}
-
-impl CheckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckStatus::Passing => "passing",
-            CheckStatus::Warning => "warning",
-            CheckStatus::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<CheckStatus> {
-        match s {
-            "passing" => Some(CheckStatus::Passing),
-            "warning" => Some(CheckStatus::Warning),
-            "critical" => Some(CheckStatus::Critical),
-            _ => None,
-        }
-    }
-}
+/// A check's health, as Consul spells it on the wire: the contract's, shared with the mesh.
+pub use beamline_contract::wire::CheckStatus;
 
 /// `{Address, Port}` as Consul writes it in a service's `TaggedAddresses`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

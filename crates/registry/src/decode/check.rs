@@ -118,9 +118,10 @@ pub(super) fn parse_status(
 ) -> Result<Option<CheckStatus>, RegistryError> {
     match status.as_deref() {
         None | Some("") => Ok(None),
-        Some(s) => CheckStatus::parse(s)
+        Some(s) => s
+            .parse::<CheckStatus>()
             .map(Some)
-            .ok_or_else(|| bad_request(message)),
+            .map_err(|_| bad_request(message)),
     }
 }
 

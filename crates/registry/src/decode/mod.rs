@@ -262,8 +262,9 @@ pub fn check_update(body: &[u8]) -> Result<(CheckStatus, String), RegistryError>
     }
     let input: UpdateIn = parse_body(body, CHECK_UPDATE_FIELDS)?;
     let status = input.status.unwrap_or_default();
-    let status = CheckStatus::parse(&status)
-        .ok_or_else(|| bad_request(format!("Invalid check status: '{status}'")))?;
+    let status = status
+        .parse::<CheckStatus>()
+        .map_err(|_| bad_request(format!("Invalid check status: '{status}'")))?;
     Ok((status, input.output.unwrap_or_default()))
 }
 

@@ -132,7 +132,10 @@ pub async fn health_state(
     let query = Query::parse(q.as_deref());
     let wanted_status = match wanted.as_str() {
         "any" => None,
-        s => Some(CheckStatus::parse(s).ok_or_else(|| bad_request("Bad check state"))?),
+        s => Some(
+            s.parse::<CheckStatus>()
+                .map_err(|_| bad_request("Bad check state"))?,
+        ),
     };
     let filter = query.filter()?;
     let node_name = reg.node().name.clone();

@@ -18,6 +18,8 @@ use tokio::time::{timeout_at, Instant};
 use super::resolve::Resolver;
 use super::{deadline_after, describe_error, done, io_text, ProbeResult};
 use crate::model::CheckStatus::{Critical, Passing, Warning};
+use beamline_contract::address::host_port;
+use beamline_contract::causes::io_cause;
 
 /// Consul's OutputMaxSize default; like Consul's ring buffer, the *last* bytes of a body are kept.
 const OUTPUT_MAX_SIZE: usize = 4096;
@@ -85,7 +87,7 @@ async fn http_send(
         return Err(format!("unsupported protocol scheme {:?}", url.scheme()));
     }
     let port = url.port_or_known_default().unwrap_or_default();
-    let dial_addr = format!("{}:{port}", url.host_str().unwrap_or_default());
+    let dial_addr = host_port(url.host_str().unwrap_or_default(), port);
     let (client, url, host) = http_client(probe, url)?;
     let mut headers = HeaderMap::new();
     for (name, values) in &probe.header {
@@ -114,9 +116,7 @@ async fn http_send(
         Ok(Err(err)) => {
             // A refused or unreachable socket reads as Go's dial error; anything else (DNS, TLS)
             // as the chain of causes.
-            let os_error = std::iter::successors(std::error::Error::source(&err), |&e| e.source())
-                .filter_map(|e| e.downcast_ref::<std::io::Error>())
-                .find(|e| e.raw_os_error().is_some());
+            let os_error = io_cause(&err).filter(|e| e.raw_os_error().is_some());
             return Err(match os_error {
                 Some(os) if err.is_connect() => {
                     format!("dial tcp {dial_addr}: connect: {}", io_text(os))
@@ -181,7 +181,7 @@ fn http_client(
     }
 
     let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
+        Some(port) => host_port(host, port),
         None => host.to_owned(),
     };
     let host = HeaderValue::from_str(&authority).ok();
