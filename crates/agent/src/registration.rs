@@ -3,13 +3,14 @@
 //! data, a reaper, an operator), and keep trying quietly while Consul is unreachable — an agent
 //! serves whether or not Consul is there.
 //!
-//! Owns the registration body and the keep-alive loop; deregistration at shutdown is the
-//! runtime's (it must happen at a precise point of the drain).
+//! Owns the registration body and the keep-alive loop that drives `keepalive`'s decisions;
+//! deregistration at shutdown is the runtime's (it must happen at a precise point of the drain).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -18,6 +19,9 @@ use beamline_consul::duration::format_go;
 use beamline_consul::{AgentServiceCheck, ConsulClient, ServiceRegistration};
 use beamline_contract::beamline::AGENT_TAG;
 use beamline_contract::wire::meta;
+use keepalive::{Call, Keepalive, Note, Outcome, Wake};
+
+mod keepalive;
 
 /// The health check an agent registers with itself (defaults in the architecture's names).
 #[derive(Debug, Clone)]
@@ -85,7 +89,8 @@ pub fn registration(
 }
 
 /// Registers, then every `every` (with jitter) checks the registration is still there, until
-/// `stop`. Logs an outage once, not per retry.
+/// `stop`. Logs an outage once, not per retry. The decisions are [`Keepalive`]'s; this loop only
+/// calls Consul, draws the jitter, logs and sleeps.
 pub async fn keep_registered(
     client: ConsulClient,
     registration: ServiceRegistration,
@@ -94,42 +99,41 @@ pub async fn keep_registered(
 ) {
     let id = registration.id.clone();
     let addr = client.config().addr.clone();
-    let mut registered = false;
-    let mut failing = false;
+    let mut keepalive = Keepalive::new(every);
     loop {
-        let outcome = if registered {
-            client.is_registered(&id).await
-        } else {
-            client.register(&registration).await.map(|()| true)
+        let result = match keepalive.call() {
+            Call::Check => client.is_registered(&id).await,
+            Call::Register => client.register(&registration).await.map(|()| true),
         };
-        match outcome {
-            Ok(true) => {
-                if !registered {
-                    info!(service_id = %id, consul = %addr, "registered in Consul");
-                }
-                registered = true;
-                failing = false;
-            }
-            Ok(false) => {
-                warn!(service_id = %id, "registration disappeared from Consul; registering again");
-                registered = false;
-                continue;
-            }
+        let (outcome, error) = match result {
+            Ok(true) => (Outcome::Present, None),
+            Ok(false) => (Outcome::Gone, None),
             Err(e) => {
-                if !failing {
-                    warn!(service_id = %id, error = %e, "cannot reach Consul; will keep trying");
-                }
-                failing = true;
-                // After an outage, check (not assume) the registration.
-                if e.is_unreachable() {
-                    registered = false;
-                }
+                let unreachable = e.is_unreachable();
+                (Outcome::Failed { unreachable }, Some(e))
             }
+        };
+        let jitter = rand::rng().random_range(0.0..=1.0);
+        let (wake, note) = keepalive.on_result(Instant::now(), outcome, jitter);
+        match (note, error) {
+            (Some(Note::Registered), _) => {
+                info!(service_id = %id, consul = %addr, "registered in Consul")
+            }
+            (Some(Note::Disappeared), _) => {
+                warn!(service_id = %id, "registration disappeared from Consul; registering again")
+            }
+            (Some(Note::Failing), Some(e)) => {
+                warn!(service_id = %id, error = %e, "cannot reach Consul; will keep trying")
+            }
+            _ => {}
         }
-        let jitter = rand::rng().random_range(Duration::ZERO..=every / 4);
+        let Wake::At(at) = wake else { continue };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every + jitter) => {}
+            _ = tokio::time::sleep_until(at) => {}
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,8 @@
 //! agent's code is mostly its capabilities.
 //!
 //! Owns task lifecycle and fan-out; it knows nothing of Consul, draining or capabilities' meaning.
-//! This module is the table callers use; the records and their retention are `record`, the
-//! worker's side of a task is `handle`.
+//! This module is the table callers use; the records are `record`, when finished ones are dropped
+//! is `retention`, the worker's side of a task is `handle`.
 //!
 //! Each task's latest event lives in a `watch` channel: a subscriber holds one receiver, so a slow
 //! one sees progress coalesced (never unbounded buffering), and since nothing is ever written
@@ -14,6 +14,7 @@
 
 mod handle;
 mod record;
+mod retention;
 
 pub use handle::{TaskHandle, TaskResult};
 
@@ -97,14 +98,14 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not take the whole table down with it.
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.evict(&self.config);
+        st.evict();
         st
     }
 }
 
 impl TaskTable {
     pub fn new(instance_id: impl Into<String>, config: TaskTableConfig) -> TaskTable {
-        let state = Mutex::new(State::default());
+        let state = Mutex::new(State::new(&config));
         let instance_id = instance_id.into();
         let running = watch::Sender::new(0);
         TaskTable {
@@ -257,7 +258,7 @@ impl TaskTable {
             }
         }
         self.inner.running.send_replace(st.running);
-        st.evict(&self.inner.config);
+        st.evict();
     }
 }
 

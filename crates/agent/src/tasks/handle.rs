@@ -127,7 +127,7 @@ impl TaskHandle {
         let mut st = self.inner.lock();
         if st.finish(&self.cell, outcome) {
             self.inner.running.send_replace(st.running);
-            st.evict(&self.inner.config);
+            st.evict();
         }
     }
 }

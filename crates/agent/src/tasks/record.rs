@@ -1,11 +1,12 @@
 //! Task records: one task's `Cell` (its latest event, the subscribers' channel, its
 //! cancellation) and the table's `State` (records by id and by idempotency key, and the
-//! retention of finished ones).
+//! finished ones' retention).
 //!
-//! Owns how a record changes and when a finished one is dropped; it must not decide who may
-//! start or end a task (the table and the worker's handle do) nor lock the table itself.
+//! Owns how a record changes, and drops the finished ones `retention` says are due (reading the
+//! clock for it); it must not decide who may start or end a task (the table and the worker's
+//! handle do) nor lock the table itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -14,18 +15,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::retention::Retention;
 use super::{is_terminal, TaskEventStream, TaskTableConfig};
 use beamline_contract::proto::{Progress, Task, TaskError, TaskEvent, TaskState};
 use beamline_contract::quote::quote;
 
 /// Every record the table holds; only ever touched under the table's lock.
-#[derive(Default)]
 pub(super) struct State {
     pub(super) tasks: HashMap<String, Arc<Cell>>,
     /// Idempotency key → the task it created.
     pub(super) keys: HashMap<String, String>,
-    /// Finished tasks in the order they finished, for retention.
-    pub(super) finished: VecDeque<(Instant, String)>,
+    /// Which finished tasks to drop, and when.
+    retention: Retention,
     pub(super) running: usize,
 }
 
@@ -113,6 +114,16 @@ impl Cell {
 }
 
 impl State {
+    /// No task yet; finished ones are kept as `config` says.
+    pub(super) fn new(config: &TaskTableConfig) -> State {
+        State {
+            tasks: HashMap::new(),
+            keys: HashMap::new(),
+            retention: Retention::new(config.retention, config.max_finished),
+            running: 0,
+        }
+    }
+
     /// See [`super::TaskTable::existing`]; the caller holds the table lock.
     pub(super) fn existing(
         &self,
@@ -150,7 +161,7 @@ impl State {
         });
         if won {
             self.running = self.running.saturating_sub(1);
-            self.finished.push_back((Instant::now(), cell.id.clone()));
+            self.retention.on_finished(cell.id.clone(), Instant::now());
         }
         won
     }
@@ -160,17 +171,10 @@ impl State {
         self.tasks.get(task_id).cloned().ok_or_else(not_found)
     }
 
-    /// Drops finished tasks past their retention or beyond `max_finished`, oldest first.
-    pub(super) fn evict(&mut self, config: &TaskTableConfig) {
-        let now = Instant::now();
-        while let Some((at, _)) = self.finished.front() {
-            let expired = now.saturating_duration_since(*at) >= config.retention;
-            if !expired && self.finished.len() <= config.max_finished {
-                break;
-            }
-            let Some((_, id)) = self.finished.pop_front() else {
-                break;
-            };
+    /// Drops the finished tasks past their retention or beyond `max_finished`, oldest first,
+    /// with the idempotency keys that still name them.
+    pub(super) fn evict(&mut self) {
+        for id in self.retention.expired(Instant::now()) {
             let key = self.tasks.remove(&id).and_then(|cell| cell.key.clone());
             if let Some(key) = key.filter(|k| self.keys.get(k) == Some(&id)) {
                 self.keys.remove(&key);

@@ -1,0 +1,53 @@
+//! The registration body: the framework's tag and Meta beside the team's, and the health check
+//! target dialled at the advertised address (an IPv6 host bracketed).
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn instance() -> Instance {
+    Instance {
+        beamline: "5.3.1".parse().unwrap(),
+        instance_id: "beamline-5-3-1-0123abcd".to_string(),
+        agent_version: "1.2.3".to_string(),
+    }
+}
+
+#[test]
+fn the_check_dials_the_advertised_address_bracketing_an_ipv6_host() {
+    let check = CheckSettings::default();
+    let none = BTreeMap::new();
+    for (host, target) in [
+        ("10.0.0.5", "10.0.0.5:50051"),
+        ("agent.example", "agent.example:50051"),
+        ("::1", "[::1]:50051"),
+        ("fd00::5", "[fd00::5]:50051"),
+    ] {
+        let r = registration(&instance(), host, 50051, &check, &[], &none);
+        assert_eq!(r.check.grpc, target);
+        assert_eq!((r.address.as_str(), r.port), (host, 50051));
+    }
+}
+
+#[test]
+fn the_frameworks_tag_and_meta_come_first_and_win() {
+    let tags = vec![AGENT_TAG.to_string(), "motion".to_string()];
+    let extra = BTreeMap::from([
+        (meta::SDK_VERSION.to_string(), "forged".to_string()),
+        ("team".to_string(), "optics".to_string()),
+    ]);
+    let r = registration(
+        &instance(),
+        "10.0.0.5",
+        1,
+        &CheckSettings::default(),
+        &tags,
+        &extra,
+    );
+    assert_eq!(r.tags, vec![AGENT_TAG.to_string(), "motion".to_string()]);
+    assert_eq!(r.meta[meta::SDK_VERSION], SDK_VERSION);
+    assert_eq!(r.meta["team"], "optics");
+    assert_eq!(r.meta[meta::BEAMLINE], "5.3.1");
+    assert_eq!(r.meta[meta::INSTANCE_ID], "beamline-5-3-1-0123abcd");
+    assert_eq!(r.id, "beamline-5-3-1-0123abcd");
+}
