@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::config::PolicyConfig;
-use beamline_mesh::gateway::metrics::GatewayMetrics;
+use beamline_mesh::gateway::observe::GatewayMetrics;
 use beamline_mesh::gateway::{self, status, GatewayOptions, TlsFiles};
 use beamline_mesh::mesh::{EndpointSettings, Mesh, MeshSettings};
 

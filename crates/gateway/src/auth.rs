@@ -25,7 +25,6 @@ use super::caller::{method_of, Beamlines, Caller, Role};
 use super::config::{is_caller_name, ConfigError, PolicyConfig};
 use beamline_contract::beamline::BeamlineId;
 
-#[path = "auth_jwt.rs"]
 mod jwt;
 use jwt::{looks_like_jwt, JwtVerifier};
 
@@ -323,5 +322,4 @@ where
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

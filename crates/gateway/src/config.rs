@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use super::caller::Role;
 
-#[path = "config_parse.rs"]
 mod parse;
 
 /// One `[[caller]]` entry.
@@ -138,5 +137,4 @@ pub fn is_caller_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -7,13 +7,11 @@
 //! Owns the routing key and turning mesh errors into gRPC statuses; authentication, limits and
 //! metrics are tower layers added in front of it (they must not live in here).
 
-pub mod access_line;
-pub mod access_log;
 pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod limits;
-pub mod metrics;
+pub mod observe;
 pub mod server;
 pub mod status;
 
@@ -96,40 +94,4 @@ impl Service<http::Request<Body>> for GatewayService {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(beamline: Option<&str>) -> http::Request<()> {
-        let mut builder = http::Request::builder().uri("/beamline.v1.BeamlineAgent/Describe");
-        if let Some(beamline) = beamline {
-            builder = builder.header(ROUTING_KEY, beamline);
-        }
-        builder.body(()).unwrap()
-    }
-
-    #[test]
-    fn the_first_layer_to_ask_keeps_the_beamline_for_the_next() {
-        let mut request = request(Some("5.3.1"));
-        let first = beamline_of(&mut request).unwrap();
-        assert_eq!(request.extensions().get::<BeamlineId>(), Some(&first));
-        // A later layer gets the kept id, not a new parse of the header.
-        request.headers_mut().remove(ROUTING_KEY);
-        assert_eq!(beamline_of(&mut request).unwrap().as_str(), "5.3.1");
-    }
-
-    #[test]
-    fn a_missing_or_malformed_key_is_invalid_argument_naming_it() {
-        let missing = beamline_of(&mut request(None)).unwrap_err();
-        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
-        assert!(
-            missing.message().contains(ROUTING_KEY),
-            "{}",
-            missing.message()
-        );
-        let mut malformed = request(Some("5..3"));
-        let status = beamline_of(&mut malformed).unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().contains("5..3"), "{}", status.message());
-        assert!(malformed.extensions().get::<BeamlineId>().is_none());
-    }
-}
+mod tests;

@@ -26,7 +26,7 @@ use tower::{Layer, Service};
 
 use super::caller::Caller;
 use super::config::{Limit, LimitsConfig};
-use super::metrics::GatewayMetrics;
+use super::observe::GatewayMetrics;
 
 /// The caller name of calls without an authenticated caller (`--insecure-no-auth`).
 pub const ANONYMOUS: &str = "anonymous";
@@ -223,5 +223,4 @@ where
 }
 
 #[cfg(test)]
-#[path = "limits_tests.rs"]
 mod tests;

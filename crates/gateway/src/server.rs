@@ -17,11 +17,10 @@ use tonic::server::NamedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tower::{Service, ServiceBuilder};
 
-use super::access_line::LineQueue;
 use super::auth::{AuthLayer, Authenticator};
 use super::config::{ConfigError, PolicyConfig};
 use super::limits::RateLimitLayer;
-use super::metrics::{GatewayMetrics, MetricsLayer};
+use super::observe::{GatewayMetrics, LineQueue, ObserveLayer};
 use super::GatewayService;
 use beamline_listen::Handshake;
 use beamline_mesh_client::{Arrival, Mesh};
@@ -133,18 +132,21 @@ pub async fn serve(
     let fleet = mesh.clone();
     metrics.label_unknown_beamlines(Box::new(move |beamline| fleet.is_known(beamline)));
 
-    // One observer serves metrics and the access log; without either, no layer at all.
-    let observe = match (options.metrics, options.access_log) {
-        (false, false) => None,
-        (true, false) => Some(MetricsLayer::new(metrics.clone())),
-        (_, true) => Some(match LineQueue::start() {
-            Ok(queue) => MetricsLayer::new(metrics.clone()).with_queued_access_log(Arc::new(queue)),
+    // One observer records metrics and the access log; without either, no layer at all. (With
+    // the access log on, calls are counted in the metrics too.)
+    let observe = (options.metrics || options.access_log).then(|| {
+        let observe = ObserveLayer::new().with_metrics(metrics.clone());
+        if !options.access_log {
+            return observe;
+        }
+        match LineQueue::start() {
+            Ok(queue) => observe.with_queued_access_log(Arc::new(queue)),
             Err(e) => {
                 tracing::warn!("no access-log thread ({e}): lines are written as calls end");
-                MetricsLayer::new(metrics.clone()).with_access_log()
+                observe.with_access_log()
             }
-        }),
-    };
+        }
+    });
     let (auth, limits) = match &options.policy {
         Some(policy) => (
             Some(AuthLayer::new(Arc::new(Authenticator::new(policy)?))),

@@ -22,7 +22,7 @@ use axum::Router;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::metrics::{
+use super::observe::{
     CallTotals, GatewayMetrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
 };
 use beamline_mesh_client::discovery::Resolution;
@@ -338,5 +338,4 @@ pub fn render_page(view: &StatusView) -> String {
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -9,8 +9,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tonic::Status;
 
-use super::super::caller::Role;
-use super::super::config::{ConfigError, JwtConfig};
+use crate::caller::Role;
+use crate::config::{ConfigError, JwtConfig};
 
 /// A `[jwt]` key with the checks every token must pass.
 pub(super) struct JwtVerifier {

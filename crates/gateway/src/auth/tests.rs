@@ -304,8 +304,8 @@ async fn es256_jwt_with_a_generated_key_pair() {
 
 /// A key pair made for this test alone (`openssl genpkey -algorithm RSA`); it signs nothing
 /// else. RSA keys are checked in because no dependency of the crate generates them.
-const RS256_PRIVATE: &str = include_str!("testdata/rs256_private.pem");
-const RS256_PUBLIC: &str = include_str!("testdata/rs256_public.pem");
+const RS256_PRIVATE: &str = include_str!("../testdata/rs256_private.pem");
+const RS256_PUBLIC: &str = include_str!("../testdata/rs256_public.pem");
 
 #[tokio::test]
 async fn rs256_jwt_with_a_checked_in_test_key_pair() {

@@ -166,7 +166,7 @@ async fn refusals_are_counted_by_beamline_and_scope() {
     call(&layer, Some("5.3.1"), Some("alice")).await;
     call(&layer, Some("5.3.1"), Some("alice")).await; // beamline
     call(&layer, Some("7.0.1"), Some("alice")).await; // caller
-    let mesh = crate::metrics::tests::mesh();
+    let mesh = crate::tests::mesh();
     let text = metrics.render(&mesh);
     assert!(
         text.contains(

@@ -1,27 +1,20 @@
-//! One access-log line, and the queue that writes lines off the call's path.
+//! The access log's line: one `tracing` event (target `access`) per call, with caller,
+//! beamline, method, capability, task id, instance, gRPC code, duration and start time as
+//! structured fields (`--log-format json` is the subscriber's choice).
 //!
-//! Why a queue: formatting a line (`tracing`'s formatter: fields, timestamp) costs a few
-//! microseconds, and at the end of a call it sits between the agent's trailers and the caller —
-//! more than the rest of the policy layers together. Queued, a call only moves its record into a
-//! vector; a thread of the queue's own emits the lines (through the `tracing` dispatcher that
-//! was current where the queue was made) in batches, woken once per batch. Lines keep their
-//! order, and each carries its call's start time (`started`), so the log time of a line, which
-//! may trail the call by up to `BATCH_WINDOW`, is never the only time it has.
-//!
-//! Owns the line's fields and when lines are emitted; what a call's facts are is the observer's.
+//! Owns the line's fields and their spelling; what a call's facts are is the observer's
+//! (`record`), and when lines are written off the call's path is the queue's (`line_queue`).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tonic::Code;
 
-use super::access_log::TARGET;
-use super::limits::ANONYMOUS;
-use super::metrics::code_name;
+use super::code_name;
+use crate::limits::ANONYMOUS;
 
-/// How long the queue's thread gathers lines after the first one of a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(10);
+/// The `tracing` target of access log lines.
+pub const TARGET: &str = "access";
 
 /// Everything a line says about one call.
 #[derive(Debug, Clone)]
@@ -55,98 +48,5 @@ impl AccessLine {
             duration_ms,
             "call"
         );
-    }
-}
-
-struct Pending {
-    lines: Vec<AccessLine>,
-    closed: bool,
-}
-
-struct Shared {
-    pending: Mutex<Pending>,
-    wake: Condvar,
-}
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Pending> {
-    shared.pending.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Lines waiting for the queue's thread. Dropping the queue emits what is left and ends the
-/// thread.
-pub struct LineQueue {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LineQueue {
-    /// A queue whose thread emits through the `tracing` dispatcher current here.
-    pub fn start() -> std::io::Result<LineQueue> {
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                lines: Vec::new(),
-                closed: false,
-            }),
-            wake: Condvar::new(),
-        });
-        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-        let worker = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || {
-                tracing::dispatcher::with_default(&dispatch, || emit_batches(&worker))
-            })?;
-        Ok(LineQueue {
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn push(&self, line: AccessLine) {
-        let first = {
-            let mut pending = lock(&self.shared);
-            pending.lines.push(line);
-            pending.lines.len() == 1
-        };
-        if first {
-            self.shared.wake.notify_one();
-        }
-    }
-}
-
-fn emit_batches(shared: &Shared) {
-    loop {
-        let mut pending = lock(shared);
-        while pending.lines.is_empty() && !pending.closed {
-            pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
-        }
-        if !pending.closed {
-            drop(pending);
-            std::thread::sleep(BATCH_WINDOW);
-            pending = lock(shared);
-        }
-        let batch = std::mem::take(&mut pending.lines);
-        let closed = pending.closed;
-        drop(pending);
-        for line in &batch {
-            line.emit();
-        }
-        if closed {
-            return;
-        }
-    }
-}
-
-impl Drop for LineQueue {
-    fn drop(&mut self) {
-        lock(&self.shared).closed = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        // Lines pushed after the thread's last batch.
-        for line in std::mem::take(&mut lock(&self.shared).lines) {
-            line.emit();
-        }
     }
 }

@@ -4,7 +4,7 @@
 //! time.
 //!
 //! Owns the shape and the text of the metrics; it must not record calls nor choose label values
-//! (bounding what a caller sends is the recording side's, in `metrics`).
+//! (bounding what a caller sends is the recording side's, `metrics`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::{Capped, GatewayMetrics, MAX_BEAMLINES, MAX_CAPABILITIES};
+use super::metrics::{Capped, GatewayMetrics, MAX_BEAMLINES, MAX_CAPABILITIES};
 use beamline_mesh_client::Mesh;
 
 /// The `Content-Type` of [`GatewayMetrics::render`].

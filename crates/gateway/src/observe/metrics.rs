@@ -2,7 +2,7 @@
 //! and gRPC code; latency; calls in flight; rate-limit and auth rejections; and, computed at
 //! scrape time from the mesh, instances per beamline and discovery updates.
 //!
-//! Calls are recorded when they end (see [`super::access_log`], the one call-end observer that
+//! Calls are recorded when they end (see [`super::ObserveLayer`], the one call-end observer that
 //! feeds both this and the access log), so a stream counts with its final code and duration.
 //!
 //! Label values a caller chooses (beamline ids, method names, capabilities) are capped: past a
@@ -10,13 +10,8 @@
 //! scrape without limit.
 //!
 //! Owns recording: turning a call's end or a refusal into bounded label values and increments,
-//! the per-beamline totals, and the layer that feeds them. The families themselves and the text
-//! of a scrape are `exposition`'s (`metrics_exposition.rs`); this must not render.
-
-#[path = "metrics_exposition.rs"]
-mod exposition;
-
-pub use exposition::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+//! and the per-beamline totals. The families themselves and the text of a scrape are
+//! `exposition`'s; this must not render, nor watch calls (the observer in `observe` does).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,20 +24,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tonic::Code;
-use tower::Layer;
 
-use super::access_line::LineQueue;
-use super::access_log::{AccessLogLayer, Observed};
-use super::limits::Scope;
-use exposition::{
+use crate::limits::Scope;
+use beamline_contract::wire::Rpc;
+
+use super::code_name;
+use super::exposition::{
     beamline_labels, BeamlineLabels, CallLabels, CodeLabels, LimitLabels, MethodLabels,
 };
 
-/// The RPCs of `beamline.v1.BeamlineAgent`; any other method is labelled `_other`.
-const METHODS: [&str; 5] = ["Describe", "Execute", "GetTask", "Subscribe", "Cancel"];
 /// Distinct beamlines and capabilities kept as label values before `_other`.
-const MAX_BEAMLINES: usize = 1000;
-const MAX_CAPABILITIES: usize = 500;
+pub(super) const MAX_BEAMLINES: usize = 1000;
+pub(super) const MAX_CAPABILITIES: usize = 500;
 pub const OTHER: &str = "_other";
 /// The label of every beamline Consul does not know: a caller inventing ids makes no series.
 pub const UNKNOWN: &str = "_unknown";
@@ -58,19 +51,19 @@ pub struct CallTotals {
 }
 
 #[derive(Default)]
-struct AtomicTotals {
+pub(super) struct AtomicTotals {
     calls: AtomicU64,
     errors: AtomicU64,
 }
 
 /// A bounded set of label values.
-struct Capped {
+pub(super) struct Capped {
     max: usize,
     seen: RwLock<HashSet<String>>,
 }
 
 impl Capped {
-    fn new(max: usize) -> Capped {
+    pub(super) fn new(max: usize) -> Capped {
         Capped {
             max,
             seen: RwLock::new(HashSet::new()),
@@ -110,24 +103,24 @@ pub struct CallEnd<'a> {
 
 /// Every metric of the gateway; share it as `Arc<GatewayMetrics>`.
 pub struct GatewayMetrics {
-    registry: Registry,
-    calls: Family<CallLabels, Counter>,
-    latency: Family<MethodLabels, Histogram>,
-    in_flight: Family<BeamlineLabels, Gauge>,
-    rate_limited: Family<LimitLabels, Counter>,
-    auth_rejected: Family<CodeLabels, Counter>,
-    instances: Family<BeamlineLabels, Gauge>,
-    healthy_instances: Family<BeamlineLabels, Gauge>,
-    routable_instances: Family<BeamlineLabels, Gauge>,
-    discovery_updates: Counter,
-    beamlines: Capped,
-    capabilities: Capped,
-    totals: RwLock<HashMap<String, Arc<AtomicTotals>>>,
+    pub(super) registry: Registry,
+    pub(super) calls: Family<CallLabels, Counter>,
+    pub(super) latency: Family<MethodLabels, Histogram>,
+    pub(super) in_flight: Family<BeamlineLabels, Gauge>,
+    pub(super) rate_limited: Family<LimitLabels, Counter>,
+    pub(super) auth_rejected: Family<CodeLabels, Counter>,
+    pub(super) instances: Family<BeamlineLabels, Gauge>,
+    pub(super) healthy_instances: Family<BeamlineLabels, Gauge>,
+    pub(super) routable_instances: Family<BeamlineLabels, Gauge>,
+    pub(super) discovery_updates: Counter,
+    pub(super) beamlines: Capped,
+    pub(super) capabilities: Capped,
+    pub(super) totals: RwLock<HashMap<String, Arc<AtomicTotals>>>,
     /// Serialises scrapes (they reset the instance gauges) and holds the mesh's update sum at
     /// the last scrape: the sum drops when an idle route goes, so the counter adds increases.
-    scrape: Mutex<u64>,
+    pub(super) scrape: Mutex<u64>,
     /// See [`GatewayMetrics::label_unknown_beamlines`].
-    known: std::sync::OnceLock<KnownBeamline>,
+    pub(super) known: std::sync::OnceLock<KnownBeamline>,
 }
 
 impl GatewayMetrics {
@@ -228,73 +221,10 @@ impl GatewayMetrics {
     }
 }
 
-fn method_label(method: &str) -> &str {
-    METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or(OTHER)
-}
-
-/// The canonical name of a gRPC code (`OK`, `RESOURCE_EXHAUSTED`), as in logs and labels.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// Records every call in `metrics` when it ends (its stream included). One body wrapper serves
-/// this and the access log: `.with_access_log()` adds the log line to the same observer.
-#[derive(Clone)]
-pub struct MetricsLayer {
-    observer: AccessLogLayer,
-}
-
-impl MetricsLayer {
-    pub fn new(metrics: Arc<GatewayMetrics>) -> MetricsLayer {
-        MetricsLayer {
-            observer: AccessLogLayer::new().with_metrics(metrics).with_log(false),
-        }
-    }
-
-    /// Also writes the access log line of each call, where the call ends.
-    pub fn with_access_log(self) -> MetricsLayer {
-        MetricsLayer {
-            observer: self.observer.with_log(true),
-        }
-    }
-
-    /// Also writes the access log line of each call, through `queue` (off the call's path).
-    pub fn with_queued_access_log(self, queue: Arc<LineQueue>) -> MetricsLayer {
-        MetricsLayer {
-            observer: self.observer.with_queue(queue),
-        }
-    }
-}
-
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Observed<S>;
-    fn layer(&self, inner: S) -> Observed<S> {
-        self.observer.layer(inner)
-    }
+/// The label of a method: an RPC of `beamline.v1.BeamlineAgent`, or `_other`.
+fn method_label(method: &str) -> &'static str {
+    Rpc::of_name(method).map_or(OTHER, Rpc::name)
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
-pub(crate) mod tests;
+mod tests;

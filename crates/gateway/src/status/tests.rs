@@ -7,8 +7,8 @@ use tonic::Code;
 use tower::ServiceExt;
 
 use super::*;
-use crate::metrics::tests::mesh;
-use crate::metrics::CallEnd;
+use crate::observe::CallEnd;
+use crate::tests::mesh;
 use beamline_contract::beamline::BeamlineId;
 
 fn call(metrics: &GatewayMetrics, beamline: &str, code: Code) {

@@ -1,34 +1,9 @@
-//! The metrics layer and exposition: calls counted with their labels when their trailers pass,
-//! streams dropped midway as CANCELLED, label escaping and capping, the text format.
-
-use std::convert::Infallible;
-
-use bytes::Bytes;
-use futures::stream;
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use tonic::body::Body;
-use tonic::Status;
-use tower::ServiceExt;
+//! Recording and exposition: calls counted with their labels, label escaping and capping, the
+//! text formats, the mesh's gauges read at scrape time.
 
 use super::*;
-use beamline_consul::ConsulConfig;
+use crate::tests::{mesh, value};
 use beamline_contract::beamline::BeamlineId;
-use beamline_mesh_client::{CallFacts, Mesh, MeshSettings, ServedBy};
-
-/// A mesh whose Consul never answers (its beamlines stay Pending). Call inside a runtime.
-pub(crate) fn mesh() -> Mesh {
-    Mesh::new(
-        ConsulConfig::new("127.0.0.1:9").unwrap(),
-        MeshSettings::default(),
-    )
-}
-
-/// The value of the sample line that starts with `prefix` (name and labels).
-pub(crate) fn value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
-}
 
 fn end<'a>(
     label: &'a str,
@@ -178,78 +153,4 @@ async fn beamline_labels_are_capped() {
     }
     assert_eq!(metrics.beamline_label(Some("one-more")), OTHER);
     assert_eq!(metrics.beamline_label(Some("b7")), "b7");
-}
-
-fn streamed(code: u8) -> http::Response<Body> {
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", code.to_string().parse().unwrap());
-    let frames = vec![
-        Ok::<_, Status>(Frame::data(Bytes::from_static(b"event"))),
-        Ok(Frame::trailers(trailers)),
-    ];
-    let mut response = http::Response::new(Body::new(StreamBody::new(stream::iter(frames))));
-    response.extensions_mut().insert(ServedBy("i-1".into()));
-    response.extensions_mut().insert(CallFacts {
-        capability: Some("scan".into()),
-        task_id: None,
-    });
-    response
-}
-
-fn request() -> http::Request<Body> {
-    http::Request::builder()
-        .uri("/beamline.v1.BeamlineAgent/Execute")
-        .header("x-beamline", "5.3.1")
-        .body(Body::empty())
-        .unwrap()
-}
-
-#[tokio::test]
-async fn a_stream_counts_when_its_trailers_pass_with_their_code() {
-    let metrics = Arc::new(GatewayMetrics::new());
-    let agent = tower::service_fn(|_| async { Ok::<_, Infallible>(streamed(4)) });
-    let service = MetricsLayer::new(metrics.clone()).layer(agent);
-    let response = service.oneshot(request()).await.unwrap();
-    let in_flight = r#"beamline_gateway_in_flight_calls{beamline="5.3.1"}"#;
-    let text = metrics.render(&mesh());
-    assert_eq!(value(&text, in_flight), Some(1.0), "{text}");
-    let collected = response.into_body().collect().await.unwrap();
-    assert_eq!(collected.trailers().unwrap()["grpc-status"], "4");
-    let text = metrics.render(&mesh());
-    assert_eq!(value(&text, in_flight), Some(0.0));
-    let line = r#"beamline_gateway_calls_total{beamline="5.3.1",method="Execute",capability="scan",code="DEADLINE_EXCEEDED"}"#;
-    assert_eq!(value(&text, line), Some(1.0), "{text}");
-}
-
-#[tokio::test]
-async fn a_stream_dropped_midway_counts_as_cancelled() {
-    let metrics = Arc::new(GatewayMetrics::new());
-    let agent = tower::service_fn(|_| async { Ok::<_, Infallible>(streamed(0)) });
-    let service = MetricsLayer::new(metrics.clone()).layer(agent);
-    let mut body = service.oneshot(request()).await.unwrap().into_body();
-    body.frame().await.unwrap().unwrap();
-    drop(body);
-    let text = metrics.render(&mesh());
-    let line = r#"beamline_gateway_calls_total{beamline="5.3.1",method="Execute",capability="scan",code="CANCELLED"}"#;
-    assert_eq!(value(&text, line), Some(1.0), "{text}");
-}
-
-#[tokio::test]
-async fn auth_rejections_are_read_from_trailers_only_responses() {
-    let metrics = Arc::new(GatewayMetrics::new());
-    let door = tower::service_fn(|_| async {
-        Ok::<_, Infallible>(Status::unauthenticated("no credential").into_http())
-    });
-    let service = MetricsLayer::new(metrics.clone()).layer(door);
-    service.clone().oneshot(request()).await.unwrap();
-    service.oneshot(request()).await.unwrap();
-    let text = metrics.render(&mesh());
-    assert_eq!(
-        value(
-            &text,
-            r#"beamline_gateway_auth_rejections_total{code="UNAUTHENTICATED"}"#
-        ),
-        Some(2.0),
-        "{text}"
-    );
 }

@@ -1,18 +1,23 @@
-//! The access-log layer around a stand-in inner service, with the log captured: one line per
-//! call when it ends (streams included), refusals at once, CANCELLED for an abandoned call.
+//! The observer writing the access log, around a stand-in inner service, with the log captured:
+//! one line per call when it ends (streams included), refusals at once, CANCELLED for an
+//! abandoned call, lines through the queue in order.
 
+use std::convert::Infallible;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream;
+use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use tonic::body::Body;
 use tonic::Status;
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 
-use super::*;
-use crate::caller::{Beamlines, Role};
+use crate::caller::{Beamlines, Caller, Role};
 use crate::limits::ANONYMOUS;
+use crate::observe::{GatewayMetrics, LineQueue, ObserveLayer, TARGET};
+use beamline_mesh_client::{CallFacts, ServedBy};
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
@@ -84,7 +89,7 @@ async fn a_stream_is_logged_once_when_it_ends_with_every_field() {
         extensions.insert(operator("ops-console"));
         Ok::<_, Infallible>(response)
     });
-    let service = AccessLogLayer::new().layer(agent);
+    let service = ObserveLayer::new().with_access_log().layer(agent);
     let response = service
         .oneshot(request("/beamline.v1.BeamlineAgent/Subscribe", "5.3.1"))
         .await
@@ -116,7 +121,7 @@ async fn a_refused_call_is_logged_at_once_and_an_unnamed_caller_is_anonymous() {
     let door = tower::service_fn(|_| async {
         Ok::<_, Infallible>(Status::resource_exhausted("rate limit").into_http())
     });
-    let service = AccessLogLayer::new().layer(door);
+    let service = ObserveLayer::new().with_access_log().layer(door);
     service
         .oneshot(request("/beamline.v1.BeamlineAgent/Execute", "7.0.1"))
         .await
@@ -135,7 +140,8 @@ async fn a_caller_in_the_request_is_used_when_the_layer_runs_after_auth() {
     let agent = tower::service_fn(|_| async { Ok::<_, Infallible>(Status::ok("").into_http()) });
     let mut request = request("/beamline.v1.BeamlineAgent/Describe", "5.3.1");
     request.extensions_mut().insert(operator("planner"));
-    AccessLogLayer::new()
+    ObserveLayer::new()
+        .with_access_log()
         .layer(agent)
         .oneshot(request)
         .await
@@ -147,7 +153,7 @@ async fn a_caller_in_the_request_is_used_when_the_layer_runs_after_auth() {
 async fn a_call_abandoned_before_its_response_is_cancelled() {
     let (captured, _guard) = capture();
     let agent = tower::service_fn(|_| futures::future::pending::<Result<_, Infallible>>());
-    let mut service = AccessLogLayer::new().layer(agent);
+    let mut service = ObserveLayer::new().with_access_log().layer(agent);
     let future = service.call(request("/beamline.v1.BeamlineAgent/Execute", "5.3.1"));
     drop(future);
     assert_eq!(captured.lines()[0]["fields"]["code"], "CANCELLED");
@@ -158,7 +164,8 @@ async fn without_the_log_nothing_is_written() {
     let (captured, _guard) = capture();
     let agent = tower::service_fn(|_| async { Ok::<_, Infallible>(Status::ok("").into_http()) });
     let metrics = Arc::new(GatewayMetrics::new());
-    crate::metrics::MetricsLayer::new(metrics)
+    ObserveLayer::new()
+        .with_metrics(metrics)
         .layer(agent)
         .oneshot(request("/beamline.v1.BeamlineAgent/Describe", "5.3.1"))
         .await
@@ -173,7 +180,9 @@ async fn queued_lines_keep_their_order_and_all_are_written_when_the_queue_goes()
     let door = tower::service_fn(|_| async {
         Ok::<_, Infallible>(Status::resource_exhausted("rate limit").into_http())
     });
-    let service = AccessLogLayer::new().with_queue(queue.clone()).layer(door);
+    let service = ObserveLayer::new()
+        .with_queued_access_log(queue.clone())
+        .layer(door);
     let beamlines = ["5.3.1", "7.0.1", "12.3.1"];
     for beamline in beamlines {
         service
