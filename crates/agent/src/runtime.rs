@@ -7,14 +7,15 @@
 //! bounded (`beamline-listen`): a connection cap fitted under the descriptor limit, and a
 //! handshake timeout for clients that connect and send no HTTP/2 preface.
 //!
-//! Owns that lifecycle; what the agent does is the author's, what Consul's JSON looks like is
-//! `consul`'s.
+//! Owns that lifecycle, driving `drain_window`'s decision of how long the drain lasts; what the
+//! agent does is the author's, what Consul's JSON looks like is `consul`'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
@@ -28,12 +29,17 @@ use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
 use beamline_listen::Handshake;
+use drain_window::{DrainWindow, Step};
+
+mod drain_window;
 
 /// Streams one connection may open at once (a gateway multiplexes every caller over one).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// HTTP/2 PINGs to idle peers, and how long an answer may take before the connection closes.
 const PEER_KEEPALIVE: Duration = Duration::from_secs(30);
 const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the streams of tasks failed at the drain timeout get to carry their last event out.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Descriptors not given to connections: Consul, logs, what the agent's own code opens.
 const DESCRIPTORS_KEPT: u64 = 64;
 
@@ -292,28 +298,7 @@ impl AgentRuntime {
         tasks.refuse_new();
         drain.start();
 
-        let grace = tokio::time::sleep(config.drain_grace);
-        let quiet = async {
-            tokio::join!(drain.settled(), tasks.idle());
-        };
-        let drained = tokio::time::timeout(config.drain_timeout, async {
-            tokio::join!(grace, quiet);
-        })
-        .await;
-        if drained.is_err() && (tasks.running() > 0 || drain.in_flight() > 0) {
-            warn!(
-                running = tasks.running(),
-                in_flight = drain.in_flight(),
-                "drain timeout passed; failing running tasks"
-            );
-            tasks.fail_running(
-                codes::DRAIN_TIMEOUT,
-                "the agent shut down before the task ended",
-                true,
-            );
-            // Let the streams carry the terminal events out before the server stops.
-            let _ = tokio::time::timeout(Duration::from_secs(1), drain.settled()).await;
-        }
+        wait_out_the_drain(&drain, &tasks, &config).await;
 
         // End the health Watch streams (a mesh holds one per instance, for as long as the
         // instance lives): the server's graceful stop waits for every stream, and a proxy's
@@ -335,6 +320,38 @@ impl AgentRuntime {
     }
 }
 
+/// Serves the drain for as long as [`DrainWindow`] says, then fails what still runs if it says so.
+async fn wait_out_the_drain(drain: &Drain, tasks: &TaskTable, config: &AgentConfig) {
+    let mut window = DrainWindow::new(Instant::now(), config.drain_grace, config.drain_timeout);
+    // Each count reaching zero once, as the drain has always counted "quiet".
+    let mut quiet = std::pin::pin!(async {
+        tokio::join!(drain.settled(), tasks.idle());
+    });
+    loop {
+        let busy = tasks.running() > 0 || drain.in_flight() > 0;
+        match window.next(Instant::now(), busy) {
+            Step::Stop => return,
+            Step::FailRunning => break,
+            Step::Wait { until, for_quiet } => tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = &mut quiet, if for_quiet => window.on_quiet(),
+            },
+        }
+    }
+    warn!(
+        running = tasks.running(),
+        in_flight = drain.in_flight(),
+        "drain timeout passed; failing running tasks"
+    );
+    tasks.fail_running(
+        codes::DRAIN_TIMEOUT,
+        "the agent shut down before the task ended",
+        true,
+    );
+    // Let the streams carry the terminal events out before the server stops.
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, drain.settled()).await;
+}
+
 async fn deregister(consul: &ConsulClient, id: &str) {
     match consul.deregister(id).await {
         Ok(Deregistered::Removed) => info!(service_id = %id, "deregistered from Consul"),
@@ -342,3 +359,6 @@ async fn deregister(consul: &ConsulClient, id: &str) {
         Err(e) => warn!(service_id = %id, error = %e, "cannot deregister from Consul"),
     }
 }
+
+#[cfg(test)]
+mod tests;
