@@ -20,7 +20,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use beamline_mesh::beamline::AGENT_TAG;
-use beamline_mesh::consul::{ConsulClient, ConsulConfig, ServiceEntry};
+use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntry};
 
 #[derive(clap::Args)]
 pub struct AgentsArgs {
@@ -49,14 +49,14 @@ pub struct InstanceRow {
     /// `host:port` to dial.
     pub address: String,
     /// The worst of its checks: `passing`, `warning` or `critical`.
-    pub status: &'static str,
+    pub status: CheckStatus,
 }
 
 impl Beamline {
     pub fn healthy(&self) -> usize {
         self.instances
             .iter()
-            .filter(|i| i.status == "passing")
+            .filter(|i| i.status == CheckStatus::Passing)
             .count()
     }
 }
@@ -148,24 +148,14 @@ async fn agent_services(client: &ConsulClient) -> anyhow::Result<Vec<String>> {
 }
 
 /// The worst status among the instance's checks (node checks included, as Consul's `?passing`
-/// counts them); no checks at all is passing, anything unknown (e.g. maintenance) critical.
-fn worst_status(entry: &ServiceEntry) -> &'static str {
-    let rank = |status: &str| match status {
-        "passing" => 0,
-        "warning" => 1,
-        _ => 2,
-    };
-    match entry
+/// counts them); no checks at all is passing.
+fn worst_status(entry: &ServiceEntry) -> CheckStatus {
+    entry
         .checks
         .iter()
-        .map(|c| rank(&c.status))
+        .map(|c| c.status)
         .max()
-        .unwrap_or(0)
-    {
-        0 => "passing",
-        1 => "warning",
-        _ => "critical",
-    }
+        .unwrap_or(CheckStatus::Passing)
 }
 
 /// `5.3.1` < `7.0.1` < `12.3.1`: dot- or dash-separated parts compared as numbers when both are
@@ -267,12 +257,12 @@ mod tests {
                 InstanceRow {
                     id: "a".into(),
                     address: "127.0.0.1:1".into(),
-                    status: "passing",
+                    status: CheckStatus::Passing,
                 },
                 InstanceRow {
                     id: "b".into(),
                     address: "127.0.0.1:2".into(),
-                    status: "critical",
+                    status: CheckStatus::Critical,
                 },
             ],
         }];

@@ -17,10 +17,11 @@ mod types;
 
 use std::time::Duration;
 
+use beamline_contract::causes::chain;
 use reqwest::StatusCode;
 
 pub use types::{
-    AgentServiceCheck, CheckEntry, HealthCheck, Node, ServiceEntry, ServiceInfo,
+    AgentServiceCheck, CheckEntry, CheckStatus, HealthCheck, Node, ServiceEntry, ServiceInfo,
     ServiceRegistration,
 };
 
@@ -33,7 +34,7 @@ pub enum ConsulError {
     InvalidAddress { addr: String, reason: &'static str },
     /// The message carries the whole cause chain: "error sending request" alone hides the
     /// reason an operator needs (connection refused, a TLS failure, too many open files).
-    #[error("Consul at {addr} is unreachable: {}", causes(cause))]
+    #[error("Consul at {addr} is unreachable: {}", chain(cause))]
     Unreachable { addr: String, cause: reqwest::Error },
     #[error("Consul answered {status} to {what}: {body}")]
     Status {
@@ -41,24 +42,8 @@ pub enum ConsulError {
         status: u16,
         body: String,
     },
-    #[error("cannot decode Consul's answer to {what}: {}", causes(cause))]
+    #[error("cannot decode Consul's answer to {what}: {}", chain(cause))]
     Decode { what: String, cause: reqwest::Error },
-}
-
-/// `error` and every error under it, joined with ": ".
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        // reqwest and hyper sometimes repeat their cause's text in their own.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl ConsulError {
@@ -362,46 +347,4 @@ fn path_segment(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_unreachable_consul_names_the_root_cause() {
-        // A port nothing listens on: the OS's "connection refused" must be in the message.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = ConsulClient::new(ConsulConfig::new(&format!("127.0.0.1:{port}")).unwrap());
-        let error = client.is_registered("x").await.unwrap_err();
-        assert!(error.is_unreachable(), "{error}");
-        let text = error.to_string().to_lowercase();
-        assert!(text.contains("refused"), "{text}");
-    }
-
-    #[test]
-    fn addresses_are_normalised() {
-        assert_eq!(
-            normalize_addr("127.0.0.1:8500").unwrap(),
-            "http://127.0.0.1:8500"
-        );
-        assert_eq!(
-            normalize_addr("http://consul:8500/").unwrap(),
-            "http://consul:8500"
-        );
-        assert_eq!(
-            normalize_addr("https://c.example").unwrap(),
-            "https://c.example"
-        );
-        for bad in [
-            "",
-            "unix:///tmp/consul.sock",
-            "http://",
-            "http://h:1/v1",
-            "ftp://h",
-        ] {
-            assert!(normalize_addr(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -1,6 +1,8 @@
 //! Consul's JSON shapes for the calls we make: only the fields we send or read. Unknown fields
 //! in answers are ignored (Consul adds fields over time); field names are Consul's.
 
+use beamline_contract::address::host_port;
+pub use beamline_contract::wire::CheckStatus;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +70,7 @@ pub struct ServiceInfo {
 pub struct HealthCheck {
     #[serde(rename = "CheckID")]
     pub check_id: String,
-    pub status: String,
+    pub status: CheckStatus,
     #[serde(rename = "ServiceID", default)]
     pub service_id: String,
     #[serde(default)]
@@ -83,7 +85,7 @@ pub struct CheckEntry {
     pub node: String,
     #[serde(rename = "CheckID")]
     pub check_id: String,
-    pub status: String,
+    pub status: CheckStatus,
     #[serde(rename = "ServiceID", default)]
     pub service_id: String,
     #[serde(default)]
@@ -102,7 +104,7 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
 impl ServiceEntry {
     /// Consul's `?passing` rule: every check, node checks included, is passing.
     pub fn is_passing(&self) -> bool {
-        self.checks.iter().all(|c| c.status == "passing")
+        self.checks.iter().all(|c| c.status == CheckStatus::Passing)
     }
 
     /// The address to dial: the service's own, or its node's when the service has none.
@@ -112,10 +114,6 @@ impl ServiceEntry {
         } else {
             &self.service.address
         };
-        if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{}", self.service.port)
-        } else {
-            format!("{host}:{}", self.service.port)
-        }
+        host_port(host, self.service.port)
     }
 }

@@ -136,12 +136,12 @@ impl Received {
 
 impl HttpBody for Received {
     type Data = Bytes;
-    type Error = h2::Error;
+    type Error = tonic::Status;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let this = &mut *self;
         if !this.data_done {
             match ready!(this.stream.poll_data(cx)) {
@@ -153,17 +153,36 @@ impl HttpBody for Received {
                 Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) => {
                     return Poll::Ready(None)
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => return Poll::Ready(Some(Err(broke_off(e)))),
                 None => this.data_done = true,
             }
         }
         match ready!(this.stream.poll_trailers(cx)) {
             Ok(trailers) => Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t)))),
-            Err(e) => Poll::Ready(Some(Err(e))),
+            Err(e) => Poll::Ready(Some(Err(broke_off(e)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.stream.is_end_stream()
     }
+}
+
+/// The status of a response stream that broke before its trailers. A gRPC error comes in
+/// trailers; this is the transport failing (the instance died, its connection closed, it reset
+/// the stream), which gRPC calls UNAVAILABLE, not the INTERNAL tonic would make of an h2
+/// protocol error. A reset that says more keeps its meaning.
+fn broke_off(error: h2::Error) -> tonic::Status {
+    let code = match error.reason() {
+        Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
+        _ => tonic::Code::Unavailable,
+    };
+    tonic::Status::new(
+        code,
+        format!(
+            "the instance's response broke off: {}",
+            beamline_contract::causes::chain(&error)
+        ),
+    )
 }

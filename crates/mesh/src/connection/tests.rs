@@ -427,3 +427,59 @@ async fn a_frozen_instance_fails_the_calls_in_flight_within_the_unresponsive_bou
         .expect("answered within the bound")
         .expect("answered once thawed");
 }
+
+/// An instance that dies mid-response (its connection closes after the headers and a first
+/// message, before the trailers): the caller's body fails UNAVAILABLE, saying it broke off, not
+/// with the INTERNAL "h2 protocol error" tonic would make of it.
+#[tokio::test]
+async fn a_response_cut_off_by_a_dying_instance_fails_unavailable() {
+    use http_body_util::BodyExt;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut h2 = h2::server::handshake(socket).await.unwrap();
+        let (_request, mut respond) = h2.accept().await.unwrap().unwrap();
+        let response = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut stream = respond.send_response(response, false).unwrap();
+        stream
+            .send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+            .unwrap();
+        // Flush what was written, then drop the connection without trailers or GOAWAY.
+        let _ = tokio::time::timeout(Duration::from_millis(200), h2.accept()).await;
+    });
+    let mut connection = Connection::new(&addr, settings()).unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/beamline.v1.BeamlineAgent/Subscribe")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::new(http_body_util::Full::new(Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ]))))
+        .unwrap();
+    let response = tokio::time::timeout(BOUND, connection.call(request))
+        .await
+        .expect("response headers within the bound")
+        .unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(BOUND, body.frame())
+        .await
+        .expect("a first frame within the bound")
+        .expect("a frame")
+        .expect("the first message arrives whole");
+    assert!(first.is_data());
+    server.await.unwrap();
+    let error = tokio::time::timeout(BOUND, body.frame())
+        .await
+        .expect("the break is seen within the bound")
+        .expect("an error, not the end of the body")
+        .expect_err("the body breaks off");
+    let status = tonic::Status::from_error(error.into());
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("broke off"), "{status:?}");
+}

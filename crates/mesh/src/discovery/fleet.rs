@@ -268,7 +268,7 @@ fn what_a_fetch_shows(check: &CheckEntry) -> (&str, &str, &str, &str, &[String])
         &check.node,
         &check.service_id,
         &check.check_id,
-        &check.status,
+        check.status.as_str(),
         &check.service_tags,
     )
 }

@@ -21,7 +21,7 @@ fn check(service: &str, id: &str, status: &str, modify: u64) -> CheckEntry {
     CheckEntry {
         node: "node-1".into(),
         check_id: format!("service:{id}"),
-        status: status.into(),
+        status: status.parse().unwrap(),
         service_id: id.into(),
         service_name: service.into(),
         service_tags: vec![AGENT_TAG.into()],
@@ -33,7 +33,7 @@ fn node_check(status: &str) -> CheckEntry {
     CheckEntry {
         node: "node-1".into(),
         check_id: "serfHealth".into(),
-        status: status.into(),
+        status: status.parse().unwrap(),
         service_id: String::new(),
         service_name: String::new(),
         service_tags: Vec::new(),
@@ -67,7 +67,7 @@ fn entry(beamline: &str, id: &str, port: u16, passing: bool) -> ServiceEntry {
         },
         checks: vec![beamline_consul::HealthCheck {
             check_id: format!("service:{id}"),
-            status: status.into(),
+            status: status.parse().unwrap(),
             service_id: id.into(),
             output: String::new(),
         }],
