@@ -267,3 +267,11 @@ fn json_to_struct_round_trips_and_wraps_non_objects() {
         json!({"value": null})
     );
 }
+
+#[test]
+fn the_revision_is_pinned_across_builds() {
+    // Computed by the hand-written FNV-1a this replaced: a card's revision must not change
+    // with the SDK's version, or every cached card would look stale after an upgrade.
+    assert_eq!(caps().revision(), "500b8dd4bc4da40c");
+    assert_eq!(Capabilities::new(vec![]).unwrap().revision(), "cbf29ce484222325");
+}
