@@ -1,7 +1,8 @@
 //! Authentication and authorization at the gateway: a tower layer in front of the routing
 //! service. It reads `authorization: Bearer <credential>` (an API key or a JWT), decides who is
 //! calling and whether they may call this method on this beamline, and only then lets the call
-//! through — with the credential stripped and the identity forwarded as `x-caller`/`x-role`.
+//! through — with the credential stripped and the identity forwarded as `x-caller`/`x-role`
+//! (the contract's `wire::header::{CALLER, ROLE}`).
 //!
 //! Owns credential checks and the role/beamline rules; the policy file's shape is `config`'s.
 //! Rejections are trailers-only gRPC responses (UNAUTHENTICATED, INVALID_ARGUMENT,
@@ -17,31 +18,22 @@ use http::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::body::Body;
-use tonic::server::NamedService;
 use tonic::Status;
 use tower::{Layer, Service};
 
 use super::caller::{method_of, Beamlines, Caller, Role};
 use super::config::{is_caller_name, ConfigError, PolicyConfig};
 use beamline_contract::beamline::BeamlineId;
+use beamline_contract::wire::{header, Rpc};
 
 mod jwt;
 use jwt::{looks_like_jwt, JwtVerifier};
 
-/// The forwarded identity: who called (the caller's name) and with which role.
-pub const CALLER_HEADER: &str = "x-caller";
-pub const ROLE_HEADER: &str = "x-role";
-
-/// The RPCs an observer may call: reads only.
-pub const OBSERVER_METHODS: [&str; 3] = ["Describe", "GetTask", "Subscribe"];
-/// The RPCs an operator may call: reads, and acting on the beamline.
-pub const OPERATOR_METHODS: [&str; 5] = ["Describe", "GetTask", "Subscribe", "Execute", "Cancel"];
-
-/// Whether `role` may call the `BeamlineAgent` RPC `method`.
-pub fn role_may_call(role: Role, method: &str) -> bool {
+/// Whether `role` may call `rpc`: an observer reads only, an operator also acts on the beamline.
+pub fn role_may_call(role: Role, rpc: Rpc) -> bool {
     match role {
-        Role::Observer => OBSERVER_METHODS.contains(&method),
-        Role::Operator => OPERATOR_METHODS.contains(&method),
+        Role::Observer => rpc.is_read(),
+        Role::Operator => true,
     }
 }
 
@@ -161,13 +153,9 @@ impl Authenticator {
 /// caller, the beamline and the method.
 pub fn authorize(caller: &Caller, path: &str, beamline: &BeamlineId) -> Result<(), Status> {
     let method = method_of(path);
-    let service = path
-        .strip_prefix('/')
-        .and_then(|p| p.strip_suffix(method))
-        .and_then(|p| p.strip_suffix('/'));
-    let known = service == Some(super::GatewayService::NAME);
+    let allowed = Rpc::of_path(path).is_some_and(|rpc| role_may_call(caller.role, rpc));
     let (name, role) = (&caller.name, caller.role.as_str());
-    if !known || !role_may_call(caller.role, method) {
+    if !allowed {
         return Err(Status::permission_denied(format!(
             "caller {name:?} ({role}) may not call {method} on beamline {beamline}"
         )));
@@ -273,8 +261,8 @@ impl<S> Auth<S> {
                 None,
             )
         })?;
-        headers.insert(CALLER_HEADER, name);
-        headers.insert(ROLE_HEADER, HeaderValue::from_static(caller.role.as_str()));
+        headers.insert(header::CALLER, name);
+        headers.insert(header::ROLE, HeaderValue::from_static(caller.role.as_str()));
         request.extensions_mut().insert(caller.clone());
         Ok(caller)
     }

@@ -27,10 +27,12 @@ use tonic::Status;
 use tower::{Service, ServiceExt};
 
 use beamline_contract::beamline::BeamlineId;
+use beamline_contract::wire::{header, Rpc};
 use beamline_mesh_client::{CallFailed, Mesh};
 
-/// The metadata key that names the beamline of a call.
-pub const ROUTING_KEY: &str = "x-beamline";
+/// The metadata key that names the beamline of a call: the contract's [`header::BEAMLINE`].
+/// Kept as a name for the benches that import it; new code uses the contract's.
+pub use beamline_contract::wire::header::BEAMLINE as ROUTING_KEY;
 
 /// `beamline.v1.BeamlineAgent` for every beamline, through the mesh.
 #[derive(Clone)]
@@ -45,7 +47,7 @@ impl GatewayService {
 }
 
 impl NamedService for GatewayService {
-    const NAME: &'static str = "beamline.v1.BeamlineAgent";
+    const NAME: &'static str = Rpc::SERVICE;
 }
 
 /// The beamline a request is for, or INVALID_ARGUMENT saying what is wrong. Parsed once per
@@ -55,14 +57,15 @@ pub fn beamline_of<B>(request: &mut http::Request<B>) -> Result<BeamlineId, Stat
     if let Some(beamline) = request.extensions().get::<BeamlineId>() {
         return Ok(beamline.clone());
     }
-    let value = request.headers().get(ROUTING_KEY).ok_or_else(|| {
+    let value = request.headers().get(header::BEAMLINE).ok_or_else(|| {
         Status::invalid_argument(format!(
-            "missing {ROUTING_KEY} metadata naming the beamline"
+            "missing {} metadata naming the beamline",
+            header::BEAMLINE
         ))
     })?;
     let text = value
         .to_str()
-        .map_err(|_| Status::invalid_argument(format!("{ROUTING_KEY} is not text")))?;
+        .map_err(|_| Status::invalid_argument(format!("{} is not text", header::BEAMLINE)))?;
     let beamline = BeamlineId::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
     request.extensions_mut().insert(beamline.clone());
     Ok(beamline)

@@ -3,6 +3,7 @@
 
 use super::*;
 use beamline_consul::ConsulConfig;
+use beamline_contract::wire::{header, Rpc};
 use beamline_mesh_client::MeshSettings;
 
 /// A mesh whose Consul never answers (its beamlines stay Pending). Call inside a runtime.
@@ -20,9 +21,9 @@ pub(crate) fn value(text: &str, prefix: &str) -> Option<f64> {
 }
 
 fn request(beamline: Option<&str>) -> http::Request<()> {
-    let mut builder = http::Request::builder().uri("/beamline.v1.BeamlineAgent/Describe");
+    let mut builder = http::Request::builder().uri(Rpc::Describe.path());
     if let Some(beamline) = beamline {
-        builder = builder.header(ROUTING_KEY, beamline);
+        builder = builder.header(header::BEAMLINE, beamline);
     }
     builder.body(()).unwrap()
 }
@@ -33,7 +34,7 @@ fn the_first_layer_to_ask_keeps_the_beamline_for_the_next() {
     let first = beamline_of(&mut request).unwrap();
     assert_eq!(request.extensions().get::<BeamlineId>(), Some(&first));
     // A later layer gets the kept id, not a new parse of the header.
-    request.headers_mut().remove(ROUTING_KEY);
+    request.headers_mut().remove(header::BEAMLINE);
     assert_eq!(beamline_of(&mut request).unwrap().as_str(), "5.3.1");
 }
 
@@ -42,7 +43,7 @@ fn a_missing_or_malformed_key_is_invalid_argument_naming_it() {
     let missing = beamline_of(&mut request(None)).unwrap_err();
     assert_eq!(missing.code(), tonic::Code::InvalidArgument);
     assert!(
-        missing.message().contains(ROUTING_KEY),
+        missing.message().contains(header::BEAMLINE),
         "{}",
         missing.message()
     );

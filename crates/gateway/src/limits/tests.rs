@@ -7,6 +7,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::caller::{Beamlines, Role};
+use beamline_contract::wire::{header, Rpc};
 
 /// Rates slow enough that no bucket refills during a test.
 const SLOW: f64 = 0.01;
@@ -16,9 +17,9 @@ fn limit(burst: u32) -> Option<Limit> {
 }
 
 fn request(beamline: Option<&str>, caller: Option<&str>) -> http::Request<Body> {
-    let mut request = http::Request::builder().uri("/beamline.v1.BeamlineAgent/Describe");
+    let mut request = http::Request::builder().uri(Rpc::Describe.path());
     if let Some(beamline) = beamline {
-        request = request.header("x-beamline", beamline);
+        request = request.header(header::BEAMLINE, beamline);
     }
     let mut request = request.body(Body::empty()).unwrap();
     if let Some(name) = caller {

@@ -17,6 +17,7 @@ use tower::{Layer, Service, ServiceExt};
 use crate::caller::{Beamlines, Caller, Role};
 use crate::limits::ANONYMOUS;
 use crate::observe::{GatewayMetrics, LineQueue, ObserveLayer, TARGET};
+use beamline_contract::wire::{header, Rpc};
 use beamline_mesh_client::{CallFacts, ServedBy};
 
 /// A `tracing` writer into a shared buffer.
@@ -56,7 +57,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
 fn request(path: &str, beamline: &str) -> http::Request<Body> {
     http::Request::builder()
         .uri(path)
-        .header("x-beamline", beamline)
+        .header(header::BEAMLINE, beamline)
         .body(Body::empty())
         .unwrap()
 }
@@ -91,7 +92,7 @@ async fn a_stream_is_logged_once_when_it_ends_with_every_field() {
     });
     let service = ObserveLayer::new().with_access_log().layer(agent);
     let response = service
-        .oneshot(request("/beamline.v1.BeamlineAgent/Subscribe", "5.3.1"))
+        .oneshot(request(Rpc::Subscribe.path(), "5.3.1"))
         .await
         .unwrap();
     assert!(
@@ -123,7 +124,7 @@ async fn a_refused_call_is_logged_at_once_and_an_unnamed_caller_is_anonymous() {
     });
     let service = ObserveLayer::new().with_access_log().layer(door);
     service
-        .oneshot(request("/beamline.v1.BeamlineAgent/Execute", "7.0.1"))
+        .oneshot(request(Rpc::Execute.path(), "7.0.1"))
         .await
         .unwrap();
     let lines = captured.lines();
@@ -138,7 +139,7 @@ async fn a_refused_call_is_logged_at_once_and_an_unnamed_caller_is_anonymous() {
 async fn a_caller_in_the_request_is_used_when_the_layer_runs_after_auth() {
     let (captured, _guard) = capture();
     let agent = tower::service_fn(|_| async { Ok::<_, Infallible>(Status::ok("").into_http()) });
-    let mut request = request("/beamline.v1.BeamlineAgent/Describe", "5.3.1");
+    let mut request = request(Rpc::Describe.path(), "5.3.1");
     request.extensions_mut().insert(operator("planner"));
     ObserveLayer::new()
         .with_access_log()
@@ -154,7 +155,7 @@ async fn a_call_abandoned_before_its_response_is_cancelled() {
     let (captured, _guard) = capture();
     let agent = tower::service_fn(|_| futures::future::pending::<Result<_, Infallible>>());
     let mut service = ObserveLayer::new().with_access_log().layer(agent);
-    let future = service.call(request("/beamline.v1.BeamlineAgent/Execute", "5.3.1"));
+    let future = service.call(request(Rpc::Execute.path(), "5.3.1"));
     drop(future);
     assert_eq!(captured.lines()[0]["fields"]["code"], "CANCELLED");
 }
@@ -167,7 +168,7 @@ async fn without_the_log_nothing_is_written() {
     ObserveLayer::new()
         .with_metrics(metrics)
         .layer(agent)
-        .oneshot(request("/beamline.v1.BeamlineAgent/Describe", "5.3.1"))
+        .oneshot(request(Rpc::Describe.path(), "5.3.1"))
         .await
         .unwrap();
     assert!(captured.lines().is_empty());
@@ -187,7 +188,7 @@ async fn queued_lines_keep_their_order_and_all_are_written_when_the_queue_goes()
     for beamline in beamlines {
         service
             .clone()
-            .oneshot(request("/beamline.v1.BeamlineAgent/Execute", beamline))
+            .oneshot(request(Rpc::Execute.path(), beamline))
             .await
             .unwrap();
     }

@@ -14,6 +14,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::observe::{GatewayMetrics, ObserveLayer};
 use crate::tests::{mesh, value};
+use beamline_contract::wire::{header, Rpc};
 use beamline_mesh_client::{CallFacts, ServedBy};
 
 fn streamed(code: u8) -> http::Response<Body> {
@@ -34,8 +35,8 @@ fn streamed(code: u8) -> http::Response<Body> {
 
 fn request() -> http::Request<Body> {
     http::Request::builder()
-        .uri("/beamline.v1.BeamlineAgent/Execute")
-        .header("x-beamline", "5.3.1")
+        .uri(Rpc::Execute.path())
+        .header(header::BEAMLINE, "5.3.1")
         .body(Body::empty())
         .unwrap()
 }
