@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::checks::ttl::TtlClock;
 use super::decode::ServiceRegistration;
 use super::error::{bad_request, RegistryError};
 use super::model::{Check, CheckDefinition, CheckKind, CheckStatus, SERVICE_MAINTENANCE_PREFIX};
@@ -35,8 +36,9 @@ fn unknown_check(id: &str) -> RegistryError {
 
 /// A new check's state, or the updated definition of an existing one with its state kept.
 fn upsert_check(state: &State, def: CheckDefinition, index: u64) -> Check {
+    let now = unix_ms(SystemTime::now());
     let ttl_expiry = |def: &CheckDefinition| match def.kind {
-        Some(CheckKind::Ttl { ttl }) => Some(unix_ms(SystemTime::now() + ttl)),
+        Some(CheckKind::Ttl { ttl }) => Some(TtlClock::new(ttl).expiry_after_report(now)),
         _ => None,
     };
     match state.checks.get(&def.id) {
@@ -225,7 +227,8 @@ impl Registry {
                 )));
             };
             let mut updated = check.clone();
-            updated.ttl_expires_unix_ms = Some(unix_ms(SystemTime::now() + ttl));
+            let now = unix_ms(SystemTime::now());
+            updated.ttl_expires_unix_ms = Some(TtlClock::new(ttl).expiry_after_report(now));
             updated.output = output;
             updated.status = status;
             updated

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
@@ -110,12 +111,16 @@ impl Registry {
     /// this node at. Call inside a Tokio runtime: restored checks start running at once.
     pub fn open(config: RegistryConfig, node_ip: IpAddr) -> Result<Arc<Registry>, RegistryError> {
         let (state, persist) = match &config.data_dir {
-            None => (State::restore(1, vec![], vec![], vec![]), None),
+            None => (
+                State::restore(Instant::now(), 1, vec![], vec![], vec![]),
+                None,
+            ),
             Some(dir) => {
                 let persist = Persist::open(dir)?;
                 let snap = persist.load()?;
                 let checks = snap.checks.into_iter().map(checks::restored).collect();
-                let state = State::restore(snap.index, snap.services, checks, snap.kv);
+                let state =
+                    State::restore(Instant::now(), snap.index, snap.services, checks, snap.kv);
                 (state, Some(persist))
             }
         };
@@ -227,7 +232,7 @@ impl Registry {
         }
         self.persist(next, &ops(&changes))?;
         let (start, stop) = runner_changes(&state, &changes);
-        let topics = state.apply(next, changes);
+        let topics = state.apply(next, changes, Instant::now());
         // Under the lock, so runners change in index order: after the lock, a write that
         // removed a check could stop its runner before the write that added it started one,
         // leaving a runner for a check that no longer exists.
@@ -266,7 +271,7 @@ impl Registry {
             &self.request_logs
         };
         let mut limiter = limiter.lock().unwrap_or_else(|e| e.into_inner());
-        limiter.admit(subject, std::time::Instant::now())
+        limiter.admit(subject, Instant::now())
     }
 
     fn start_runner(&self, check: &Check) {

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use super::model::{Check, CheckStatus, KvEntry, Service};
+use super::checks::{Reaper, Thresholds};
+use super::model::{Check, KvEntry, Service};
 use super::watch::Topic;
 
 /// One change, already validated and indexed.
@@ -21,14 +22,6 @@ pub enum Change {
     DeleteKv(String),
 }
 
-/// Runtime-only facts about a check (not persisted, as in Consul).
-#[derive(Debug, Clone, Default)]
-pub struct CheckRuntime {
-    pub critical_since: Option<Instant>,
-    pub successes: u32,
-    pub failures: u32,
-}
-
 #[derive(Debug, Default)]
 pub struct State {
     /// The last write's index (Consul's raft index).
@@ -38,7 +31,10 @@ pub struct State {
     pub services: BTreeMap<String, Service>,
     pub checks: BTreeMap<String, Check>,
     pub kv: BTreeMap<String, KvEntry>,
-    pub runtime: HashMap<String, CheckRuntime>,
+    /// Runtime-only facts about checks (not persisted, as in Consul): each probed check's
+    /// result counts, and since when each critical check has been critical.
+    pub thresholds: HashMap<String, Thresholds>,
+    pub reaper: Reaper,
     /// Service name → instance IDs, and service ID ("" for the node) → check IDs: every read
     /// of one service touches only its own entries, however large the catalog.
     by_name: HashMap<String, BTreeSet<String>>,
@@ -53,7 +49,10 @@ pub struct State {
 }
 
 impl State {
+    /// The state as storage gives it back, at `now` (a restored critical check's critical
+    /// period starts over, as in Consul).
     pub fn restore(
+        now: Instant,
         index: u64,
         services: Vec<Service>,
         checks: Vec<Check>,
@@ -75,11 +74,10 @@ impl State {
             state.services.insert(s.id.clone(), s);
         }
         for c in checks {
-            let runtime = CheckRuntime {
-                critical_since: (c.status == CheckStatus::Critical).then(Instant::now),
-                ..CheckRuntime::default()
-            };
-            state.runtime.insert(c.def.id.clone(), runtime);
+            state
+                .thresholds
+                .insert(c.def.id.clone(), Thresholds::default());
+            state.reaper.on_check(now, &c);
             state.index_check(&c);
             state.checks.insert(c.def.id.clone(), c);
         }
@@ -185,8 +183,8 @@ impl State {
         best.unwrap_or(self.kv_index).max(1)
     }
 
-    /// Applies changes made at `index` and returns the topics whose results changed.
-    pub fn apply(&mut self, index: u64, changes: Vec<Change>) -> Vec<Topic> {
+    /// Applies changes made at `index`, at `now`, and returns the topics whose results changed.
+    pub fn apply(&mut self, index: u64, changes: Vec<Change>, now: Instant) -> Vec<Topic> {
         let mut touched_names: Vec<String> = Vec::new();
         let mut topics = Vec::new();
         let mut services_changed = false;
@@ -219,12 +217,8 @@ impl State {
                         Some(name) => touched_names.push(name.to_string()),
                         None => node_check_changed = true,
                     }
-                    let runtime = self.runtime.entry(c.def.id.clone()).or_default();
-                    if c.status == CheckStatus::Critical {
-                        runtime.critical_since.get_or_insert_with(Instant::now);
-                    } else {
-                        runtime.critical_since = None;
-                    }
+                    self.thresholds.entry(c.def.id.clone()).or_default();
+                    self.reaper.on_check(now, &c);
                     checks_changed = true;
                     if let Some(old) = self.checks.remove(&c.def.id) {
                         self.unindex_check(&old);
@@ -241,7 +235,8 @@ impl State {
                             // The service went away in the same write; it was already touched.
                             None => {}
                         }
-                        self.runtime.remove(&id);
+                        self.thresholds.remove(&id);
+                        self.reaper.on_check_removed(&id);
                         checks_changed = true;
                     }
                 }

@@ -3,27 +3,38 @@
 //! SuccessBeforePassing / FailuresBeforeWarning / FailuresBeforeCritical thresholds, and the
 //! reaper that deregisters services critical for longer than DeregisterCriticalServiceAfter.
 //!
-//! Owns scheduling and thresholds; the network side of a probe is `probe`, and every state
-//! change goes through the registry's write path.
+//! Every time-driven decision is an I/O-free state machine in its own module, given `now`:
+//! `ttl` (expiry), `thresholds` (result counting), `schedule` (when a probe runs) and `reaper`
+//! (which services are due). This module owns only the thin async loops that drive them: read
+//! the clock, sleep, probe, and commit what the machine decided through the registry's write
+//! path. The network side of a probe is `probe`.
 
 pub mod probe;
+pub mod reaper;
+pub mod schedule;
+pub mod thresholds;
+pub mod ttl;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tracing::{debug, warn};
 
 use super::catalog::unix_ms;
 use super::logs::chain;
-use super::model::{Check, CheckKind, CheckStatus};
+use super::model::{Check, CheckKind};
 use super::Registry;
 use probe::ProbeResult;
+use schedule::Schedule;
+use thresholds::{Limits, Transition};
+use ttl::{TtlClock, TtlStep};
 
-/// Consul's output for an expired TTL check.
-pub const TTL_EXPIRED: &str = "TTL expired";
+pub use reaper::Reaper;
+pub use thresholds::Thresholds;
+pub use ttl::TTL_EXPIRED;
 
 /// How often the reaper looks; Consul's is 30 s, ours is finer so that values from 1 s work.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -35,12 +46,8 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub fn restored(mut check: Check) -> Check {
     match check.def.kind {
         Some(CheckKind::Ttl { .. }) => {
-            let expired = check
-                .ttl_expires_unix_ms
-                .is_none_or(|at| at <= unix_ms(SystemTime::now()));
-            if expired {
-                check.status = CheckStatus::Critical;
-                check.output = TTL_EXPIRED.to_string();
+            if let Some(expired) = ttl::expired(unix_ms(SystemTime::now()), &check) {
+                check = expired;
             }
         }
         Some(_) => {
@@ -56,12 +63,13 @@ pub fn restored(mut check: Check) -> Check {
 pub fn runner(registry: Weak<Registry>, check: &Check) -> Option<Task> {
     let id = check.def.id.clone();
     match check.def.kind.clone()? {
-        CheckKind::Ttl { ttl } => Some(Box::pin(watch_ttl(registry, id, ttl))),
+        CheckKind::Ttl { ttl } => Some(Box::pin(watch_ttl(registry, id, TtlClock::new(ttl)))),
         kind => Some(Box::pin(probe_forever(registry, check.clone(), kind))),
     }
 }
 
-async fn watch_ttl(registry: Weak<Registry>, id: String, ttl: Duration) {
+/// Drives a TTL check's [`TtlClock`] on the wall clock (its expiry is persisted as wall time).
+async fn watch_ttl(registry: Weak<Registry>, id: String, clock: TtlClock) {
     loop {
         let expires = {
             let Some(registry) = registry.upgrade() else {
@@ -71,17 +79,17 @@ async fn watch_ttl(registry: Weak<Registry>, id: String, ttl: Duration) {
             let Some(check) = state.checks.get(&id) else {
                 return;
             };
-            check.ttl_expires_unix_ms.unwrap_or(0)
+            check.ttl_expires_unix_ms
         };
         let now = unix_ms(SystemTime::now());
-        if expires > now {
-            tokio::time::sleep(Duration::from_millis(expires - now)).await;
-            continue;
-        }
-        expire(&registry, &id);
-        // Every report moves the expiry to report time + ttl, so waking after one ttl is never
-        // later than the next expiry.
-        tokio::time::sleep(ttl).await;
+        let wake_at = match clock.poll(now, expires) {
+            TtlStep::WaitUntil(at) => at,
+            TtlStep::Expire { look_again_at } => {
+                expire(&registry, &id);
+                look_again_at
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(wake_at.saturating_sub(now))).await;
     }
 }
 
@@ -94,27 +102,24 @@ fn expire(registry: &Weak<Registry>, id: &str) {
         let Some(check) = state.checks.get(id) else {
             return;
         };
-        let still_expired = check
-            .ttl_expires_unix_ms
-            .is_none_or(|at| at <= unix_ms(SystemTime::now()));
-        if !still_expired || (check.status == CheckStatus::Critical && check.output == TTL_EXPIRED)
-        {
-            return;
+        // Looked at again under the lock: a report may have come in since the poll.
+        match ttl::expired(unix_ms(SystemTime::now()), check) {
+            Some(updated) => updated,
+            None => return,
         }
-        let mut updated = check.clone();
-        updated.status = CheckStatus::Critical;
-        updated.output = TTL_EXPIRED.to_string();
-        updated
     };
     if let Err(e) = registry.set_check_state(updated, true) {
         warn!(check = id, error = %chain(&e), "cannot record TTL expiry");
     }
 }
 
+/// Drives a probed check's [`Schedule`] on Tokio's clock, feeding each result to [`record`].
 async fn probe_forever(registry: Weak<Registry>, check: Check, kind: CheckKind) {
-    let interval = kind.interval().unwrap_or(Duration::from_secs(10));
-    let stagger = rand::rng().random_range(Duration::ZERO..=interval);
-    tokio::time::sleep(stagger).await;
+    use tokio::time::{sleep_until, Instant};
+
+    let schedule = Schedule::new(kind.interval());
+    let stagger = rand::rng().random_range(Duration::ZERO..=schedule.max_stagger());
+    sleep_until(schedule.first_run(Instant::now(), stagger)).await;
     let timeout = check.def.timeout;
     // Held while the runner lives (an aborted runner drops it): the target's connection stays
     // open between runs and closes with the last check on that target.
@@ -139,12 +144,12 @@ async fn probe_forever(registry: Weak<Registry>, check: Check, kind: CheckKind) 
                 return;
             }
         }
-        tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+        sleep_until(schedule.next_run(started, Instant::now())).await;
     }
 }
 
-/// Applies one probe result through Consul's thresholds; false when `check` is no longer the
-/// registered definition (its runner should end).
+/// Applies one probe result through the check's [`Thresholds`]; false when `check` is no
+/// longer the registered definition (its runner should end).
 fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) -> bool {
     let id = &check.def.id;
     let updated = {
@@ -155,28 +160,13 @@ fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) -> bool 
         if current.def != check.def {
             return false;
         }
-        let runtime = state.runtime.entry(id.clone()).or_default();
-        let def = &current.def;
-        let status = if result.status == CheckStatus::Critical {
-            runtime.failures = runtime.failures.saturating_add(1);
-            runtime.successes = 0;
-            if runtime.failures >= def.failures_before_critical {
-                Some(CheckStatus::Critical)
-            } else if def.failures_before_warning > 0
-                && runtime.failures >= def.failures_before_warning
-            {
-                Some(CheckStatus::Warning)
-            } else {
-                None
+        let thresholds = state.thresholds.entry(id.clone()).or_default();
+        let status = match thresholds.on_result(Limits::of(&current.def), result.status) {
+            Transition::Become(status) => status,
+            Transition::Hold => {
+                debug!(check = %id, "result below its threshold; status kept");
+                return true;
             }
-        } else {
-            runtime.successes = runtime.successes.saturating_add(1);
-            runtime.failures = 0;
-            (runtime.successes >= def.success_before_passing).then_some(result.status)
-        };
-        let Some(status) = status else {
-            debug!(check = %id, "result below its threshold; status kept");
-            return true;
         };
         if current.status == status && current.output == result.output {
             return true;
@@ -198,15 +188,16 @@ fn record(registry: &Arc<Registry>, check: &Check, result: ProbeResult) -> bool 
     true
 }
 
-/// Deregisters services whose check has been critical for longer than its
-/// DeregisterCriticalServiceAfter, until the registry is dropped.
+/// Drives the state's [`Reaper`]: deregisters the services it finds due, until the registry is
+/// dropped.
 pub async fn reap_forever(registry: Weak<Registry>) {
     loop {
         tokio::time::sleep(REAP_EVERY).await;
         let Some(registry) = registry.upgrade() else {
             return;
         };
-        for service_id in due_for_reaping(&registry) {
+        let due = registry.state().reaper.poll(std::time::Instant::now());
+        for service_id in due {
             match registry.deregister_service(&service_id) {
                 Ok(()) => warn!(
                     service = %service_id,
@@ -217,23 +208,4 @@ pub async fn reap_forever(registry: Weak<Registry>) {
             }
         }
     }
-}
-
-fn due_for_reaping(registry: &Registry) -> Vec<String> {
-    let state = registry.state();
-    let now = Instant::now();
-    let mut due: Vec<String> = state
-        .checks
-        .values()
-        .filter(|c| !c.def.service_id.is_empty())
-        .filter_map(|c| {
-            let after = c.def.deregister_critical_after?;
-            let since = state.runtime.get(&c.def.id)?.critical_since?;
-            (c.status == CheckStatus::Critical && now.duration_since(since) >= after)
-                .then(|| c.def.service_id.clone())
-        })
-        .collect();
-    due.sort();
-    due.dedup();
-    due
 }
