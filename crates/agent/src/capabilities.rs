@@ -5,7 +5,9 @@
 //! `google.protobuf.Struct` and JSON; it does not run capabilities.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 
+use fnv::FnvHasher;
 use prost::Message;
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
@@ -152,15 +154,14 @@ impl Capabilities {
 /// A stable hex digest (64-bit FNV-1a over the protobuf encoding): the same capabilities give the
 /// same revision in every process and build, unlike `std`'s hasher.
 fn revision_of(described: &[Capability]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // Only `write`: it is byte-wise FNV-1a 64, the digest revisions have always been (a card's
+    // revision must not change with the SDK's version).
+    let mut hash = FnvHasher::default();
     for capability in described {
         // Length-delimited, so that moving bytes between neighbours changes the digest.
-        for byte in capability.encode_length_delimited_to_vec() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        hash.write(&capability.encode_length_delimited_to_vec());
     }
-    format!("{hash:016x}")
+    format!("{:016x}", hash.finish())
 }
 
 fn truncate(s: &mut String, max: usize) {

@@ -23,9 +23,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-/// The gRPC path prefix of the calls that are counted and drained.
-const AGENT_PATH: &str = "/beamline.v1.BeamlineAgent/";
-const EXECUTE_PATH: &str = "/beamline.v1.BeamlineAgent/Execute";
+use beamline_contract::wire::Rpc;
 pub use beamline_contract::wire::NOT_STARTED_KEY;
 
 /// Shared drain state; clones see the same state.
@@ -154,11 +152,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if !path.starts_with(AGENT_PATH) {
+        // Every BeamlineAgent call is counted (an unknown method too, until it is answered).
+        if !path.starts_with(Rpc::PATH_PREFIX) {
             return Box::pin(self.inner.call(request));
         }
         let guard = self.drain.track();
-        if path == EXECUTE_PATH && self.drain.is_draining() {
+        if path == Rpc::Execute.path() && self.drain.is_draining() {
             let mut inner = self.inner.clone();
             return Box::pin(async move {
                 let (parts, body) = request.into_parts();

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::Instance;
 use beamline_consul::duration::format_go;
 use beamline_consul::{AgentServiceCheck, ConsulClient, ServiceRegistration};
+use beamline_contract::address::host_port;
 use beamline_contract::beamline::AGENT_TAG;
 use beamline_contract::wire::meta;
 use keepalive::{Call, Keepalive, Note, Outcome, Wake};
@@ -66,11 +67,6 @@ pub fn registration(
     ]);
     let mut all_tags = vec![AGENT_TAG.to_string()];
     all_tags.extend(tags.iter().filter(|t| *t != AGENT_TAG).cloned());
-    let target = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
     ServiceRegistration {
         id: instance.instance_id.clone(),
         name: instance.service_name(),
@@ -80,7 +76,7 @@ pub fn registration(
         meta,
         check: AgentServiceCheck {
             name: format!("gRPC health of {}", instance.instance_id),
-            grpc: target,
+            grpc: host_port(host, port),
             interval: format_go(check.interval),
             timeout: format_go(check.timeout),
             deregister_critical_service_after: format_go(check.deregister_critical_after),

@@ -27,6 +27,7 @@ use super::services::{RequestGuard, Services};
 use super::tasks::{codes, TaskTable, TaskTableConfig};
 use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
+use beamline_contract::address::host_port;
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
 use beamline_listen::Handshake;
 use drain_window::{DrainWindow, Step};
@@ -181,11 +182,7 @@ impl AgentRuntime {
     /// The `host:port` registered in Consul.
     pub fn advertised(&self) -> String {
         let (host, port) = &self.advertise;
-        if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
+        host_port(host, *port)
     }
 
     /// The task table the agent must use, so that draining sees its running tasks.

@@ -273,5 +273,8 @@ fn the_revision_is_pinned_across_builds() {
     // Computed by the hand-written FNV-1a this replaced: a card's revision must not change
     // with the SDK's version, or every cached card would look stale after an upgrade.
     assert_eq!(caps().revision(), "500b8dd4bc4da40c");
-    assert_eq!(Capabilities::new(vec![]).unwrap().revision(), "cbf29ce484222325");
+    assert_eq!(
+        Capabilities::new(vec![]).unwrap().revision(),
+        "cbf29ce484222325"
+    );
 }

@@ -2,6 +2,7 @@
 //! is UNIMPLEMENTED.
 
 use super::*;
+use beamline_contract::wire::header;
 
 #[derive(Clone)]
 struct Named(&'static str);
@@ -17,7 +18,7 @@ impl Service<http::Request<Body>> for Named {
         let mut response = http::Response::new(Body::empty());
         response
             .headers_mut()
-            .insert("x-served-by", http::HeaderValue::from_static(self.0));
+            .insert(header::SERVED_BY, http::HeaderValue::from_static(self.0));
         std::future::ready(Ok(response))
     }
 }
@@ -28,7 +29,7 @@ async fn served_by(services: &Services, path: &str) -> String {
         .body(Body::empty())
         .unwrap();
     let response = services.clone().oneshot(request).await.unwrap();
-    match response.headers().get("x-served-by") {
+    match response.headers().get(header::SERVED_BY) {
         Some(name) => name.to_str().unwrap().to_string(),
         None => format!("grpc-status {:?}", response.headers().get("grpc-status")),
     }
