@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::checks::ttl::TtlClock;
 use super::decode::ServiceRegistration;
-use super::error::{bad_request, RegistryError};
+use super::error::{bad_request, quote, RegistryError};
 use super::model::{Check, CheckDefinition, CheckKind, CheckStatus, SERVICE_MAINTENANCE_PREFIX};
 use super::state::{Change, State};
 use super::Registry;
@@ -26,12 +26,13 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 
 fn unknown_service(id: &str) -> RegistryError {
     RegistryError::NotFound(format!(
-        "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+        "Unknown service ID {}. Ensure that the service ID is passed, not the service name.",
+        quote(id)
     ))
 }
 
 fn unknown_check(id: &str) -> RegistryError {
-    RegistryError::NotFound(format!("Unknown check ID {id:?}"))
+    RegistryError::NotFound(format!("Unknown check ID {}", quote(id)))
 }
 
 /// A new check's state, or the updated definition of an existing one with its state kept.
@@ -104,8 +105,8 @@ impl Registry {
                 if let Some(other) = state.checks.get(&def.id) {
                     if other.def.service_id != def.service_id {
                         return Err(bad_request(format!(
-                            "Invalid check: CheckID {:?} belongs to another service",
-                            def.id
+                            "Invalid check: CheckID {} belongs to another service",
+                            quote(&def.id)
                         )));
                     }
                 }
@@ -187,8 +188,8 @@ impl Registry {
         self.write(|state, index| {
             if !def.service_id.is_empty() && !state.services.contains_key(&def.service_id) {
                 return Err(bad_request(format!(
-                    "ServiceID {:?} does not exist",
-                    def.service_id
+                    "ServiceID {} does not exist",
+                    quote(&def.service_id)
                 )));
             }
             let check = upsert_check(state, def, index);
@@ -223,7 +224,8 @@ impl Registry {
             let check = state.checks.get(id).ok_or_else(|| unknown_check(id))?;
             let Some(CheckKind::Ttl { ttl }) = check.def.kind else {
                 return Err(bad_request(format!(
-                    "CheckID {id:?} does not have associated TTL"
+                    "CheckID {} does not have associated TTL",
+                    quote(id)
                 )));
             };
             let mut updated = check.clone();

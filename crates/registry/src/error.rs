@@ -1,5 +1,12 @@
 //! The registry's error type, one variant per HTTP status it maps to (Consul's error bodies are
-//! plain text, so each variant carries the exact message a client will read).
+//! plain text, so each variant carries the exact message a client will read), and how a message
+//! repeats caller input: quoted and cut ([`quote`]), so a 100 KB id or filter earns an error
+//! body of a few hundred bytes, not a copy of itself.
+
+use beamline_contract::quote::QUOTE_MAX_CHARS;
+
+/// Caller input as an error message repeats it (at most 64 characters, escaped, `…` when cut).
+pub use beamline_contract::quote::quote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -38,3 +45,46 @@ impl RegistryError {
 pub fn bad_request(msg: impl Into<String>) -> RegistryError {
     RegistryError::BadRequest(msg.into())
 }
+
+/// `text` (another library's message: serde's, a duration parser's) with every double-quoted
+/// string in it longer than [`QUOTE_MAX_CHARS`] cut to that and marked `…`, as [`quote`] cuts
+/// caller input. Those libraries quote the value they refused, and the value is caller input.
+pub fn shorten_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(1024));
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' {
+            continue;
+        }
+        // Inside a quoted string, escapes as Rust's and JSON's `Debug` write them.
+        let (mut kept, mut closed, mut escaped) = (0usize, false, false);
+        // Whether the last character kept opens an escape: cut there, it would escape the
+        // closing quote.
+        let mut dangling = false;
+        for c in chars.by_ref() {
+            if !escaped && c == '"' {
+                closed = true;
+                break;
+            }
+            escaped = !escaped && c == '\\';
+            if kept < QUOTE_MAX_CHARS {
+                out.push(c);
+                dangling = escaped;
+            }
+            kept += 1;
+        }
+        if kept > QUOTE_MAX_CHARS {
+            if dangling {
+                out.pop();
+            }
+            out.push_str("\"…");
+        } else if closed {
+            out.push('"');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

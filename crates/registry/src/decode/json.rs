@@ -1,10 +1,11 @@
 //! The JSON side of decoding: Go-style key matching against a table of known fields per
 //! object, Consul's aliases, refusal of unknown fields, then serde into typed inputs.
 
+use beamline_contract::quote::QUOTE_MAX_CHARS;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::error::{bad_request, RegistryError};
+use crate::error::{bad_request, quote, shorten_quoted, RegistryError};
 
 pub(super) struct Field {
     name: &'static str,
@@ -125,8 +126,19 @@ pub(super) const SERVICE_FIELDS: &[Field] = &[
 
 pub(super) const CHECK_UPDATE_FIELDS: &[Field] = &[leaf("Status"), leaf("Output")];
 
+/// The most characters of a decode error's text after its quoted strings are cut: a refused
+/// value that is not a string (a 100 KB array given as a duration) is cut here.
+const MAX_DECODE_MESSAGE_CHARS: usize = 512;
+
+/// Consul's decode error. `msg` may be serde's or a duration parser's, which repeat the value
+/// they refused: long quoted strings in it are cut, and so is a long message.
 pub(super) fn decode_failed(msg: impl std::fmt::Display) -> RegistryError {
-    bad_request(format!("Request decode failed: {msg}"))
+    let mut text = shorten_quoted(&msg.to_string());
+    if let Some((at, _)) = text.char_indices().nth(MAX_DECODE_MESSAGE_CHARS) {
+        text.truncate(at);
+        text.push('…');
+    }
+    bad_request(format!("Request decode failed: {text}"))
 }
 
 /// Rewrites every known key to its canonical spelling; an unknown key is a decode error.
@@ -149,7 +161,7 @@ fn canonicalize(value: Value, fields: &[Field]) -> Result<Value, RegistryError> 
                 f.name.eq_ignore_ascii_case(&key)
                     || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(&key))
             })
-            .ok_or_else(|| decode_failed(format!("json: unknown field \"{key}\"")))?;
+            .ok_or_else(|| decode_failed(format!("json: unknown field {}", quote(&key))))?;
         let value = match (&field.nested, value) {
             (Nested::Leaf, v) | (_, v @ Value::Null) => v,
             (Nested::Object(inner), v) => canonicalize(v, inner)?,
@@ -247,12 +259,22 @@ fn blame<T: for<'de> Deserialize<'de>>(body: &Value) -> Option<String> {
     let mut out = String::new();
     for step in &path {
         match step {
-            Step::Key(k) if out.is_empty() => out.push_str(k),
-            Step::Key(k) => out.push_str(&format!(".{k}")),
+            Step::Key(k) if out.is_empty() => out.push_str(&path_key(k)),
+            Step::Key(k) => out.push_str(&format!(".{}", path_key(k))),
             Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// A key in a blamed path as written: whole when short (`Meta.version`), quoted and cut when it
+/// is long caller input (a map key of 100 KB).
+fn path_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.chars().count() > QUOTE_MAX_CHARS {
+        quote(key).into()
+    } else {
+        key.into()
+    }
 }
 
 #[cfg(test)]

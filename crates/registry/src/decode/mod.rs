@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{bad_request, RegistryError};
+use super::error::{bad_request, quote, RegistryError};
 use super::model::{CheckDefinition, CheckStatus, Service, ServiceAddress, Weights};
 use check::{nonempty, CheckIn};
 use json::{parse_body, CHECK_FIELDS, CHECK_UPDATE_FIELDS, SERVICE_FIELDS};
@@ -84,7 +84,9 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), RegistryError> {
         };
         if let Some(problem) = problem {
             return Err(bad_request(format!(
-                "Invalid Service Meta: Couldn't load metadata pair ('{key}', '{value}'): {problem}"
+                "Invalid Service Meta: Couldn't load metadata pair ({}, {}): {problem}",
+                quote(key),
+                quote(value)
             )));
         }
     }
@@ -130,7 +132,8 @@ pub fn service_registration(body: &[u8]) -> Result<ServiceRegistration, Registry
     let kind = input.kind.clone().unwrap_or_default();
     if !kind.is_empty() {
         return Err(bad_request(format!(
-            "Invalid service: Kind {kind:?} is not supported by this registry"
+            "Invalid service: Kind {} is not supported by this registry",
+            quote(&kind)
         )));
     }
     let id = input
@@ -150,7 +153,10 @@ pub fn service_registration(body: &[u8]) -> Result<ServiceRegistration, Registry
     for (tag, addr) in input.tagged_addresses.iter().flatten() {
         let address = addr.address.clone().unwrap_or_default();
         if is_unspecified_address(&address) {
-            return Err(bad_request(format!("Invalid tagged address: {tag}")));
+            return Err(bad_request(format!(
+                "Invalid tagged address: {}",
+                quote(tag)
+            )));
         }
         let port = port(addr.port, "tagged address")?;
         tagged_addresses.insert(tag.clone(), ServiceAddress { address, port });
@@ -216,8 +222,8 @@ pub fn service_registration(body: &[u8]) -> Result<ServiceRegistration, Registry
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = checks.iter().find(|c| !seen.insert(c.id.as_str())) {
         return Err(bad_request(format!(
-            "Invalid check: duplicate CheckID {:?}",
-            dup.id
+            "Invalid check: duplicate CheckID {}",
+            quote(&dup.id)
         )));
     }
 
@@ -264,7 +270,7 @@ pub fn check_update(body: &[u8]) -> Result<(CheckStatus, String), RegistryError>
     let status = input.status.unwrap_or_default();
     let status = status
         .parse::<CheckStatus>()
-        .map_err(|_| bad_request(format!("Invalid check status: '{status}'")))?;
+        .map_err(|_| bad_request(format!("Invalid check status: {}", quote(&status))))?;
     Ok((status, input.output.unwrap_or_default()))
 }
 

@@ -3,6 +3,7 @@
 //! the expressions Consul accepts are accepted, with pigeon-shaped error messages.
 
 use super::{Expr, FilterError, Op, MAX_DEPTH};
+use beamline_contract::quote::quote;
 use regex::Regex;
 
 /// A PEG-style parser with backtracking, mirroring go-bexpr's grammar so that the same
@@ -362,8 +363,13 @@ fn flatten(mut v: Vec<Expr>, many: fn(Vec<Expr>) -> Expr) -> Expr {
 /// Builds the operator for one of `VALUE_OPS`; regexes compile now so bad ones fail the parse.
 fn value_op(op: &str, raw: String) -> Result<Op, FilterError> {
     let regex = |raw: &str| {
-        Regex::new(raw)
-            .map_err(|e| FilterError(format!("Failed to compile regular expression {raw:?}: {e}")))
+        Regex::new(raw).map_err(|e| {
+            FilterError(format!(
+                "Failed to compile regular expression {}: {}",
+                quote(raw),
+                regex_problem(&e)
+            ))
+        })
     };
     Ok(match op {
         "? == ?" => Op::Equal(raw),
@@ -417,4 +423,18 @@ fn hex(chars: &mut std::str::Chars<'_>, n: usize) -> Option<u32> {
     let digits: String = chars.take(n).collect();
     (digits.len() == n && digits.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
     u32::from_str_radix(&digits, 16).ok()
+}
+
+/// The longest regex error repeated whole; a longer one quotes a long pattern.
+const MAX_REGEX_ERROR: usize = 256;
+
+/// What is wrong with a regular expression, without the copy of the whole pattern the regex
+/// crate's syntax errors start with (a filter is caller input of any length): their last
+/// `error: …` line.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.lines().rev().find(|l| l.starts_with("error:")) {
+        Some(line) if text.len() > MAX_REGEX_ERROR => line.to_string(),
+        _ => text,
+    }
 }

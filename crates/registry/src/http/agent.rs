@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::{blocking_write, check_dc, ok, read_json_body, reply, set_read_headers, Query, Shared};
 use crate::checks::probe::resolve::Resolver;
 use crate::decode;
-use crate::error::{bad_request, RegistryError};
+use crate::error::{bad_request, quote, RegistryError};
 use crate::model::{Aggregate, CheckStatus, Service};
 use crate::render;
 use crate::state::State;
@@ -102,7 +102,7 @@ pub async fn service(
             (v, hash, s.name.clone())
         })
     };
-    let not_found = || RegistryError::NotFound(format!("unknown service ID: {id}"));
+    let not_found = || RegistryError::NotFound(format!("unknown service ID: {}", quote(&id)));
     let (mut value, mut hash, name) = read(&reg.state()).ok_or_else(not_found)?;
     if let Some(wanted) = query.get("hash").filter(|h| !h.is_empty()) {
         let wait = query.blocking_wait()?;
@@ -284,7 +284,8 @@ pub async fn health_by_name(
         .collect();
     if entries.is_empty() {
         return Err(RegistryError::NotFound(format!(
-            "ServiceName {name} Not Found"
+            "ServiceName {} Not Found",
+            quote(&name)
         )));
     }
     let worst = entries
@@ -307,7 +308,7 @@ pub async fn health_by_id(
     let service = state
         .services
         .get(&id)
-        .ok_or_else(|| RegistryError::NotFound(format!("ServiceId {id} not found")))?;
+        .ok_or_else(|| RegistryError::NotFound(format!("ServiceId {} not found", quote(&id))))?;
     let (aggregate, body) = health_entry(&reg, &state, service);
     Ok(health_reply(&query, state.index, aggregate, body))
 }

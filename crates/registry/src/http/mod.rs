@@ -407,3 +407,6 @@ pub fn apply_filter(filter: &Option<Filter>, items: Vec<Value>) -> Vec<Value> {
         Some(f) => items.into_iter().filter(|v| f.matches(v)).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;
