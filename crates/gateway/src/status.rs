@@ -7,6 +7,9 @@
 //! every 5 s (by a task while the router lives, and on each request) and kept about 30 s; a rate
 //! is the change since the oldest kept sample over the time between. Nothing is computed per
 //! call for the page, and a page load costs a few map copies.
+//!
+//! Owns the routes and what they show; the listener's connections (cap, timeouts) are
+//! `listener`'s.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -27,6 +30,9 @@ use super::observe::{
 };
 use beamline_mesh_client::discovery::Resolution;
 use beamline_mesh_client::Mesh;
+
+mod listener;
+pub use listener::{serve_within, ConnectionLimits};
 
 /// How often totals are sampled, and how far back the rates look.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -211,15 +217,13 @@ async fn sample_every(state: Weak<StatusState>) {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Serves `router` on `listener` until `shutdown`, within the default [`ConnectionLimits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_within(listener, router, ConnectionLimits::default(), shutdown).await
 }
 
 /// OpenMetrics when the scraper accepts it (Prometheus does), else the 0.0.4 text format.
