@@ -176,7 +176,7 @@ fn describe_status(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let not_started = status
         .metadata()
-        .get("x-beamline-not-started")
+        .get(beamline_mesh::wire::header::NOT_STARTED)
         .and_then(|v| v.to_str().ok())
         == Some("true");
     if not_started {

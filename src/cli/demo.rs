@@ -195,7 +195,7 @@ fn request<T>(beamline: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(CALL_TIMEOUT);
     request.metadata_mut().insert(
-        "x-beamline",
+        beamline_mesh::wire::header::BEAMLINE,
         beamline.parse().expect("a beamline id is valid metadata"),
     );
     request
@@ -217,7 +217,7 @@ async fn scan(
         idempotency_key: String::new(),
     });
     request.metadata_mut().insert(
-        "x-beamline",
+        beamline_mesh::wire::header::BEAMLINE,
         beamline.parse().expect("a beamline id is valid metadata"),
     );
     let mut stream = client

@@ -11,11 +11,7 @@ pub mod params;
 pub mod sim;
 
 #[cfg(test)]
-mod agent_tests;
-#[cfg(test)]
-mod motion_tests;
-#[cfg(test)]
-mod sim_tests;
+mod tests;
 
 use crate::agent::tasks::{TaskTable, TaskTableConfig};
 use crate::agent::{Agent, AgentService, Instance};

@@ -4,17 +4,15 @@
 //! drain grace and until running tasks end → those still running at --drain-timeout end FAILED
 //! (DRAIN_TIMEOUT, retryable) → exit 0, deregistered before the process is gone.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::agent::*;
+use crate::support::*;
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::{
     CancelRequest, DescribeRequest, GetTaskRequest, SubscribeRequest, TaskState,
 };
 use serde_json::json;
-use support::agent::*;
-use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;

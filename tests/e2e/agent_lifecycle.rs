@@ -3,11 +3,9 @@
 //! deregisters and exits 0 on SIGTERM, goes critical when killed, registers again after a registry
 //! restarted without data, registers once an absent registry appears, and refuses bad flags.
 
-mod support;
-
+use crate::support::agent::*;
+use crate::support::*;
 use beamline_mesh::proto::DescribeRequest;
-use support::agent::*;
-use support::*;
 
 const BEAMLINE: &str = "5.3.1";
 const SERVICE: &str = "beamline-5-3-1";

@@ -4,16 +4,14 @@
 //! INVALID_ARGUMENT / ALREADY_EXISTS, tasks outliving their Execute stream, task ids, and the
 //! gRPC health and reflection services next to the agent.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::agent::*;
+use crate::support::*;
 use beamline_mesh::proto::{
     CancelRequest, DescribeRequest, GetTaskRequest, SubscribeRequest, TaskEvent, TaskState,
 };
 use serde_json::{json, Value};
-use support::agent::*;
-use support::*;
 use tonic::Code;
 
 const BEAMLINE: &str = "5.3.1";

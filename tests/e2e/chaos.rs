@@ -39,7 +39,7 @@
 //! not on one of its 2 workers, so the harness's blocking process starts (`AgentProc::start`,
 //! `Registry::restart`) do not stall the load (which runs on the workers).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -47,12 +47,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::agent::*;
+use crate::support::gateway::*;
+use crate::support::*;
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::{GetTaskRequest, SubscribeRequest};
 use serde_json::json;
-use support::agent::*;
-use support::gateway::*;
-use support::*;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -617,6 +617,7 @@ const WARM_UP_CALLS: usize = 200;
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the machine to itself: cargo test --test e2e -- --ignored --test-threads 1 chaos::"]
 async fn kill9_one_of_three_every_5s() {
     let _alone = ALONE.lock().await;
     let sc = scale();
@@ -671,6 +672,7 @@ async fn kill9_one_of_three_every_5s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the machine to itself: cargo test --test e2e -- --ignored --test-threads 1 chaos::"]
 async fn sigstop_one_of_three() {
     let _alone = ALONE.lock().await;
     let sc = scale();
@@ -734,6 +736,7 @@ async fn sigstop_one_of_three() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the machine to itself: cargo test --test e2e -- --ignored --test-threads 1 chaos::"]
 async fn rolling_restart_of_three() {
     let _alone = ALONE.lock().await;
     let registry = Registry::start();
@@ -795,6 +798,7 @@ async fn rolling_restart_of_three() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the machine to itself: cargo test --test e2e -- --ignored --test-threads 1 chaos::"]
 async fn registry_down() {
     let _alone = ALONE.lock().await;
     let sc = scale();

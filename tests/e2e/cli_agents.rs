@@ -2,11 +2,9 @@
 //! Checks the exact `--json` shape (beamline from Meta.beamline, sorted by beamline then id, each
 //! instance's worst check as its status), the table, and an empty registry.
 
-mod support;
-
+use crate::support::agent::*;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::agent::*;
-use support::*;
 
 /// `beamline-mesh agents --consul <registry> <extra…>`, which must exit 0; its stdout.
 async fn agents(registry: &Registry, extra: &[&str]) -> String {

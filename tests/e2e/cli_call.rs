@@ -3,16 +3,14 @@
 //! line and exit codes on failure, `--events` JSON lines, progress on stderr, Ctrl-C, and the
 //! `x-beamline` metadata of `--gateway` (against an in-process agent that records it).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::support::agent::*;
+use crate::support::cli::*;
+use crate::support::*;
 use serde_json::Value;
-use support::agent::*;
-use support::cli::*;
-use support::*;
 
 const BEAMLINE: &str = "5.3.1";
 

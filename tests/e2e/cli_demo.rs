@@ -6,17 +6,15 @@
 //! - `dev` (on free ports, so it runs beside anything) prints where everything listens, serves
 //!   calls through its gateway, and on SIGTERM stops every child and exits 0.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::agent::run_to_exit;
-use support::cli::call;
-use support::*;
+use crate::support::agent::run_to_exit;
+use crate::support::cli::call;
+use crate::support::*;
 
 /// The demo must take well under a minute; this leaves room for a loaded CI machine.
 const DEMO_DEADLINE: Duration = Duration::from_secs(90);
@@ -167,11 +165,7 @@ impl Dev {
     }
 
     fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        crate::support::signal::send(self.child.id(), libc::SIGTERM);
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {

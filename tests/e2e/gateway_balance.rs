@@ -7,14 +7,14 @@
 //! second, with no call in between to wake the balancer; and a frozen instance (SIGSTOP) is taken
 //! out of rotation with no failed call.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use crate::support::gateway::*;
+use crate::support::*;
 use futures::StreamExt;
-use support::gateway::*;
-use support::*;
 
 /// The fairness scenarios measure how p2c shares calls, which the CPU load of this file's other
 /// scenarios (each runs a registry, agents and a gateway on the same cores) skews: a latency

@@ -8,13 +8,13 @@
 //! 300 unknown beamline ids are NOT_FOUND at once and leave no descriptor or metrics series; a
 //! failed call's access line keeps its capability, task id and instance.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::gateway::*;
+use crate::support::*;
 use beamline_mesh::proto::{CancelRequest, DescribeRequest, GetTaskRequest, SubscribeRequest};
-use support::gateway::*;
-use support::*;
 use tonic::Code;
 
 const BEAMLINE: &str = "5.3.1";

@@ -10,13 +10,13 @@
 //! checked here: the demo agent does not expose the metadata it received; the gateway's unit
 //! tests cover it.
 
-mod support;
+use crate::support;
 
+use crate::support::agent::run_to_exit;
+use crate::support::gateway::*;
+use crate::support::policy::*;
+use crate::support::*;
 use beamline_mesh::proto::{DescribeRequest, ExecuteRequest};
-use support::agent::run_to_exit;
-use support::gateway::*;
-use support::policy::*;
-use support::*;
 use tonic::Code;
 
 /// The status of a Describe through the gateway that must fail.

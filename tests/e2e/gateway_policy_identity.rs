@@ -4,21 +4,19 @@
 //! real registry as a beamline's instance (Meta.beamline, the agent tag, a gRPC health check),
 //! behind a real `beamline-mesh gateway --auth-file`.
 
-mod support;
-
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use crate::support::agent::wait_passing;
+use crate::support::gateway::*;
+use crate::support::policy::*;
+use crate::support::*;
 use beamline_mesh::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
 use beamline_mesh::proto::{
     AgentCard, CancelRequest, DescribeRequest, ExecuteRequest, GetTaskRequest, SubscribeRequest,
     Task, TaskEvent,
 };
 use serde_json::json;
-use support::agent::wait_passing;
-use support::gateway::*;
-use support::policy::*;
-use support::*;
 use tonic::{Request, Response, Status};
 
 const BEAMLINE: &str = "9.9.1";

@@ -4,14 +4,12 @@
 //! `GET /` is a self-contained HTML status page listing the running beamlines and instances,
 //! and the JSON access log on stderr has one line per call with its fields.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::gateway::*;
+use crate::support::policy::*;
+use crate::support::*;
 use beamline_mesh::proto::{ExecuteRequest, GetTaskRequest};
-use support::gateway::*;
-use support::policy::*;
-use support::*;
 use tonic::Code;
 
 const CALLS: usize = 7;

@@ -7,15 +7,15 @@
 //! fails before its first event goes to another instance when idempotent, and says the task may
 //! have started (with its key) when not.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::agent::*;
+use crate::support::gateway::*;
+use crate::support::*;
 use beamline_mesh::proto::{CancelRequest, GetTaskRequest, SubscribeRequest, TaskState};
 use serde_json::json;
-use support::agent::*;
-use support::gateway::*;
-use support::*;
 use tonic::Code;
 
 const BEAMLINE: &str = "5.3.1";

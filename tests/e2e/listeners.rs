@@ -5,8 +5,6 @@
 //! new client out. Real processes on 127.0.0.1, raw TCP for the misbehaving clients; the limits
 //! are set through `BEAMLINE_MESH_HANDSHAKE_TIMEOUT` and `BEAMLINE_MESH_MAX_CONNECTIONS`.
 
-mod support;
-
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::agent::AgentProc;
-use support::*;
+use crate::support::agent::AgentProc;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};

@@ -3,17 +3,15 @@
 //! INVALID_ARGUMENT, and p2c never sends a call to an instance whose readiness gate is closed
 //! (its grpc.health.v1 Watch says NOT_SERVING) even while Consul lists it as passing.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::agent::*;
+use crate::support::gateway::{service_name, start_agent};
+use crate::support::*;
 use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::mesh::{Mesh, MeshSettings};
 use beamline_mesh::proto::DescribeRequest;
 use serde_json::json;
-use support::agent::*;
-use support::gateway::{service_name, start_agent};
-use support::*;
 use tonic::Code;
 
 const BEAMLINE: &str = "5.3.1";

@@ -1,11 +1,9 @@
 //! ACL: with --acl-token, every request must carry the token (X-Consul-Token,
 //! Authorization: Bearer, or ?token=), otherwise 403 "Permission denied".
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::json;
-use support::*;
 
 const TOKEN: &str = "s3cr3t-token";
 

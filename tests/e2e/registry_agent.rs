@@ -2,11 +2,9 @@
 //! agent/checks, agent/self, agent/health/service/{name,id}, maintenance, re-registration.
 //! Numbers in comments refer to "Behaviours from Consul's own API tests" in CONSUL-API.md.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_on_port_zero_and_prints_exactly_one_line() {

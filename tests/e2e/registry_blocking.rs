@@ -1,13 +1,11 @@
 //! Blocking queries: ?index=N&wait=D on health/service (and catalog, health/checks), per-result
 //! indexes, wake-up latency, timeouts, bad parameters, output-only changes.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// A blocking GET run on its own task, so the test can write while it waits.
 fn spawn_get(

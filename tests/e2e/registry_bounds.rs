@@ -2,10 +2,8 @@
 //! endpoint reads, and check runners (and their DNS lookups) under repeated registrations —
 //! measured on the real process (`/proc/<pid>/status`, `/v1/agent/self` Stats).
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// The registry's own bookkeeping from `/v1/agent/self` (`Stats.registry`), as numbers.
 async fn stat(reg: &Registry, name: &str) -> u64 {

@@ -2,10 +2,8 @@
 //! registry runs itself (HTTP, TCP, gRPC) against real servers started in this test process;
 //! SuccessBeforePassing, FailuresBeforeCritical, DeregisterCriticalServiceAfter.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// Deadline for an interval check (Interval 1s, first run staggered up to 1s) to reach a state.
 const CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -2,12 +2,10 @@
 //! idle keep-alive connection, more connections than `--max-connections`, and a blocking query
 //! that outlasts the idle timeout — over raw TCP, so nothing but the registry closes a socket.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

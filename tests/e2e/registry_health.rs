@@ -1,10 +1,8 @@
 //! Health and catalog reads: health/service (passing, tag, filter), health/checks, health/state,
 //! catalog/*, status/*. Numbers refer to CONSUL-API.md's list of Consul API-test behaviours.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// Registers foo1 (passing), foo2 (critical), foo3 (warning), each with one TTL check.
 async fn three_instances(reg: &Registry) {

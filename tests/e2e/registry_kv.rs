@@ -1,14 +1,12 @@
 //! KV: put/get (base64 Value), raw, flags, cas, recurse, keys + separator, delete (recurse, cas),
 //! 404 for absent keys, blocking GET, the 512 KB value limit.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::support::*;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::*;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

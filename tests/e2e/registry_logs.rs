@@ -2,10 +2,8 @@
 //! subject at most once per period (a flapping check or a looping client cannot flood the log),
 //! errors with their cause.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// The lines of the registry's stderr that contain every one of `needles`.
 fn lines_with(reg: &Registry, needles: &[&str]) -> Vec<String> {

@@ -1,13 +1,11 @@
 //! Durability with --data-dir: every acknowledged write survives kill -9 right after its 200, and
 //! check state restarts as Consul's does (TTL checks keep their last state until they expire).
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::*;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::*;
 
 fn unb64(v: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD

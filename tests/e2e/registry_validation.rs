@@ -2,11 +2,9 @@
 //! durations, required fields, check kinds, statuses, Meta rules, methods — and a refused request
 //! changes nothing.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::*;
 
 /// The agent's whole view, to compare before and after a refused request.
 async fn snapshot(reg: &Registry) -> (Value, Value) {

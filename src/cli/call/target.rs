@@ -180,7 +180,7 @@ impl Agent {
         if let Some(beamline) = &self.beamline {
             request
                 .metadata_mut()
-                .insert("x-beamline", beamline.clone());
+                .insert(beamline_mesh::wire::header::BEAMLINE, beamline.clone());
         }
         if let Some(authorization) = &self.authorization {
             request

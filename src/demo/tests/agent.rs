@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use tokio::time::timeout;
 use tonic::{Code, Request};
 
-use super::sim::Motor;
-use super::DemoAgent;
 use crate::agent::capabilities::{json_to_struct, struct_to_json};
 use crate::agent::tasks::TaskEventStream;
 use crate::agent::Instance;
 use crate::beamline::BeamlineId;
+use crate::demo::sim::Motor;
+use crate::demo::DemoAgent;
 use crate::proto::beamline_agent_server::BeamlineAgent;
 use crate::proto::{
     CancelRequest, DescribeRequest, ExecuteRequest, GetTaskRequest, SubscribeRequest, Task,

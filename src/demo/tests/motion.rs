@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::{Code, Request};
 
-use super::agent_tests::{agent, code_of, drain, execute, next, progress, result, state, task};
-use super::sim::Motor;
+use super::agent::{agent, code_of, drain, execute, next, progress, result, state, task};
+use crate::demo::sim::Motor;
 use crate::proto::beamline_agent_server::BeamlineAgent;
 use crate::proto::{CancelRequest, GetTaskRequest, SubscribeRequest, TaskState};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
 
-use super::sim::{Motor, MotorBusy, MoveEnd, Sim, PV_NAMES, TICK};
+use crate::demo::sim::{Motor, MotorBusy, MoveEnd, Sim, PV_NAMES, TICK};
 
 const BOUND: Duration = Duration::from_secs(5);
 

@@ -63,12 +63,6 @@ impl AgentBuilder {
         self.consul(registry.addr)
     }
 
-    /// Do not pass [`FAST`] (the flags given with [`Self::arg`] still apply).
-    pub fn default_intervals(mut self) -> Self {
-        self.fast = false;
-        self
-    }
-
     /// One more `--flag value`; a flag of [`FAST`] given here replaces FAST's value.
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.extra.push(flag.to_string());
@@ -127,11 +121,10 @@ impl AgentBuilder {
             child: Some(child),
             exit: None,
             addr: "127.0.0.1:0".parse().unwrap(),
-            beamline: self.beamline.clone(),
             args,
             stderr_path,
             _work: work,
-            extra_stdout: extra,
+            _extra_stdout: extra,
         };
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(line)) => line,
@@ -173,11 +166,11 @@ pub struct AgentProc {
     exit: Option<ExitStatus>,
     /// The address from the listening line.
     pub addr: SocketAddr,
-    pub beamline: String,
     args: Vec<String>,
     stderr_path: PathBuf,
     _work: tempfile::TempDir,
-    extra_stdout: Arc<Mutex<Vec<String>>>,
+    /// Lines printed on stdout after the listening line (kept for the reader thread).
+    _extra_stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl AgentProc {
@@ -225,14 +218,14 @@ impl AgentProc {
 
     /// Sends SIGTERM (`kill -TERM <pid>`); does not wait.
     pub fn sigterm(&self) {
-        self.signal("TERM");
+        super::signal::send(self.pid(), libc::SIGTERM);
     }
 
     /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing. Returns once
     /// the kernel reports every thread stopped: `kill` returns when the signal is sent, and on a
     /// loaded machine a thread may run on a while before it stops.
     pub fn freeze(&self) {
-        self.signal("STOP");
+        super::signal::send(self.pid(), libc::SIGSTOP);
         let pid = self.pid();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !all_threads_stopped(pid) {
@@ -246,21 +239,12 @@ impl AgentProc {
 
     /// Resumes a frozen process (SIGCONT).
     pub fn thaw(&self) {
-        self.signal("CONT");
+        super::signal::send(self.pid(), libc::SIGCONT);
     }
 
-    /// Sends SIGINT (`kill -INT <pid>`), as Ctrl-C would; does not wait.
+    /// Sends SIGINT , as Ctrl-C would; does not wait.
     pub fn sigint(&self) {
-        self.signal("INT");
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.pid();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("run kill -{name}: {e}"));
-        assert!(status.success(), "kill -{name} {pid} failed: {status}");
+        super::signal::send(self.pid(), libc::SIGINT);
     }
 
     /// kill -9 the agent and reap it.
@@ -316,11 +300,6 @@ impl AgentProc {
     /// Everything the agent wrote on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Lines printed on stdout after the listening line.
-    pub fn extra_stdout(&self) -> Vec<String> {
-        self.extra_stdout.lock().unwrap().clone()
     }
 }
 

@@ -177,12 +177,7 @@ impl CallProc {
 
     /// Sends SIGINT, as Ctrl-C would.
     pub fn sigint(&self) {
-        let pid = self.pid();
-        let status = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .expect("run kill -INT");
-        assert!(status.success(), "kill -INT {pid} failed: {status}");
+        super::signal::send(self.pid(), libc::SIGINT);
     }
 
     /// Waits for the exit (polling); kills the process and panics after `timeout`.

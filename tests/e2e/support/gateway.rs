@@ -74,12 +74,6 @@ impl GatewayBuilder {
         self
     }
 
-    /// RUST_LOG of the gateway (default `info,beamline_mesh=debug`).
-    pub fn log(mut self, filter: &str) -> Self {
-        self.log = filter.to_string();
-        self
-    }
-
     /// Starts the gateway and waits (bounded) for `gateway listening on HOST:PORT`.
     pub fn start(self) -> GatewayProc {
         let mut args = self.global.clone();
@@ -155,11 +149,6 @@ pub struct GatewayProc {
 }
 
 impl GatewayProc {
-    /// A gateway over `registry` with default options.
-    pub fn start(registry: &Registry) -> GatewayProc {
-        Self::builder(registry).start()
-    }
-
     pub fn builder(registry: &Registry) -> GatewayBuilder {
         GatewayBuilder {
             consul: registry.addr.to_string(),

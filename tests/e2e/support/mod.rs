@@ -4,14 +4,12 @@
 //!
 //! Every wait is bounded: process start has a deadline, every HTTP request has a timeout, and
 //! conditions are polled with [`poll_until`] / [`poll_for`] against a deadline (never a blind sleep).
-//!
-//! Each file in tests/ compiles this module separately, so items one file does not use are allowed.
-#![allow(dead_code)]
 
 pub mod agent;
 pub mod cli;
 pub mod gateway;
 pub mod policy;
+pub mod signal;
 
 mod deadline;
 mod json;

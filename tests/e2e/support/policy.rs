@@ -23,7 +23,7 @@ pub use metrics::*;
 pub use stack::*;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -140,7 +140,6 @@ pub fn claims(sub: &str, role: &str, beamlines: &[&str]) -> Value {
 /// `127.0.0.1`.
 pub struct TlsFiles {
     pub ca_pem: String,
-    pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -164,10 +163,6 @@ impl PolicyDir {
                 .tempdir()
                 .expect("create temp dir for the policy"),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Writes `name` in the directory; returns its path.
@@ -207,7 +202,6 @@ impl PolicyDir {
 
         let ca_pem = ca_cert.pem();
         TlsFiles {
-            ca: self.write("ca.pem", &ca_pem),
             cert: self.write("gateway.pem", &cert.pem()),
             key: self.write("gateway-key.pem", &key.serialize_pem()),
             ca_pem,

@@ -41,12 +41,6 @@ impl RegistryBuilder {
         self
     }
 
-    /// Use this `--data-dir`.
-    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self
-    }
-
     pub fn datacenter(mut self, dc: &str) -> Self {
         self.datacenter = Some(dc.to_string());
         self
@@ -131,7 +125,6 @@ impl RegistryBuilder {
             } else {
                 None
             },
-            acl_token: self.acl_token,
             starts: 0,
             extra_stdout: Arc::new(Mutex::new(Vec::new())),
         };
@@ -152,8 +145,6 @@ pub struct Registry {
     client: reqwest::Client,
     /// Token the helpers send, if any.
     token: Option<String>,
-    /// The `--acl-token` the registry was started with, if any.
-    pub acl_token: Option<String>,
     starts: usize,
     /// Lines the binary printed on stdout after the listening line (should stay empty).
     extra_stdout: Arc<Mutex<Vec<String>>>,

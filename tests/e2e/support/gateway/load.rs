@@ -16,7 +16,6 @@ use crate::support::deadline::poll_until;
 /// One call of a [`Load`].
 #[derive(Debug, Clone)]
 pub struct CallRecord {
-    pub worker: usize,
     pub started: Instant,
     pub finished: Instant,
     /// The answering instance id, or the status.
@@ -41,7 +40,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for worker in 0..workers {
+        for _ in 0..workers {
             let mut client = gateway.client().await;
             let stop = Arc::clone(&stop);
             let records = Arc::clone(&records);
@@ -52,7 +51,6 @@ impl Load {
                     let result = describe(&mut client, &beamline).await;
                     let finished = Instant::now();
                     records.lock().unwrap().push(CallRecord {
-                        worker,
                         started,
                         finished,
                         result,

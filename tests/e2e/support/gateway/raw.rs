@@ -14,6 +14,8 @@ use crate::support::deadline::secs;
 #[derive(Debug)]
 pub struct RawStatus {
     pub code: i32,
+    /// Shown by `Debug` in assertion messages.
+    #[allow(dead_code)]
     pub message: String,
 }
 

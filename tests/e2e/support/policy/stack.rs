@@ -22,8 +22,8 @@ pub struct PolicyStack {
     pub gateway: GatewayProc,
     /// `(beamline, agent, instance id)`.
     pub agents: Vec<(String, AgentProc, String)>,
-    pub registry: Registry,
-    pub dir: PolicyDir,
+    _registry: Registry,
+    _dir: PolicyDir,
     pub tls: Option<TlsFiles>,
 }
 
@@ -58,8 +58,8 @@ impl PolicyStack {
         let stack = PolicyStack {
             gateway,
             agents,
-            registry,
-            dir,
+            _registry: registry,
+            _dir: dir,
             tls,
         };
         for beamline in beamlines {
