@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod checks;
+pub mod config;
 pub mod decode;
 pub mod error;
 pub mod filter;
@@ -28,61 +29,19 @@ pub use beamline_listen::rlimit;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+pub use config::{Node, RegistryConfig};
 pub use error::RegistryError;
 
 use model::Check;
 use persist::{Op, Persist};
 use state::{Change, State};
 use watch::Watchers;
-
-/// Settings of one registry process.
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    pub datacenter: String,
-    pub node_name: String,
-    /// When set, every request must carry this token.
-    pub acl_token: Option<String>,
-    /// When set, state is kept in SQLite under this directory.
-    pub data_dir: Option<PathBuf>,
-    /// Budget of the answer cache (rendered blocking-read answers), in bytes.
-    pub answer_cache_bytes: usize,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig {
-            datacenter: "dc1".to_string(),
-            node_name: hostname(),
-            acl_token: None,
-            data_dir: None,
-            answer_cache_bytes: http::DEFAULT_ANSWER_CACHE_BYTES,
-        }
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "beamline-mesh".to_string())
-}
-
-/// The one node this registry is: what Consul calls the agent's own node.
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub datacenter: String,
-}
 
 pub struct Registry {
     config: RegistryConfig,
@@ -130,7 +89,7 @@ impl Registry {
             node_ip
         };
         let node = Node {
-            id: node_id(&config.node_name),
+            id: config::node_id(&config.node_name),
             name: config.node_name.clone(),
             address: node_ip.to_string(),
             datacenter: config.datacenter.clone(),
@@ -376,22 +335,6 @@ fn runner_changes(state: &State, changes: &[Change]) -> (Vec<Check>, Vec<String>
         }
     }
     (start, stop)
-}
-
-/// A stable node ID derived from the node name, so it survives restarts without being stored.
-fn node_id(name: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u64| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (salt, name).hash(&mut h);
-        h.finish()
-    };
-    let bits = (u128::from(half(1)) << 64) | u128::from(half(2));
-    uuid::Builder::from_u128(bits)
-        .with_variant(uuid::Variant::RFC4122)
-        .with_version(uuid::Version::Random)
-        .into_uuid()
-        .to_string()
 }
 
 /// Binds, opens the registry and returns it with the bound address; the caller serves it.
