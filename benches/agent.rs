@@ -85,7 +85,7 @@ const TEMPLATE_BIN: &str = "thermometer-agent";
 /// Deadline of the template's release build (fat LTO; a clean one takes minutes on 2 cores, an
 /// up-to-date one a second).
 const TEMPLATE_BUILD_DEADLINE: Duration = Duration::from_secs(20 * 60);
-/// The template agent's idle goal (issue: ≤ 10 MB).
+/// The template agent's idle goal (goal: ≤ 10 MB).
 const TEMPLATE_GOAL_BYTES: u64 = 10_000_000;
 /// The demo agent's idle goal (≤ 15 MB).
 const DEMO_GOAL_BYTES: u64 = 15_000_000;

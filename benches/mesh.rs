@@ -46,8 +46,8 @@
 //! has a node or a CPU limit of its own: then the gateway cells measure the hop, not a queue
 //! for shared cores.
 //!
-//! Goals (issue 4): mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
-//! added p50 and ≤ 1 ms added p99. Issue 5: the policy layers add ≤ 20 µs p50 (policed gateway
+//! Goals: mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
+//! added p50 and ≤ 1 ms added p99; the policy layers add ≤ 20 µs p50 (policed gateway
 //! vs bare gateway).
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
@@ -94,7 +94,7 @@ const MEASURE: Duration = Duration::from_secs(3);
 /// Rounds of every cell; the report gives the median.
 const REPEATS: usize = 5;
 
-/// What one run measures. The defaults are the README's run; `MESH_BENCH_PATHS`
+/// What one run measures. The defaults are the run in docs/benchmarks.md; `MESH_BENCH_PATHS`
 /// (`direct,mesh,proxy,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
 /// `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
 /// (`perf record -p PID`; the processes' pids are printed at the start).
@@ -192,12 +192,12 @@ const PASSING_DEADLINE: Duration = Duration::from_secs(30);
 /// Deadline for the first successful call over each path.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Goals (issue 4).
+/// Goals.
 const GOAL_MESH_THROUGHPUT: f64 = 0.95;
 const GOAL_MESH_ADDED_P50: Duration = Duration::from_micros(50);
 const GOAL_GATEWAY_ADDED_P50: Duration = Duration::from_micros(150);
 const GOAL_GATEWAY_ADDED_P99: Duration = Duration::from_millis(1);
-/// Goal (issue 5): added p50 of the policy layers (policed gateway vs bare gateway).
+/// Goal: added p50 of the policy layers (policed gateway vs bare gateway).
 const GOAL_POLICY_ADDED_P50: Duration = Duration::from_micros(20);
 
 fn main() -> Result<()> {

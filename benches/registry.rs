@@ -15,7 +15,7 @@
 //!    (b) 1,000 watchers on one service and one change (a new instance registered): the 1,000
 //!    wakeup latencies (fan-out).
 //!
-//! Goals (issue 2): RSS ≤ 200 MB, wakeup p99 ≤ 50 ms (judged from sending the write).
+//! Goals: RSS ≤ 200 MB, wakeup p99 ≤ 50 ms (judged from sending the write).
 //!
 //! Before a round the watchers must be parked in the registry. A client cannot see that, so the
 //! bench waits (bounded) until every watcher has issued its request, then a fixed 500 ms, then

@@ -1,6 +1,6 @@
 //! Agent endpoints: service registration and its defaults, agent/services, agent/service/:id,
 //! agent/checks, agent/self, agent/health/service/{name,id}, maintenance, re-registration.
-//! Numbers in comments refer to "Behaviours from Consul's own API tests" in CONSUL-API.md.
+//! Numbers in comments refer to "Behaviours from Consul's own API tests" in docs/consul-api.md.
 
 use crate::support::*;
 use reqwest::Method;
@@ -382,7 +382,7 @@ async fn weights_meta_and_tag_override_round_trip() {
     assert_eq!(by_id("foo1")["ServiceMeta"]["version"], "1.2");
 }
 
-/// 12 and the issue: Address round-trips; an IP address adds lan_ipv4/wan_ipv4 {Address, Port}.
+/// 12: Address round-trips; an IP address adds lan_ipv4/wan_ipv4 {Address, Port}.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn address_and_tagged_addresses() {
     let reg = Registry::start();

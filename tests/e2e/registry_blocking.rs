@@ -24,7 +24,7 @@ async fn let_request_park() {
     tokio::time::sleep(ms(200)).await;
 }
 
-/// 21 + the issue: a blocked watcher is woken by a registration within 100 ms of the write.
+/// 21: a blocked watcher is woken by a registration within 100 ms of the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_wakes_blocked_watcher_within_100ms() {
     let reg = Arc::new(Registry::start());

@@ -1,5 +1,5 @@
 //! Health and catalog reads: health/service (passing, tag, filter), health/checks, health/state,
-//! catalog/*, status/*. Numbers refer to CONSUL-API.md's list of Consul API-test behaviours.
+//! catalog/*, status/*. Numbers refer to docs/consul-api.md, "Behaviours from Consul's own API tests".
 
 use crate::support::*;
 use serde_json::{json, Value};
@@ -224,7 +224,7 @@ async fn filtered(reg: &Registry, expr: &str) -> Vec<String> {
     service_ids(&r.json())
 }
 
-/// 20 and the filter subset: ==, !=, in, and over Service.Tags/Meta/ID and Node.Meta.
+/// 20, and the filter subset the mesh and agents use: ==, !=, in, and over Service.Tags/Meta/ID and Node.Meta.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_expressions() {
     let reg = Registry::start();

@@ -447,7 +447,7 @@ async fn hostile_input_does_not_crash() {
     reg.get("/v1/status/leader").await.expect_status(200);
 }
 
-/// What consulrs 0.1.0 actually sends (CONSUL-API.md): "ServiceId" on check/register (works in
+/// What consulrs 0.1.0 actually sends (docs/consul-api.md): "ServiceId" on check/register (works in
 /// Consul through case-insensitive matching), and the TTL note as a JSON body on check/pass
 /// (Consul ignores the body there, so the call must still succeed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

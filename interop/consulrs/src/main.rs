@@ -5,7 +5,7 @@
 //! (or pass the address as the first argument). Exits 0 when every step matches what real
 //! Consul answers, 1 with a message naming the step otherwise.
 //!
-//! consulrs 0.1.0 has known bugs (shared/CONSUL-API.md, "Known bugs in 0.1.0"); this check
+//! consulrs 0.1.0 has known bugs (docs/consul-api.md, "consulrs 0.1.0"); this check
 //! works around them instead of hiding them:
 //! - (a) `AgentService.tagged_addresses` is `HashMap<String, String>`, but Consul adds
 //!   `lan_ipv4`/`wan_ipv4` *objects* whenever a service's Address is an IP, so
@@ -416,7 +416,7 @@ async fn run(settings: &ConsulClientSettings, suffix: &str) -> Result<()> {
         "catalog/services still lists {name:?} after deregister"
     );
 
-    // Current Consul answers 404 `Unknown service ID "x". ...` (CONSUL-API.md).
+    // Current Consul answers 404 `Unknown service ID "x". ...` (docs/consul-api.md).
     step("deregistering an unknown service id is a 404");
     match service::deregister(&c, &id1, None).await {
         Err(ClientError::APIError { code: 404, .. }) => {}
