@@ -1,5 +1,7 @@
 //! Who is calling: the identity the authentication layer establishes and every later layer
 //! (authorization, rate limits, metrics, access log) reads from the request's extensions.
+//!
+//! Owns the caller's shape; it must not decide who a caller is (`auth`) or what it may do.
 
 use std::collections::BTreeSet;
 

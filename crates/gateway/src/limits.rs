@@ -9,6 +9,9 @@
 //! bucket is the one that may pay: a caller over its limit never takes a token from the shared
 //! beamline bucket (so it cannot starve the beamline's other callers), while a call the
 //! beamline refuses costs its caller a token — the caller did make that call.
+//!
+//! Owns the buckets and the refusal; the limits' values are the policy file's (`config`), and
+//! counting refusals is the metrics' (`observe`). It must not queue a call.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
