@@ -4,7 +4,8 @@
 //! failure per scenario, driven by a schedule (`tokio::time::sleep_until`):
 //!
 //! - `kill9_one_of_three_every_5s`: kill -9 of the oldest of 3 instances every 5 s (each
-//!   replaced by a new agent at once) for 30 s — 0 failed Describe, GetTask, Subscribe.
+//!   replaced by a new agent at once) for 30 s — 0 failed Describe, GetTask, Subscribe and
+//!   keyed Executes of an idempotent capability.
 //! - `sigstop_one_of_three`: one of 3 frozen (SIGSTOP) for 15 s (full: 30 s) — no call to
 //!   another instance fails, and the frozen one leaves the balancer (`/status.json`: not
 //!   routable) within 1.5 s; no Describe started later than that waits on it.
@@ -14,10 +15,12 @@
 //! - `registry_down`: the registry kill -9'd for 20 s (full: 60 s) while calls go on, then
 //!   restarted (same port, no data dir: the agents register again) — 0 failed calls of any kind.
 //!
-//! Not covered yet: keyed Executes of idempotent capabilities under kill -9 (the goal "0 failed
-//! keyed Execute of an idempotent capability") — the idempotent-capability retry is being built
-//! separately; this suite's Executes carry no idempotency key and are reported under kill -9 and
-//! SIGSTOP, not asserted (an Execute in flight on a killed or frozen instance may fail by design).
+//! Two kinds of Execute: the task workers' Executes of `monitor_pv` carry no idempotency key, so
+//! the mesh never sends them twice; under kill -9 and SIGSTOP they are reported, not asserted
+//! (an Execute in flight on a killed or frozen instance may fail by design). The keyed workers'
+//! Executes carry a fresh idempotency key each and go to `monitor_pv`, which the SDK marks
+//! idempotent (it moves nothing): one that fails before its first event is sent to another
+//! instance, so they are held to the zero-failure goal in every scenario, as Describe is.
 //!
 //! Which task calls count: a task lives only on its owner (the instance id before the `/` of its
 //! task id), so GetTask/Subscribe of a task whose owner was killed, frozen or SIGTERM'd are
@@ -66,6 +69,10 @@ const DESCRIBE_PACE: Duration = Duration::from_millis(5);
 /// Task callers (each keeps one `monitor_pv` task and polls it), and their pause.
 const TASK_WORKERS: usize = 3;
 const TASK_PACE: Duration = Duration::from_millis(20);
+/// Keyed Execute callers (a short `monitor_pv` each, read up to its first event), and their
+/// pause.
+const KEYED_WORKERS: usize = 2;
+const KEYED_PACE: Duration = Duration::from_millis(20);
 /// Every 4th task call is a Subscribe (read up to its first event), the others GetTask.
 const SUBSCRIBE_EVERY: u64 = 4;
 /// A task runs this long, so tasks end and new ones start during a scenario too.
@@ -146,6 +153,8 @@ enum Rpc {
     GetTask,
     Subscribe,
     Execute,
+    /// An Execute with an idempotency key, of an idempotent capability.
+    KeyedExecute,
 }
 
 /// One call of the load.
@@ -260,6 +269,21 @@ impl MixedLoad {
                 }
             }));
         }
+        for worker in 0..KEYED_WORKERS {
+            let mut client = gateway.client().await;
+            let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
+            workers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("chaos-{}-{worker}-{n}", std::process::id());
+                    let started = Instant::now();
+                    let result = keyed_monitor(&mut client, &key).await;
+                    record(&calls, Rpc::KeyedExecute, started, result.map(Some));
+                    tokio::time::sleep(KEYED_PACE).await;
+                }
+            }));
+        }
         for _ in 0..TASK_WORKERS {
             let client = gateway.client().await;
             let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
@@ -365,6 +389,29 @@ async fn start_monitor(
     task
 }
 
+/// Execute a short `monitor_pv` with idempotency key `key` through the gateway, up to its first
+/// event: the task's owner. The stream is dropped then; the task ends by itself.
+async fn keyed_monitor(
+    client: &mut BeamlineAgentClient<Channel>,
+    key: &str,
+) -> Result<String, tonic::Status> {
+    let request = execute_request(
+        "monitor_pv",
+        json!({"name": "ring:current", "duration_ms": 300, "interval_ms": 100}),
+        key,
+    );
+    bounded(async {
+        let mut events = client.execute(to(BEAMLINE, request)).await?.into_inner();
+        match events.message().await? {
+            Some(event) => Ok(owner_of(&task_of(&event).task_id)),
+            None => Err(tonic::Status::internal(
+                "TEST: the keyed Execute stream ended without an event",
+            )),
+        }
+    })
+    .await
+}
+
 /// GetTask through the gateway: whether the task has ended.
 async fn get_task_state(
     client: &mut BeamlineAgentClient<Channel>,
@@ -425,7 +472,7 @@ fn report(
     let mut executes = Vec::new();
     for call in calls {
         match call.rpc {
-            Rpc::Describe => counted.push(call.clone()),
+            Rpc::Describe | Rpc::KeyedExecute => counted.push(call.clone()),
             Rpc::Execute if executes_count => counted.push(call.clone()),
             Rpc::Execute => executes.push(call.clone()),
             Rpc::GetTask | Rpc::Subscribe => {
