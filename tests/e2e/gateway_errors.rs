@@ -565,3 +565,60 @@ async fn the_gateway_and_agents_advertise_a_limit_on_concurrent_streams() {
     );
     assert_eq!(support::gateway::advertised_max_streams(agent).await, 1024);
 }
+
+/// One call with 64 KB of metadata fails alone, RESOURCE_EXHAUSTED, saying why: the client's
+/// connection stays up, a task streaming on it goes on, and the next call on it succeeds (at
+/// HTTP/2's 16 KiB default the gateway closed the whole connection, GOAWAY, failing them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g).await;
+    let mut client = c.gateway.client().await;
+    // A task streaming on the same connection.
+    let request = support::agent::execute_request(
+        "monitor_pv",
+        serde_json::json!({"name": "ring:current", "duration_ms": 5000, "interval_ms": 100}),
+        "",
+    );
+    let mut events = client
+        .execute(to(BEAMLINE, request))
+        .await
+        .expect("Execute monitor_pv")
+        .into_inner();
+    events
+        .message()
+        .await
+        .expect("a first event")
+        .expect("an event");
+
+    // Metadata under the limit goes through.
+    let mut fits = to(BEAMLINE, DescribeRequest {});
+    fits.metadata_mut()
+        .insert("x-notes", "n".repeat(8 * 1024).parse().unwrap());
+    client
+        .describe(fits)
+        .await
+        .expect("8 KB of metadata is fine");
+
+    let mut big = to(BEAMLINE, DescribeRequest {});
+    big.metadata_mut()
+        .insert("x-notes", "n".repeat(64 * 1024).parse().unwrap());
+    let status = tokio::time::timeout(secs(5), client.describe(big))
+        .await
+        .expect("an answer within 5 s")
+        .expect_err("64 KB of metadata is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("metadata"), "{status:?}");
+    assert!(status.message().len() < 200, "{status:?}");
+
+    // The stream and the connection live on.
+    for _ in 0..3 {
+        tokio::time::timeout(secs(5), events.message())
+            .await
+            .expect("the task's next event within 5 s")
+            .expect("the stream still works")
+            .expect("an event");
+    }
+    describe(&mut client, BEAMLINE)
+        .await
+        .expect("the next call on the same connection succeeds");
+}

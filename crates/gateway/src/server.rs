@@ -27,6 +27,13 @@ use beamline_mesh_client::{Arrival, Mesh};
 
 /// Streams one client connection may open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// The request metadata a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), well above the
+/// 16 KiB an agent accepts: a call whose metadata is over the agent's limit is refused alone,
+/// RESOURCE_EXHAUSTED, by the mesh. At the server's 16 KiB default, h2 closes the whole client
+/// connection (GOAWAY) when one request's headers pass about twice the limit, failing every
+/// call on it. Past this bound h2 still does, as abuse; it is also what one connection's
+/// partial header block may hold in memory.
+const MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
 /// HTTP/2 PINGs to idle clients, and how long an answer may take before the connection closes.
 const CLIENT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 const CLIENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -186,6 +193,7 @@ pub async fn serve(
         // Advertised to every client (SETTINGS_MAX_CONCURRENT_STREAMS): past it a stream is
         // refused, never queued.
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         // A client that went away without a FIN is noticed, and its connection released.
         .http2_keepalive_interval(Some(CLIENT_KEEPALIVE))
         .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT));

@@ -130,6 +130,16 @@ impl Route {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.last_used.store(now, Ordering::Relaxed);
         let (mut parts, body) = request.into_parts();
+        // Refused here, for this call alone: an agent that got it would close the connection
+        // every caller of this instance shares (HTTP/2's header limit is per connection).
+        let header_bytes = request::header_list_size(&parts.headers);
+        if header_bytes > request::MAX_HEADER_LIST_BYTES {
+            return Err(BoxError::from(Status::resource_exhausted(format!(
+                "the request's metadata is {header_bytes} bytes, more than the {} an agent \
+                 accepts",
+                request::MAX_HEADER_LIST_BYTES
+            ))));
+        }
         let rpc = Rpc::of_path(parts.uri.path());
         let caller_deadline = grpc_timeout(&parts.headers);
         if caller_deadline.is_none() && !rpc.is_some_and(Rpc::is_stream) {

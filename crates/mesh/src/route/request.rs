@@ -2,6 +2,7 @@
 //! task id), the task id a task-owner call names and the instance that owns it. Decoding only;
 //! where a call goes is `target`'s.
 
+use http::HeaderMap;
 use prost::Message;
 use tonic::Status;
 
@@ -56,4 +57,18 @@ pub(super) fn task_owner(task_id: &str) -> Result<&str, Status> {
                 quote(task_id)
             ))
         })
+}
+
+/// The most request metadata an agent accepts: HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE of a
+/// tonic (hyper) server, 16 KiB, counted as HTTP/2 counts it.
+pub(super) const MAX_HEADER_LIST_BYTES: usize = 16 * 1024;
+
+/// The size of `headers` as HTTP/2's header list limit counts it: each field's name and value
+/// plus 32 bytes (RFC 9113 §6.5.2). The pseudo-headers (`:path` and the rest) are left out;
+/// the limit has room for them.
+pub(super) fn header_list_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
 }
