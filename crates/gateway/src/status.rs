@@ -129,7 +129,7 @@ impl StatusState {
 }
 
 fn instance(
-    i: &beamline_mesh_client::discovery::Instance,
+    i: &beamline_mesh_client::discovery::RegisteredInstance,
     routable: &BTreeSet<String>,
 ) -> InstanceView {
     let routable = routable.contains(&i.id);

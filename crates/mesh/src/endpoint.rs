@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -20,6 +19,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tower::load::Load;
 use tower::Service;
 
+use super::backoff::{jitter, Backoff};
 use super::connection::{Connection, ConnectionSettings};
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_contract::proto::{AgentCard, DescribeRequest};
@@ -196,7 +196,7 @@ async fn learn_card(
     card: watch::Sender<Option<Arc<AgentCard>>>,
 ) {
     const BOUND: Duration = Duration::from_secs(5);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     if wanted.wait_for(|wanted| *wanted).await.is_err() {
         return;
     }
@@ -210,9 +210,7 @@ async fn learn_card(
             card.send_replace(Some(Arc::new(answer.into_inner())));
             return;
         }
-        let jitter = rand::rng().random_range(Duration::ZERO..=backoff / 2);
-        tokio::time::sleep(backoff + jitter).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::time::sleep(backoff.next(jitter())).await;
     }
 }
 
@@ -229,7 +227,7 @@ async fn watch_health(
     settings: EndpointSettings,
 ) {
     let Health { gate, alive } = health;
-    let mut backoff = settings.min_backoff;
+    let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
     loop {
         let mut client = HealthClient::new(connection.clone());
         let request = HealthCheckRequest {
@@ -245,7 +243,7 @@ async fn watch_health(
                         tracing::debug!(instance = %id, serving, "endpoint gate");
                     }
                     if serving {
-                        backoff = settings.min_backoff;
+                        backoff.reset();
                     }
                 }
             }
@@ -262,9 +260,7 @@ async fn watch_health(
         if gate.send_replace(false) {
             tracing::debug!(instance = %id, "endpoint gate closed: health watch ended");
         }
-        let jitter = rand::rng().random_range(Duration::ZERO..=backoff / 2);
-        tokio::time::sleep(backoff + jitter).await;
-        backoff = (backoff * 2).min(settings.max_backoff);
+        tokio::time::sleep(backoff.next(jitter())).await;
     }
 }
 

@@ -15,7 +15,7 @@ use super::endpoint::{Endpoint, Gated};
 use super::failfast::FailFast;
 use super::load::PeakEwma;
 use super::pool::{follow, Discover, Endpoints, Published};
-use crate::discovery::{Instance, Resolution, Snapshot};
+use crate::discovery::{RegisteredInstance, Resolution, Snapshot};
 
 type Named = tower::util::BoxService<(), &'static str, BoxError>;
 
@@ -194,7 +194,7 @@ async fn discovery_reaches_the_balancer_with_no_call() {
 
 /// A snapshot of instance `a` at `h:1`, passing or not.
 fn snapshot_of_a(passing: bool) -> Snapshot {
-    Arc::new(Resolution::Instances(vec![Instance {
+    Arc::new(Resolution::Instances(vec![RegisteredInstance {
         id: "a".into(),
         addr: "127.0.0.1:9".into(),
         healthy: passing,

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Instance, Resolution, Snapshot, WatchSettings};
+use super::{RegisteredInstance, Resolution, Snapshot, WatchSettings};
+use crate::backoff::Backoff;
 use beamline_consul::{CheckEntry, Indexed, ServiceEntry};
 use beamline_contract::beamline::{BeamlineId, AGENT_TAG};
 use beamline_contract::wire::meta;
@@ -86,7 +87,7 @@ pub struct Plan {
 pub struct FleetWatch {
     settings: WatchSettings,
     index: u64,
-    backoff: Duration,
+    backoff: Backoff,
     outage: bool,
     acl_warned: bool,
     /// Set while a restarted registry's empty answer is held back.
@@ -103,7 +104,7 @@ pub struct FleetWatch {
 impl FleetWatch {
     pub fn new(settings: WatchSettings) -> FleetWatch {
         FleetWatch {
-            backoff: settings.min_backoff,
+            backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
             settings,
             index: 0,
             outage: false,
@@ -124,7 +125,7 @@ impl FleetWatch {
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1)),
             // A fetch failed: look again after the backoff, not after a long block.
-            None if self.dirty => self.backoff,
+            None if self.dirty => self.backoff.current(),
             None => self.settings.wait,
         };
         Query {
@@ -187,7 +188,7 @@ impl FleetWatch {
     ) {
         match entries {
             Some(entries) => {
-                self.backoff = self.settings.min_backoff;
+                self.backoff.reset();
                 if self.wanted.contains_key(service) {
                     self.fetched
                         .insert(service.to_string(), (fingerprint, entries));
@@ -206,9 +207,7 @@ impl FleetWatch {
     pub fn on_error(&mut self, jitter: f64) -> (Duration, Option<Note>) {
         let note = (!self.outage).then_some(Note::Unreachable);
         self.outage = true;
-        let pause = self.backoff + self.backoff.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
-        self.backoff = (self.backoff * 2).min(self.settings.max_backoff);
-        (pause, note)
+        (self.backoff.next(jitter), note)
     }
 
     /// How long to pause after an answer to a query sent at `started` (the rate limit).
@@ -225,7 +224,7 @@ impl FleetWatch {
             .wanted
             .keys()
             .all(|service| self.fetched.contains_key(service));
-        let mut instances: BTreeMap<BeamlineId, Vec<Instance>> = BTreeMap::new();
+        let mut instances: BTreeMap<BeamlineId, Vec<RegisteredInstance>> = BTreeMap::new();
         for (service, (_, entries)) in &self.fetched {
             for entry in entries {
                 let Some(id) = entry.service.meta.get(meta::BEAMLINE) else {
@@ -239,12 +238,15 @@ impl FleetWatch {
                 if beamline.service_name() != *service {
                     continue;
                 }
-                instances.entry(beamline).or_default().push(Instance {
-                    healthy: entry.is_passing(),
-                    addr: entry.address(),
-                    beamline: Some(id.clone()),
-                    id: entry.service.id.clone(),
-                });
+                instances
+                    .entry(beamline)
+                    .or_default()
+                    .push(RegisteredInstance {
+                        healthy: entry.is_passing(),
+                        addr: entry.address(),
+                        beamline: Some(id.clone()),
+                        id: entry.service.id.clone(),
+                    });
             }
         }
         let beamlines = instances

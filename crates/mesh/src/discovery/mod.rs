@@ -17,9 +17,10 @@ pub use diff::{diff, diff_by, healthy};
 pub use fleet::Fleet;
 pub use watch::{spawn, BeamlineWatch, Discovery, WatchSettings};
 
-/// One registered instance of a service.
+/// One registered instance of a service, as discovery read it from Consul (the agent SDK's
+/// `Instance` is an agent's own identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
+pub struct RegisteredInstance {
     /// The Consul service ID (the agent's instance id).
     pub id: String,
     /// `host:port` to dial.
@@ -38,18 +39,18 @@ pub enum Resolution {
     /// Consul answered: nothing is registered under this name.
     NotFound,
     /// The registered instances (at least one), sorted by id.
-    Instances(Vec<Instance>),
+    Instances(Vec<RegisteredInstance>),
 }
 
 impl Resolution {
-    pub fn instance(&self, id: &str) -> Option<&Instance> {
+    pub fn instance(&self, id: &str) -> Option<&RegisteredInstance> {
         match self {
             Resolution::Instances(all) => all.iter().find(|i| i.id == id),
             _ => None,
         }
     }
 
-    pub fn instances(&self) -> &[Instance] {
+    pub fn instances(&self) -> &[RegisteredInstance] {
         match self {
             Resolution::Instances(all) => all,
             _ => &[],

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -192,7 +191,7 @@ async fn run(
                 tokio::time::sleep(machine.pause(started, Instant::now())).await;
             }
             Err(e) => {
-                let (pause, note) = machine.on_error(rand::rng().random_range(0.0..=1.0));
+                let (pause, note) = machine.on_error(crate::backoff::jitter());
                 if note.is_some() {
                     warn!(error = %e, "cannot reach Consul; keeping the last known fleet");
                 }

@@ -1,8 +1,8 @@
 use super::*;
-use crate::discovery::Instance;
+use crate::discovery::RegisteredInstance;
 
-fn inst(id: &str, addr: &str, healthy: bool) -> Instance {
-    Instance {
+fn inst(id: &str, addr: &str, healthy: bool) -> RegisteredInstance {
+    RegisteredInstance {
         id: id.into(),
         addr: addr.into(),
         healthy,
