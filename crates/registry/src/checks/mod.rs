@@ -209,3 +209,6 @@ pub async fn reap_forever(registry: Weak<Registry>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
