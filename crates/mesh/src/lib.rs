@@ -19,6 +19,7 @@ mod load;
 mod pool;
 mod rendezvous;
 mod route;
+mod sweep;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -154,7 +155,7 @@ impl Mesh {
         let settings = Arc::new(settings);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
             discovery: discovery::spawn(ConsulClient::new(consul), settings.watch.clone()),
-            sweeper: tokio::spawn(sweep(weak.clone(), settings.idle_timeout)),
+            sweeper: tokio::spawn(sweep::sweep(weak.clone(), settings.idle_timeout)),
             settings,
             routes: Mutex::new(HashMap::new()),
         });
@@ -320,38 +321,6 @@ fn no_instance(beamline: &BeamlineId, snapshot: &Snapshot) -> Status {
         discovery::Resolution::Instances(_) => {
             Status::unavailable(format!("no healthy instance of beamline {beamline}"))
         }
-    }
-}
-
-/// Drops routes nobody needs: a beamline gone from Consul once nothing is in flight and no
-/// draining instance is followed any more, and any beamline idle for `idle`. Runs every second:
-/// a route costs a balancer, connections and health watches.
-async fn sweep(inner: std::sync::Weak<Inner>, idle: Duration) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let fleet = inner.discovery.fleet();
-        let mut routes = inner.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes.retain(|beamline, route| {
-            // A call in flight holds its route.
-            if Arc::strong_count(route) > 1 {
-                return true;
-            }
-            let registered = !fleet.resolved || fleet.beamlines.contains_key(beamline);
-            let keep = if registered {
-                route.idle_for() < idle
-            } else {
-                route.follows_departed()
-            };
-            if !keep {
-                tracing::debug!(%beamline, registered, "dropping the route");
-            }
-            keep
-        });
     }
 }
 
