@@ -6,15 +6,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct HttpState {
     status: u16,
     delay: Duration,
     hits: u64,
-    first_hit_at: Option<Instant>,
-    /// Requests answered with the current status since it was last set.
-    hits_since_change: u64,
     last_method: String,
     last_headers: Vec<(String, String)>,
 }
@@ -39,8 +36,6 @@ impl HttpTarget {
             let (status, delay) = {
                 let mut s = state.lock().unwrap();
                 s.hits += 1;
-                s.first_hit_at.get_or_insert_with(Instant::now);
-                s.hits_since_change += 1;
                 s.last_method = req.method().to_string();
                 s.last_headers = req
                     .headers()
@@ -60,8 +55,6 @@ impl HttpTarget {
             status,
             delay: Duration::ZERO,
             hits: 0,
-            first_hit_at: None,
-            hits_since_change: 0,
             last_method: String::new(),
             last_headers: Vec::new(),
         }));
@@ -85,7 +78,6 @@ impl HttpTarget {
     pub fn set_status(&self, status: u16) {
         let mut s = self.state.lock().unwrap();
         s.status = status;
-        s.hits_since_change = 0;
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -94,15 +86,6 @@ impl HttpTarget {
 
     pub fn hits(&self) -> u64 {
         self.state.lock().unwrap().hits
-    }
-
-    /// When the first request arrived, if any did.
-    pub fn first_hit_at(&self) -> Option<Instant> {
-        self.state.lock().unwrap().first_hit_at
-    }
-
-    pub fn hits_since_change(&self) -> u64 {
-        self.state.lock().unwrap().hits_since_change
     }
 
     pub fn last_method(&self) -> String {
