@@ -30,6 +30,23 @@ pub mod header {
     pub const SERVED_BY: &str = "x-served-by";
 }
 
+/// The names certificates carry inside the mesh (mutual TLS between the mesh and agents).
+pub mod tls {
+    use crate::beamline::BeamlineId;
+
+    /// The DNS name a gateway's client certificate carries (a subject alternative name): an
+    /// agent honours the caller identity (`x-caller`, `x-role`) only from a peer whose
+    /// verified certificate has it.
+    pub const GATEWAY_NAME: &str = "gateway.beamline-mesh";
+
+    /// The DNS name an agent's server certificate carries and the mesh verifies when it dials
+    /// an instance of `beamline`: its Consul service's DNS name (`beamline-5-3-1.service.consul`),
+    /// one certificate per beamline's Deployment (pod addresses cannot be in a certificate).
+    pub fn agent_name(beamline: &BeamlineId) -> String {
+        format!("{}.service.consul", beamline.service_name())
+    }
+}
+
 /// The Consul `Meta` keys the framework writes on an agent's registration. Teams add their own
 /// keys with `--meta`; these are reserved. An agent built on an older SDK may lack some of them:
 /// a reader treats a missing key as the old behaviour, never as an error.

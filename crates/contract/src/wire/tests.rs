@@ -49,3 +49,12 @@ fn check_statuses_read_and_write_consul_spelling_and_order_by_severity() {
         Some(&CheckStatus::Critical)
     );
 }
+
+#[test]
+fn an_agents_certificate_name_is_its_consul_service_dns_name() {
+    let beamline = crate::beamline::BeamlineId::parse("5.3.1").unwrap();
+    assert_eq!(
+        super::tls::agent_name(&beamline),
+        "beamline-5-3-1.service.consul"
+    );
+}
