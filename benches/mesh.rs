@@ -69,7 +69,7 @@ use tonic::Request;
 
 use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::auth::sha256_hex;
-use beamline_mesh::gateway::ROUTING_KEY;
+use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 use beamline_mesh::mesh::{Mesh, MeshChannel, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;

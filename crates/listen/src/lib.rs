@@ -6,8 +6,8 @@
 //! in time — checked concurrently, so a slow client never delays another ([`incoming()`]).
 //!
 //! Owns accepting connections up to the moment tonic takes them; it must not know what is
-//! served on them, and must stay lean (the agent SDK depends on it: tokio, libc, tracing,
-//! thiserror and tonic's server half only).
+//! served on them, and must stay lean (the agent SDK depends on it: tokio and tokio-stream, libc,
+//! tracing, thiserror and tonic's server half only).
 
 mod every;
 pub mod incoming;
