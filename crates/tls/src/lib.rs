@@ -11,11 +11,13 @@ mod config;
 mod identity;
 mod pem;
 mod reload;
+mod verify;
 
 pub use config::{client_config, server_config, ClientFiles, ServerFiles};
 pub use identity::has_dns_name;
 pub use pem::{certs, key, roots, PemFile, TlsError};
 pub use reload::{Reloading, Stamps};
+pub use verify::{any_server_certificate, verify_as};
 
 /// rustls's provider here (ring, as the rest of the workspace builds it).
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
