@@ -20,7 +20,7 @@ use tower::load::Load;
 use tower::Service;
 
 use super::backoff::{jitter, Backoff};
-use super::connection::{Connection, ConnectionSettings};
+use super::connection::{Connection, ConnectionSettings, TlsDial};
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_contract::proto::{AgentCard, DescribeRequest};
 
@@ -85,9 +85,15 @@ impl Drop for Endpoint {
 }
 
 impl Endpoint {
-    /// A new endpoint (connects lazily); `None` when `addr` is not a valid address.
-    pub fn new(id: &str, addr: &str, settings: &EndpointSettings) -> Option<Endpoint> {
-        let connection = Connection::new(addr, settings.connection())?;
+    /// A new endpoint (connects lazily, over `tls` if given); `None` when `addr` is not a valid
+    /// address.
+    pub fn new(
+        id: &str,
+        addr: &str,
+        settings: &EndpointSettings,
+        tls: Option<TlsDial>,
+    ) -> Option<Endpoint> {
+        let connection = Connection::new(addr, settings.connection(), tls)?;
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
         let (card_tx, card) = watch::channel(None);
@@ -139,7 +145,7 @@ impl Endpoint {
         Endpoint {
             id: id.to_string(),
             addr: addr.to_string(),
-            connection: Connection::new(addr, settings.connection()).expect("a host:port"),
+            connection: Connection::new(addr, settings.connection(), None).expect("a host:port"),
             gate,
             alive,
             card: watch::channel(None).1,

@@ -37,6 +37,7 @@ use tonic::Status;
 use tower::retry::budget::TpsBudget;
 use tower::{BoxError, Service};
 
+pub use connection::{UpstreamTls, RELOAD_EVERY as TLS_RELOAD_EVERY};
 pub use deadline::Arrival;
 pub use endpoint::{EndpointSettings, ServedBy};
 pub use failed::CallFailed;
@@ -83,6 +84,10 @@ pub struct MeshSettings {
     pub max_message_bytes: usize,
     pub watch: WatchSettings,
     pub endpoint: EndpointSettings,
+    /// Mutual TLS to agents: each instance's certificate must name its beamline
+    /// (`wire::tls::agent_name`), and this end presents its own certificate if it has one.
+    /// `None`: plaintext HTTP/2. The mesh reloads the files every `TLS_RELOAD_EVERY`.
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 impl Default for MeshSettings {
@@ -102,6 +107,7 @@ impl Default for MeshSettings {
             drain_bound: Duration::from_secs(300),
             watch: WatchSettings::default(),
             endpoint: EndpointSettings::default(),
+            upstream_tls: None,
         }
     }
 }
@@ -141,11 +147,16 @@ struct Inner {
     discovery: Discovery,
     routes: Mutex<HashMap<BeamlineId, Arc<Route>>>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Reloads the upstream TLS files, if any.
+    tls_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.sweeper.abort();
+        if let Some(watch) = &self.tls_watch {
+            watch.abort();
+        }
     }
 }
 
@@ -156,6 +167,7 @@ impl Mesh {
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
             discovery: discovery::spawn(ConsulClient::new(consul), settings.watch.clone()),
             sweeper: tokio::spawn(sweep::sweep(weak.clone(), settings.idle_timeout)),
+            tls_watch: (settings.upstream_tls.as_ref()).map(|tls| tls.watch(TLS_RELOAD_EVERY)),
             settings,
             routes: Mutex::new(HashMap::new()),
         });
@@ -268,7 +280,10 @@ impl Mesh {
             },
             {
                 let endpoint = settings.endpoint.clone();
-                move |id: &str, addr: &str| endpoint::Endpoint::new(id, addr, &endpoint)
+                let tls = (settings.upstream_tls.as_ref()).map(|tls| tls.dial(beamline));
+                move |id: &str, addr: &str| {
+                    endpoint::Endpoint::new(id, addr, &endpoint, tls.clone())
+                }
             },
         ));
         let (balanced_tx, balanced) = watch::channel(Arc::default());

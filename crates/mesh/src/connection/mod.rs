@@ -1,5 +1,5 @@
 //! The connection to one instance: one HTTP/2 connection (the `h2` crate, under hyper), opened
-//! on first use and reopened after it breaks. A call writes its request to the connection
+//! on first use and reopened after it breaks, over TCP or over mutual TLS (`dial`). A call writes its request to the connection
 //! itself and awaits its response itself; one task per connection drives the socket and its
 //! keepalive PINGs.
 //!
@@ -12,6 +12,10 @@
 //! health gate decides), and neither is choosing an instance.
 
 mod body;
+mod dial;
+
+pub(crate) use dial::TlsDial;
+pub use dial::{UpstreamTls, RELOAD_EVERY};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -21,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use h2::client::SendRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tonic::body::Body;
 use tower::Service;
@@ -109,6 +114,8 @@ struct Shared {
     /// The instance's `host:port`: what is dialled and named in errors.
     origin: http::uri::Authority,
     settings: ConnectionSettings,
+    /// TLS over the socket, or none (plaintext HTTP/2).
+    tls: Option<TlsDial>,
     /// The open connection, if any; the fast path only locks this to clone the sender.
     open: Mutex<Option<Open>>,
     /// Serialises connecting; holds the last failed attempt, so that callers who waited on
@@ -149,14 +156,19 @@ struct Open {
 }
 
 impl Connection {
-    /// A connection to `addr` (`host:port`), opened on the first call; `None` when `addr` is
-    /// not an authority.
-    pub fn new(addr: &str, settings: ConnectionSettings) -> Option<Connection> {
+    /// A connection to `addr` (`host:port`), opened on the first call, over `tls` if given;
+    /// `None` when `addr` is not an authority.
+    pub fn new(
+        addr: &str,
+        settings: ConnectionSettings,
+        tls: Option<TlsDial>,
+    ) -> Option<Connection> {
         let origin = addr.parse::<http::uri::Authority>().ok()?;
         Some(Connection {
             shared: Arc::new(Shared {
                 origin,
                 settings,
+                tls,
                 open: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(None),
                 attempts: AtomicU64::new(0),
@@ -264,23 +276,33 @@ impl Shared {
             let tcp = TcpStream::connect(self.origin.as_str()).await?;
             // gRPC writes small frames; Nagle's algorithm would hold them for the peer's ACK.
             tcp.set_nodelay(true)?;
-            h2::client::Builder::new()
-                .enable_push(false)
-                .initial_window_size(2 * 1024 * 1024)
-                .initial_connection_window_size(5 * 1024 * 1024)
-                .max_header_list_size(16 * 1024)
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .map_err(std::io::Error::other)
+            match &self.tls {
+                None => self.handshake(tcp).await,
+                Some(tls) => self.handshake(tls.handshake(tcp).await?).await,
+            }
         };
         let timeout = self.settings.connect_timeout;
-        let (sender, connection) =
-            tokio::time::timeout(timeout, opened).await.map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no connection within {timeout:?}"),
-                )
-            })??;
+        tokio::time::timeout(timeout, opened).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {timeout:?}"),
+            )
+        })?
+    }
+
+    /// HTTP/2 over `io`, and the task that drives it.
+    async fn handshake<T>(self: &Arc<Self>, io: T) -> std::io::Result<Open>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = h2::client::Builder::new()
+            .enable_push(false)
+            .initial_window_size(2 * 1024 * 1024)
+            .initial_connection_window_size(5 * 1024 * 1024)
+            .max_header_list_size(16 * 1024)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(std::io::Error::other)?;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         tokio::spawn(drive(connection, Arc::downgrade(self), generation));
         Ok(Open { sender, generation })
@@ -302,6 +324,9 @@ impl Shared {
     }
 
     fn unsent(&self, source: h2::Error) -> ConnectionError {
+        if dial::refused_our_certificate(&source) {
+            return self.refused_certificate(source);
+        }
         ConnectionError::Unsent {
             addr: self.origin.to_string(),
             source,
@@ -312,7 +337,9 @@ impl Shared {
     /// means this request cannot be written at all.
     fn refused(&self, source: h2::Error) -> ConnectionError {
         // h2's own errors carry a reason or an I/O error; the rest are misuse of the request.
-        if source.reason().is_none() && !source.is_io() {
+        if dial::refused_our_certificate(&source) {
+            self.refused_certificate(source)
+        } else if source.reason().is_none() && !source.is_io() {
             ConnectionError::Request {
                 addr: self.origin.to_string(),
                 source,
@@ -322,7 +349,19 @@ impl Shared {
         }
     }
 
+    /// The instance refused this end's TLS certificate as the connection opened: nothing was
+    /// processed, as if the connect had failed.
+    fn refused_certificate(&self, source: h2::Error) -> ConnectionError {
+        let io = source
+            .into_io()
+            .unwrap_or_else(|| std::io::Error::other("the instance refused the certificate"));
+        self.connect_error(Arc::new(dial::HandshakeFailed::io(io)))
+    }
+
     fn failed(&self, source: h2::Error) -> ConnectionError {
+        if dial::refused_our_certificate(&source) {
+            return self.refused_certificate(source);
+        }
         ConnectionError::Stream {
             addr: self.origin.to_string(),
             source,
@@ -332,8 +371,8 @@ impl Shared {
 
 /// Drives one connection's socket until it closes, or until a PING goes unanswered; then
 /// makes the next call reconnect.
-async fn drive(
-    mut connection: h2::client::Connection<TcpStream, Bytes>,
+async fn drive<T: AsyncRead + AsyncWrite + Unpin>(
+    mut connection: h2::client::Connection<T, Bytes>,
     shared: Weak<Shared>,
     generation: u64,
 ) {

@@ -89,7 +89,7 @@ async fn check(connection: &Connection) -> Result<ServingStatus, tonic::Status> 
 
 #[test]
 fn requests_go_to_the_instance_whatever_origin_they_came_with() {
-    let connection = Connection::new("127.0.0.1:7001", settings()).unwrap();
+    let connection = Connection::new("127.0.0.1:7001", settings(), None).unwrap();
     for from in [
         "/beamline.v1.BeamlineAgent/Describe",
         "http://gateway:8080/beamline.v1.BeamlineAgent/Describe",
@@ -100,7 +100,7 @@ fn requests_go_to_the_instance_whatever_origin_they_came_with() {
             "http://127.0.0.1:7001/beamline.v1.BeamlineAgent/Describe"
         );
     }
-    assert!(Connection::new("not an address", settings()).is_none());
+    assert!(Connection::new("not an address", settings(), None).is_none());
 }
 
 #[test]
@@ -125,7 +125,7 @@ async fn a_refused_connection_is_a_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let mut connection = Connection::new(&addr, settings()).unwrap();
+    let mut connection = Connection::new(&addr, settings(), None).unwrap();
     let request = http::Request::builder()
         .uri("/beamline.v1.BeamlineAgent/Describe")
         .body(Body::empty())
@@ -146,7 +146,7 @@ async fn unary_and_streaming_calls_share_one_connection_opened_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = serve_health(listener).await;
-    let connection = Connection::new(&addr, settings()).unwrap();
+    let connection = Connection::new(&addr, settings(), None).unwrap();
 
     // Sixteen first calls at once: one connect, shared.
     let calls = (0..16).map(|_| check(&connection));
@@ -177,7 +177,7 @@ async fn a_connection_closed_by_the_instance_is_reopened_by_the_next_call() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = serve_health(listener).await;
-    let connection = Connection::new(&addr.to_string(), settings()).unwrap();
+    let connection = Connection::new(&addr.to_string(), settings(), None).unwrap();
     assert_eq!(check(&connection).await.unwrap(), ServingStatus::Serving);
 
     // The instance restarts on the same port.
@@ -230,6 +230,7 @@ async fn an_unanswered_ping_closes_the_connection_and_fails_its_calls() {
             http2_keepalive: Duration::from_millis(100),
             unresponsive_after: Duration::from_millis(100),
         },
+        None,
     )
     .unwrap();
     let started = std::time::Instant::now();
@@ -275,7 +276,7 @@ async fn a_body_not_ready_at_once_is_piped_when_it_comes() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let _server = serve_health(listener).await;
-    let mut connection = Connection::new(&addr, settings()).unwrap();
+    let mut connection = Connection::new(&addr, settings(), None).unwrap();
 
     let message = HealthCheckRequest {
         service: "svc".into(),
@@ -386,6 +387,7 @@ async fn a_frozen_instance_fails_the_calls_in_flight_within_the_unresponsive_bou
             http2_keepalive: Duration::from_secs(10),
             unresponsive_after: Duration::from_millis(400),
         },
+        None,
     )
     .unwrap();
     // A call on a path that is not the health watch, answered UNIMPLEMENTED while all is well.
@@ -452,7 +454,7 @@ async fn a_response_cut_off_by_a_dying_instance_fails_unavailable() {
         // Flush what was written, then drop the connection without trailers or GOAWAY.
         let _ = tokio::time::timeout(Duration::from_millis(200), h2.accept()).await;
     });
-    let mut connection = Connection::new(&addr, settings()).unwrap();
+    let mut connection = Connection::new(&addr, settings(), None).unwrap();
     let request = http::Request::builder()
         .method("POST")
         .uri("/beamline.v1.BeamlineAgent/Subscribe")
