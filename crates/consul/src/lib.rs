@@ -1,6 +1,8 @@
-//! The few Consul HTTP API calls beamline-mesh makes, Consul's client configuration
-//! (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`) as Consul's own tools read them, and Go durations
-//! as Consul writes them ([`duration`], shared with the embedded registry).
+//! The few Consul HTTP API calls beamline-mesh makes, over HTTP or HTTPS, Consul's client
+//! configuration (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_CACERT`, … in `config`, the
+//! TLS client in `tls`) as Consul's own tools read them, and Go durations as Consul writes them
+//! ([`duration`], shared with the embedded registry). Errors name the variable to fix: a
+//! certificate the server presents that does not chain to `CONSUL_CACERT`, a 403 for the token.
 //!
 //! This is the one place that knows Consul's JSON. It works against real Consul and against
 //! `beamline-mesh registry` alike. Every call has a timeout (a Consul agent that accepts the
@@ -12,7 +14,9 @@
 //! It stays an independent interop check in `.ci/run`; this module is a small typed client on
 //! the HTTP stack the crate already has.
 
+mod config;
 pub mod duration;
+mod tls;
 mod types;
 
 use std::time::Duration;
@@ -20,13 +24,12 @@ use std::time::Duration;
 use beamline_contract::causes::chain;
 use reqwest::StatusCode;
 
+pub use config::{normalize_addr, ConsulConfig, ConsulEnv, DEFAULT_ADDR};
+pub use tls::TlsSettings;
 pub use types::{
     AgentServiceCheck, CheckEntry, CheckStatus, HealthCheck, Node, ServiceEntry, ServiceInfo,
     ServiceRegistration,
 };
-
-/// Consul's default agent address.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8500";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsulError {
@@ -36,7 +39,14 @@ pub enum ConsulError {
     /// reason an operator needs (connection refused, a TLS failure, too many open files).
     #[error("Consul at {addr} is unreachable: {}", chain(cause))]
     Unreachable { addr: String, cause: reqwest::Error },
-    #[error("Consul answered {status} to {what}: {body}")]
+    /// A handshake failed in a way a variable can fix; `hint` names it.
+    #[error("TLS with Consul at {addr} failed: {} ({hint})", chain(cause))]
+    Tls {
+        addr: String,
+        hint: &'static str,
+        cause: reqwest::Error,
+    },
+    #[error("Consul answered {status} to {what}: {body}{}", status_hint(*status))]
     Status {
         what: String,
         status: u16,
@@ -44,79 +54,29 @@ pub enum ConsulError {
     },
     #[error("cannot decode Consul's answer to {what}: {}", chain(cause))]
     Decode { what: String, cause: reqwest::Error },
+    /// A client variable that cannot be used as it is.
+    #[error("{var}: {reason}")]
+    Env { var: &'static str, reason: String },
+    /// A PEM file a client variable names (the message names the variable).
+    #[error(transparent)]
+    Pem(#[from] beamline_tls::TlsError),
+}
+
+/// What an operator should look at for an answer's status: a 403 from an ACL'd Consul is a
+/// token this process sends (or does not).
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        403 => " (permission denied: check CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)",
+        _ => "",
+    }
 }
 
 impl ConsulError {
-    /// True when Consul could not be reached at all (worth retrying quietly).
+    /// True when Consul could not be reached at all (worth retrying quietly). A handshake that
+    /// fails on a certificate is not: nothing changes until someone fixes a variable.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ConsulError::Unreachable { .. })
     }
-}
-
-/// Where Consul is and how to authenticate.
-#[derive(Debug, Clone)]
-pub struct ConsulConfig {
-    /// Normalised base URL, e.g. `http://127.0.0.1:8500` (no trailing slash).
-    pub addr: String,
-    pub token: Option<String>,
-    /// Timeout of non-blocking calls; blocking queries add their wait to it.
-    pub timeout: Duration,
-}
-
-impl ConsulConfig {
-    /// `addr` as Consul's tools accept it: `host:port`, `http://host:port` or `https://…`.
-    pub fn new(addr: &str) -> Result<ConsulConfig, ConsulError> {
-        Ok(ConsulConfig {
-            addr: normalize_addr(addr)?,
-            token: None,
-            timeout: Duration::from_secs(5),
-        })
-    }
-
-    /// From `CONSUL_HTTP_ADDR` and `CONSUL_HTTP_TOKEN`; `flag` (a command-line value) wins.
-    pub fn from_env_or(flag: Option<&str>) -> Result<ConsulConfig, ConsulError> {
-        let env_addr = std::env::var("CONSUL_HTTP_ADDR")
-            .ok()
-            .filter(|a| !a.is_empty());
-        let addr = flag
-            .map(str::to_string)
-            .or(env_addr)
-            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
-        let mut config = ConsulConfig::new(&addr)?;
-        config.token = std::env::var("CONSUL_HTTP_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
-        Ok(config)
-    }
-}
-
-/// `127.0.0.1:8500` → `http://127.0.0.1:8500`; keeps `http(s)://`, drops a trailing `/`.
-pub fn normalize_addr(addr: &str) -> Result<String, ConsulError> {
-    let bad = |reason| ConsulError::InvalidAddress {
-        addr: addr.to_string(),
-        reason,
-    };
-    let trimmed = addr.trim();
-    let with_scheme = match trimmed.split_once("://") {
-        Some((scheme @ ("http" | "https"), rest)) => {
-            let rest = rest.trim_end_matches('/');
-            if rest.is_empty() {
-                return Err(bad("it has no host"));
-            }
-            format!("{scheme}://{rest}")
-        }
-        Some(_) => return Err(bad("only http:// and https:// are supported")),
-        None if trimmed.trim_end_matches('/').is_empty() => return Err(bad("it is empty")),
-        None => format!("http://{}", trimmed.trim_end_matches('/')),
-    };
-    let url = reqwest::Url::parse(&with_scheme).map_err(|_| bad("it is not host:port or a URL"))?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
-    if url.path() != "/" || url.query().is_some() {
-        return Err(bad("it must not have a path or query"));
-    }
-    Ok(with_scheme)
 }
 
 /// What a deregistration found.
@@ -145,11 +105,16 @@ pub struct ConsulClient {
 
 impl ConsulClient {
     pub fn new(config: ConsulConfig) -> ConsulClient {
-        // The builder only fails when the TLS backend cannot initialise; fall back to defaults.
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout)
-            .build()
-            .unwrap_or_default();
+        let mut builder = reqwest::Client::builder().connect_timeout(config.timeout);
+        if let Some(tls) = &config.tls {
+            builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(tls));
+        }
+        // The builder only fails when the TLS backend cannot initialise (a configuration of
+        // the same rustls reqwest uses cannot fail); fall back to defaults, loudly.
+        let http = builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %chain(&e), "cannot build the Consul HTTP client; using defaults");
+            reqwest::Client::default()
+        });
         ConsulClient { config, http }
     }
 
@@ -176,9 +141,12 @@ impl ConsulClient {
         request
             .send()
             .await
-            .map_err(|cause| ConsulError::Unreachable {
-                addr: self.config.addr.clone(),
-                cause,
+            .map_err(|cause| {
+                let addr = self.config.addr.clone();
+                match tls::hint(&cause) {
+                    Some(hint) => ConsulError::Tls { addr, hint, cause },
+                    None => ConsulError::Unreachable { addr, cause },
+                }
             })
             .inspect(|r| tracing::trace!(what, status = %r.status(), "consul"))
     }
