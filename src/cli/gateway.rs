@@ -12,7 +12,9 @@ use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::config::PolicyConfig;
 use beamline_mesh::gateway::observe::GatewayMetrics;
 use beamline_mesh::gateway::{self, status, GatewayOptions, TlsFiles};
-use beamline_mesh::mesh::{EndpointSettings, Mesh, MeshSettings};
+use beamline_mesh::mesh::{
+    ClientFiles, EndpointSettings, Mesh, MeshSettings, PemFile, UpstreamTls,
+};
 
 use super::duration_flag;
 
@@ -67,6 +69,39 @@ pub struct GatewayArgs {
     /// rotation (its connection closed, its calls failed) until its health watch answers again.
     #[arg(long, default_value = "1s", value_parser = duration_flag)]
     unresponsive_after: Duration,
+    /// Dial agents over TLS, trusting certificates from this PEM CA bundle; each agent's
+    /// certificate must name its beamline (beamline-5-3-1.service.consul). Without it, agents
+    /// are dialled in plaintext. Reloaded when the file changes.
+    #[arg(long)]
+    upstream_ca: Option<PathBuf>,
+    /// The PEM certificate chain presented to agents (its SAN gateway.beamline-mesh is what
+    /// makes agents trust the forwarded x-caller and x-role); with --upstream-key and
+    /// --upstream-ca. Reloaded when the file changes.
+    #[arg(long, requires_all = ["upstream_key", "upstream_ca"])]
+    upstream_cert: Option<PathBuf>,
+    /// The PEM private key of --upstream-cert.
+    #[arg(long, requires = "upstream_cert")]
+    upstream_key: Option<PathBuf>,
+}
+
+/// The mesh's TLS to agents from the --upstream-* flags; none without --upstream-ca.
+fn upstream_tls(args: &GatewayArgs) -> anyhow::Result<Option<UpstreamTls>> {
+    let Some(ca) = &args.upstream_ca else {
+        return Ok(None);
+    };
+    let identity = match (&args.upstream_cert, &args.upstream_key) {
+        (Some(cert), Some(key)) => Some((
+            PemFile::new("--upstream-cert", cert),
+            PemFile::new("--upstream-key", key),
+        )),
+        _ => None,
+    };
+    let files = ClientFiles {
+        ca: PemFile::new("--upstream-ca", ca),
+        identity,
+    };
+    // The error names the flag whose file is wrong.
+    Ok(Some(UpstreamTls::from_files(files)?))
 }
 
 fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
@@ -105,6 +140,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // (The gateway fits its connection cap under the limit raised here.)
     beamline_mesh::registry::rlimit::raise_nofile_limit_logged();
     let consul = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
+    let upstream_tls = upstream_tls(&args)?;
+    if upstream_tls.is_none() {
+        tracing::info!("dialling agents in plaintext (no --upstream-ca)");
+    }
     let settings = MeshSettings {
         failfast: args.failfast,
         unary_timeout: args.unary_timeout,
@@ -113,6 +152,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             unresponsive_after: args.unresponsive_after,
             ..EndpointSettings::default()
         },
+        upstream_tls,
         ..MeshSettings::default()
     };
     let mesh = Mesh::new(consul, settings);

@@ -37,6 +37,7 @@ use tonic::Status;
 use tower::retry::budget::TpsBudget;
 use tower::{BoxError, Service};
 
+pub use beamline_tls::{ClientFiles, PemFile, TlsError};
 pub use connection::{UpstreamTls, RELOAD_EVERY as TLS_RELOAD_EVERY};
 pub use deadline::Arrival;
 pub use endpoint::{EndpointSettings, ServedBy};
