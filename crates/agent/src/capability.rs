@@ -20,6 +20,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::capabilities::CapabilitySpec;
+use crate::identity::Caller;
 use crate::tasks::TaskHandle;
 
 /// Whether a capability moves hardware. Actuating capabilities are the ones a kill switch stops,
@@ -86,8 +87,33 @@ pub struct Call<'a> {
     /// Empty when the caller sent none. A call repeating the key of an existing task never
     /// reaches admission: it is answered with that task.
     pub idempotency_key: &'a str,
-    /// The request's gRPC metadata (e.g. `x-caller`, `x-role` as the gateway forwards them).
+    /// The request's gRPC metadata. Over TLS, `x-caller` and `x-role` are in it only when the
+    /// gateway sent them; without TLS anyone may have: use [`Call::caller`] to know who calls.
     pub metadata: &'a MetadataMap,
+    caller: Option<&'a Caller>,
+}
+
+impl<'a> Call<'a> {
+    /// A call with no verified caller (e.g. to test an admission check).
+    pub fn new(capability: &'a str, idempotency_key: &'a str, metadata: &'a MetadataMap) -> Self {
+        Call {
+            capability,
+            idempotency_key,
+            metadata,
+            caller: None,
+        }
+    }
+
+    /// This call, made by `caller`.
+    pub fn with_caller(self, caller: Option<&'a Caller>) -> Self {
+        Call { caller, ..self }
+    }
+
+    /// Who is calling, as the gateway vouched for it over mutual TLS (its client certificate
+    /// names the gateway); `None` when nothing vouches for it: TLS off, or another peer.
+    pub fn caller(&self) -> Option<&'a Caller> {
+        self.caller
+    }
 }
 
 /// The work of one admitted task, run on a Tokio task of its own.

@@ -1,6 +1,8 @@
 //! The standard agent flags, as every agent binary takes them (and `helm/beamline-agent` passes
 //! them): where to listen and be reached, which Consul, the check, keep-alive and drain timings,
-//! and the tags and Meta a team adds to the registration. `CONSUL_HTTP_ADDR` and
+//! the tags and Meta a team adds to the registration, and TLS: the certificate an agent serves
+//! with, the CA its callers' certificates must chain to (mutual TLS), and a plaintext listener
+//! for health alone (checkers cannot present client certificates). `CONSUL_HTTP_ADDR` and
 //! `CONSUL_HTTP_TOKEN` are read as Consul's own tools read them.
 //!
 //! Owns turning flags into an [`AgentConfig`] and refusing bad ones with the flag's name; it
@@ -8,11 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use beamline_consul::{ConsulConfig, ConsulError};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::meta;
+use beamline_tls::{PemFile, ServerFiles};
 
 use crate::{AgentConfig, AgentError, AgentRuntime, Instance};
 
@@ -67,6 +71,23 @@ pub struct AgentFlags {
     /// writes (beamline, instance_id, agent_version, sdk_version) are reserved.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
     pub meta: Vec<(String, String)>,
+    /// PEM certificate chain to serve gRPC over TLS with (ALPN h2; with --tls-key). Files
+    /// renewed in place are used from the next connection on.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: callers must present a certificate chaining to one (mutual TLS);
+    /// needs --tls-cert. Only a caller whose certificate names the gateway is trusted with
+    /// x-caller and x-role; anyone else's are removed.
+    #[arg(long, value_name = "PATH")]
+    pub client_ca: Option<PathBuf>,
+    /// Also serve gRPC health (grpc.health.v1 only, plaintext) on this address, and point the
+    /// Consul check at its port on the advertised host: checkers and probes cannot present
+    /// client certificates.
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl AgentFlags {
@@ -87,6 +108,33 @@ impl AgentFlags {
             max_message_bytes: 4 * 1024 * 1024,
             tags: Vec::new(),
             meta: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            health_listen: None,
+        }
+    }
+
+    /// The TLS files of `--tls-cert`, `--tls-key` and `--client-ca`; none without TLS.
+    fn tls(&self) -> Result<Option<ServerFiles>, AgentError> {
+        let client_ca = self
+            .client_ca
+            .as_ref()
+            .map(|ca| PemFile::new("--client-ca", ca));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(ServerFiles {
+                cert: PemFile::new("--tls-cert", cert),
+                key: PemFile::new("--tls-key", key),
+                client_ca,
+            })),
+            (Some(_), None) => Err(AgentError::Flag("--tls-cert needs --tls-key".into())),
+            (None, Some(_)) => Err(AgentError::Flag("--tls-key needs --tls-cert".into())),
+            (None, None) if client_ca.is_some() => Err(AgentError::Flag(
+                "--client-ca needs --tls-cert and --tls-key: client certificates are asked \
+                 for in a TLS handshake"
+                    .into(),
+            )),
+            (None, None) => Ok(None),
         }
     }
 
@@ -119,6 +167,8 @@ impl AgentFlags {
         config.max_message_bytes = self.max_message_bytes;
         config.tags = self.tags.clone();
         config.meta = meta;
+        config.tls = self.tls()?;
+        config.health_listen = self.health_listen;
         Ok(config)
     }
 

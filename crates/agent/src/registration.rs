@@ -30,6 +30,10 @@ pub struct CheckSettings {
     pub interval: Duration,
     pub timeout: Duration,
     pub deregister_critical_after: Duration,
+    /// The port the check dials on the advertised host when health is served apart
+    /// (`--health-listen`: plaintext, which a checker can reach when the service needs client
+    /// certificates); none: the service's own port.
+    pub port: Option<u16>,
 }
 
 impl Default for CheckSettings {
@@ -38,6 +42,7 @@ impl Default for CheckSettings {
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             deregister_critical_after: Duration::from_secs(60),
+            port: None,
         }
     }
 }
@@ -76,7 +81,7 @@ pub fn registration(
         meta,
         check: AgentServiceCheck {
             name: format!("gRPC health of {}", instance.instance_id),
-            grpc: host_port(host, port),
+            grpc: host_port(host, check.port.unwrap_or(port)),
             interval: format_go(check.interval),
             timeout: format_go(check.timeout),
             deregister_critical_service_after: format_go(check.deregister_critical_after),

@@ -5,23 +5,29 @@
 //! calls and tasks end (bounded) → fail what still runs (DRAIN_TIMEOUT) → stop the server
 //! (bounded too: tonic's graceful stop can wait on idle connections forever). Its listener is
 //! bounded (`beamline-listen`): a connection cap fitted under the descriptor limit, and a
-//! handshake timeout for clients that connect and send no HTTP/2 preface.
+//! handshake timeout for clients that connect and send no HTTP/2 preface (or TLS ClientHello).
+//! With TLS (`tls`, `identity`), the certificates follow their files while serving, and a
+//! plaintext health-only listener, when configured, is what Consul's check dials (`server`).
 //!
 //! Owns that lifecycle, driving `drain_window`'s decision of how long the drain lasts; what the
 //! agent does is the author's, what Consul's JSON looks like is `consul`'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use super::drain::Drain;
+use super::identity::Identity;
 use super::registration::{self, CheckSettings};
 use super::services::{RequestGuard, Services};
 use super::tasks::{codes, TaskTable, TaskTableConfig};
@@ -29,16 +35,11 @@ use super::Instance;
 use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
 use beamline_contract::address::host_port;
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
-use beamline_listen::Handshake;
+use beamline_tls::{Reloading, ServerFiles};
 use drain_window::{DrainWindow, Step};
 
 mod drain_window;
-
-/// Streams one connection may open at once (a gateway multiplexes every caller over one).
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// HTTP/2 PINGs to idle peers, and how long an answer may take before the connection closes.
-const PEER_KEEPALIVE: Duration = Duration::from_secs(30);
-const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+mod server;
 /// How long the streams of tasks failed at the drain timeout get to carry their last event out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Descriptors not given to connections: Consul, logs, what the agent's own code opens.
@@ -72,6 +73,12 @@ pub struct AgentConfig {
     /// `BEAMLINE_MESH_MAX_CONNECTIONS` and `BEAMLINE_MESH_HANDSHAKE_TIMEOUT` override them, and
     /// the cap is lowered to fit the descriptor limit.
     pub connections: beamline_listen::Limits,
+    /// Serve gRPC over TLS with these files (with a client CA: mutual TLS); none: plaintext.
+    pub tls: Option<ServerFiles>,
+    /// How often the TLS files are looked at for a renewal (5 s).
+    pub tls_reload_every: Duration,
+    /// Also serve gRPC health alone, in plaintext, here; the Consul check then dials its port.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -90,6 +97,9 @@ impl AgentConfig {
             tags: Vec::new(),
             meta: Default::default(),
             connections: beamline_listen::Limits::default(),
+            tls: None,
+            tls_reload_every: Duration::from_secs(5),
+            health_listen: None,
         }
     }
 }
@@ -117,6 +127,9 @@ pub enum AgentError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Limits(#[from] beamline_listen::LimitsError),
+    /// TLS files that cannot be used, naming the flag.
+    #[error(transparent)]
+    Tls(#[from] beamline_tls::TlsError),
 }
 
 /// A bound, not yet serving, agent instance.
@@ -128,6 +141,8 @@ pub struct AgentRuntime {
     advertise: (String, u16),
     tasks: TaskTable,
     drain: Drain,
+    tls: Option<Arc<Reloading<ServerConfig>>>,
+    health: Option<(TcpListener, SocketAddr)>,
 }
 
 impl AgentRuntime {
@@ -143,17 +158,17 @@ impl AgentRuntime {
             .connections
             .with_env()?
             .fit_to_descriptors(DESCRIPTORS_KEPT);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| AgentError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local = listener.local_addr().map_err(|source| AgentError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        // Before any socket: bad TLS files are a start-up error naming the flag.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::server_tls)
+            .transpose()?;
+        let (listener, local) = bind_to(config.listen).await?;
+        let health = match config.health_listen {
+            Some(addr) => Some(bind_to(addr).await?),
+            None => None,
+        };
         let advertise = config
             .advertise
             .clone()
@@ -167,6 +182,8 @@ impl AgentRuntime {
             advertise,
             tasks,
             drain: Drain::default(),
+            tls,
+            health,
         })
     }
 
@@ -177,6 +194,11 @@ impl AgentRuntime {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The health-only listener's bound address (`--health-listen`).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The `host:port` registered in Consul.
@@ -203,6 +225,8 @@ impl AgentRuntime {
             advertise,
             tasks,
             drain,
+            tls,
+            health: health_listener,
             ..
         } = self;
         let agent_name = <BeamlineAgentServer<A> as NamedService>::NAME;
@@ -218,45 +242,56 @@ impl AgentRuntime {
             .build_v1alpha()
             .map_err(|e| AgentError::Reflection(e.to_string()))?;
         let services = Services::default()
-            .serve(health_service)
+            .serve(health_service.clone())
             .serve(reflection_v1)
             .serve(reflection_v1alpha)
             .serve_named(
                 agent_name,
-                RequestGuard::new(
-                    // Ours is the limit: tonic's would answer OUT_OF_RANGE from the frame's
-                    // declared length, before ours counts the bytes.
-                    BeamlineAgentServer::new(agent).max_decoding_message_size(usize::MAX),
-                    config.max_message_bytes,
+                // Outermost: no capability, nor the guard, sees an identity not vouched for.
+                Identity::new(
+                    RequestGuard::new(
+                        // Ours is the limit: tonic's would answer OUT_OF_RANGE from the frame's
+                        // declared length, before ours counts the bytes.
+                        BeamlineAgentServer::new(agent).max_decoding_message_size(usize::MAX),
+                        config.max_message_bytes,
+                    ),
+                    tls.is_some(),
                 ),
             );
+        // The same reporter: draining turns both NOT_SERVING at once.
+        let health_only = Services::default().serve(health_service);
 
         let stop_server = CancellationToken::new();
-        let server_stopped = stop_server.clone();
-        let server = tonic::transport::Server::builder()
-            // Advertised to every peer (SETTINGS_MAX_CONCURRENT_STREAMS): past it a stream is
-            // refused, never queued; the task table bounds running work on its own.
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            // A peer that went away without a FIN (a host lost, a NAT that forgot) is noticed
-            // and its connection and streams released.
-            .http2_keepalive_interval(Some(PEER_KEEPALIVE))
-            .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
-            .layer(drain.clone())
-            .serve_with_incoming_shutdown(
-                services,
-                // Past the cap a connection is closed at once; one that sends no HTTP/2
-                // preface within the handshake timeout is closed too.
-                beamline_listen::incoming(listener, config.connections, Handshake::Http2),
-                async move { server_stopped.cancelled().await },
-            );
-        let mut server = tokio::spawn(server);
+        // Held weakly by its task: it ends with the server's connections' configuration.
+        let _reload = tls
+            .as_ref()
+            .map(|tls| AbortOnDrop(tls.watch(config.tls_reload_every)));
+        let mut server = server::spawn_main(
+            listener,
+            config.connections,
+            tls,
+            drain.clone(),
+            services,
+            stop_server.clone(),
+        );
+        let mut check = config.check.clone();
+        let health_server = health_listener.map(|(listener, addr)| {
+            check.port = Some(addr.port());
+            info!(%addr, "serving gRPC health in plaintext");
+            AbortOnDrop(server::spawn_health(
+                listener,
+                config.connections.handshake_timeout,
+                health_only,
+                stop_server.clone(),
+            ))
+        });
 
         let consul = ConsulClient::new(config.consul.clone());
         let registration = registration::registration(
             &instance,
             &advertise.0,
             advertise.1,
-            &config.check,
+            &check,
             &config.tags,
             &config.meta,
         );
@@ -312,6 +347,10 @@ impl AgentRuntime {
                 server.abort();
             }
         }
+        if let Some(mut health_server) = health_server {
+            // Its streams ended with the statuses cleared; bounded all the same.
+            let _ = tokio::time::timeout(config.stop_timeout, &mut health_server.0).await;
+        }
         info!(instance = %instance.instance_id, "stopped");
         Ok(())
     }
@@ -347,6 +386,23 @@ async fn wait_out_the_drain(drain: &Drain, tasks: &TaskTable, config: &AgentConf
     );
     // Let the streams carry the terminal events out before the server stops.
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, drain.settled()).await;
+}
+
+/// Binds `addr` (port 0 picks one): the listener and its bound address.
+async fn bind_to(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AgentError> {
+    let bind_error = |source| AgentError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// A task that ends with its owner (a reload watcher, a server that must not outlive serve()).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn deregister(consul: &ConsulClient, id: &str) {

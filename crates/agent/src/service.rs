@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::capabilities::Capabilities;
 use crate::capability::{Admit, Call, Declared};
+use crate::identity::Caller;
 use crate::tasks::{TaskEventStream, TaskTable};
 use crate::Instance;
 use beamline_contract::proto::beamline_agent_server::BeamlineAgent;
@@ -57,10 +58,12 @@ impl AgentService {
         &self.tasks
     }
 
-    /// Starts the task of one Execute, or refuses it before any task exists.
+    /// Starts the task of one Execute by `caller` (as the identity layer vouched for it), or
+    /// refuses it before any task exists.
     pub fn start(
         &self,
         metadata: &tonic::metadata::MetadataMap,
+        caller: Option<&Caller>,
         request: ExecuteRequest,
     ) -> Result<TaskEventStream, Status> {
         let json = self
@@ -77,11 +80,7 @@ impl AgentService {
             .admit
             .get(capability)
             .ok_or_else(|| Status::internal("a validated capability has no admission"))?;
-        let call = Call {
-            capability,
-            idempotency_key: key,
-            metadata,
-        };
+        let call = Call::new(capability, key, metadata).with_caller(caller);
         match admit.admit(json, &call) {
             Ok(work) => self.tasks.execute(capability, params, key, work),
             // A concurrent call with the same key may have started the task since.
@@ -106,8 +105,9 @@ impl BeamlineAgent for AgentService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<TaskEventStream>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        self.start(&metadata, request).map(Response::new)
+        let (metadata, extensions, request) = request.into_parts();
+        self.start(&metadata, extensions.get::<Caller>(), request)
+            .map(Response::new)
     }
 
     async fn get_task(&self, request: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {

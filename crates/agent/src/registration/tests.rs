@@ -1,5 +1,6 @@
 //! The registration body: the framework's tag and Meta beside the team's, and the health check
-//! target dialled at the advertised address (an IPv6 host bracketed).
+//! target dialled at the advertised address (an IPv6 host bracketed), at the health listener's
+//! port when there is one.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,20 @@ fn the_check_dials_the_advertised_address_bracketing_an_ipv6_host() {
     ] {
         let r = registration(&instance(), host, 50051, &check, &[], &none);
         assert_eq!(r.check.grpc, target);
+        assert_eq!((r.address.as_str(), r.port), (host, 50051));
+    }
+}
+
+#[test]
+fn with_a_health_port_the_check_dials_it_on_the_advertised_host() {
+    let check = CheckSettings {
+        port: Some(8081),
+        ..CheckSettings::default()
+    };
+    for (host, target) in [("10.0.0.5", "10.0.0.5:8081"), ("::1", "[::1]:8081")] {
+        let r = registration(&instance(), host, 50051, &check, &[], &BTreeMap::new());
+        assert_eq!(r.check.grpc, target);
+        // Callers still dial the service's own port.
         assert_eq!((r.address.as_str(), r.port), (host, 50051));
     }
 }

@@ -102,13 +102,13 @@ async fn params_that_do_not_fit_are_invalid_argument_naming_the_field_before_adm
         (json!({"position": 1, "speed": 2}), "speed"),
         (json!({"position": 1, "slow": "yes"}), "params/slow"),
     ] {
-        let Err(status) = s.start(&md, execute("move", params.clone(), "")) else {
+        let Err(status) = s.start(&md, None, execute("move", params.clone(), "")) else {
             panic!("{params} was accepted");
         };
         assert_eq!(status.code(), Code::InvalidArgument, "{params}: {status:?}");
         assert!(status.message().contains(field), "{params}: {status:?}");
     }
-    let Err(status) = s.start(&md, execute("nope", json!({}), "")) else {
+    let Err(status) = s.start(&md, None, execute("nope", json!({}), "")) else {
         panic!("an unknown capability was accepted");
     };
     assert_eq!(status.code(), Code::NotFound);
@@ -125,7 +125,7 @@ async fn admission_refuses_before_a_task_exists_but_a_retry_of_a_running_task_jo
     let s = service(busy.clone(), Arc::default());
     let md = tonic::metadata::MetadataMap::new();
     let mut first = s
-        .start(&md, execute("move", json!({"position": 2}), "key-1"))
+        .start(&md, None, execute("move", json!({"position": 2}), "key-1"))
         .unwrap();
     let submitted = first.next().await.unwrap().unwrap();
     let id = submitted.task.unwrap().task_id;
@@ -133,19 +133,19 @@ async fn admission_refuses_before_a_task_exists_but_a_retry_of_a_running_task_jo
 
     busy.store(1, Ordering::SeqCst);
     // Another call is refused: FAILED_PRECONDITION, no task.
-    let Err(status) = s.start(&md, execute("move", json!({"position": 3}), "key-2")) else {
+    let Err(status) = s.start(&md, None, execute("move", json!({"position": 3}), "key-2")) else {
         panic!("a busy motor admitted another move");
     };
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(s.tasks().running(), 1);
     // The retry of the running call gets its task, whatever admission would say now.
     let mut retry = s
-        .start(&md, execute("move", json!({"position": 2}), "key-1"))
+        .start(&md, None, execute("move", json!({"position": 2}), "key-1"))
         .unwrap();
     let joined = retry.next().await.unwrap().unwrap().task.unwrap();
     assert_eq!(joined.task_id, id);
     // The same key with other params is ALREADY_EXISTS.
-    let Err(status) = s.start(&md, execute("move", json!({"position": 9}), "key-1")) else {
+    let Err(status) = s.start(&md, None, execute("move", json!({"position": 9}), "key-1")) else {
         panic!("a reused key with other params was accepted");
     };
     assert_eq!(status.code(), Code::AlreadyExists);
