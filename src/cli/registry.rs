@@ -42,7 +42,22 @@ pub struct RegistryArgs {
     /// Connections open at once; one more is answered 503 and closed at once (and logged).
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Renewed files
+    /// are picked up for new connections (looked at every 5 s). Clients then use an https://
+    /// address and CONSUL_CACERT, as with Consul.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to this PEM CA bundle (CONSUL_CLIENT_CERT and
+    /// CONSUL_CLIENT_KEY on the clients). Needs --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
 }
+
+/// How often the TLS files are looked at for a renewal.
+const TLS_RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// Descriptors not given to connections: check probes, SQLite, logs.
 const DESCRIPTORS_KEPT: u64 = 64;
@@ -86,14 +101,25 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_connections,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(registry::server::https(
+            cert,
+            key,
+            args.client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
     let (registry, listener, addr) = registry::bind(config, args.listen)
         .await
         .context("cannot start the registry")?;
+    // Held for the process's life: the watch ends with the configuration.
+    let _watch = tls.as_ref().map(|tls| tls.watch(TLS_RELOAD_EVERY));
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Before the listening line: a supervisor may send SIGTERM as soon as it sees it.
     let stop = super::shutdown_signal();
-    println!("registry listening on http://{addr}");
+    println!("registry listening on {scheme}://{addr}");
     tokio::select! {
-        () = registry.serve(listener, limits) => Ok(()),
+        () = registry.serve_with(listener, limits, tls) => Ok(()),
         _ = stop => Ok(()),
     }
 }

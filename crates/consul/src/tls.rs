@@ -142,7 +142,9 @@ fn hint_for(error: &rustls::Error) -> Option<&'static str> {
             | Alert::UnknownCA
             | Alert::CertificateUnknown
             | Alert::CertificateExpired
-            | Alert::AccessDenied,
+            | Alert::AccessDenied
+            // A client certificate whose issuer has a trusted CA's name but not its key.
+            | Alert::DecryptError,
         ) => Some("the server refused this client's certificate: check CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY"),
         rustls::Error::InvalidMessage(_) => {
             Some("is the server speaking HTTPS? check the scheme of CONSUL_HTTP_ADDR")

@@ -117,9 +117,19 @@ impl Registry {
     /// Serves the HTTP API on `listener` within `limits` until the process ends, with the
     /// reaper alongside.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, limits: server::Limits) {
+        self.serve_with(listener, limits, None).await
+    }
+
+    /// [`Registry::serve`], over HTTPS when `tls` is given.
+    pub async fn serve_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        limits: server::Limits,
+        tls: Option<server::ServerTls>,
+    ) {
         let reaper = tokio::spawn(checks::reap_forever(Arc::downgrade(&self)));
         let app = http::router(Arc::clone(&self));
-        server::serve(self, listener, app, limits).await;
+        server::serve(self, listener, app, limits, tls).await;
         reaper.abort();
     }
 

@@ -1,9 +1,12 @@
-//! The registry's HTTP listener: accepting connections, at most `max_connections` of them (one
+//! The registry's HTTP listener, plain or HTTPS: accepting connections, at most `max_connections` of them (one
 //! past the cap is answered 503 and closed at once, with a log line, rather than queued), a
 //! header-read timeout (a client that sends part of a request and stops — slowloris — is closed)
 //! and an idle timeout (a keep-alive connection with no bytes and no request in flight is
 //! closed; a pending blocking query is a request in flight). Accept errors (the descriptor limit
-//! among them) are logged with their OS error and retried after a pause.
+//! among them) are logged with their OS error and retried after a pause. With TLS, each
+//! connection's handshake takes the configuration current when it was accepted (certificates
+//! renewed in place serve new connections), and must finish within the header-read timeout; a
+//! failed one is logged (rate-limited: a misconfigured client retries) and closed.
 //!
 //! Owns connections only; routing and answering requests are `http`'s. Defaults are in
 //! [`Limits::default`]; `beamline-mesh registry` has a flag for each.
@@ -11,6 +14,7 @@
 mod idle;
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -21,7 +25,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -57,8 +61,36 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` within `limits`, until the process ends.
-pub async fn serve(registry: Arc<Registry>, listener: TcpListener, app: Router, limits: Limits) {
+/// The HTTPS configuration: rebuilt when its certificate, key or client CA files change.
+pub type ServerTls = Arc<beamline_tls::Reloading<rustls::ServerConfig>>;
+
+/// The HTTPS configuration of `--tls-cert`, `--tls-key` and `--client-ca` (with it, clients
+/// must present a certificate chaining to it), built now: a bad file is a start-up error naming
+/// its flag. Call [`beamline_tls::Reloading::watch`] to follow renewals.
+pub fn https(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<ServerTls, beamline_tls::TlsError> {
+    let files = beamline_tls::ServerFiles {
+        cert: beamline_tls::PemFile::new("--tls-cert", cert),
+        key: beamline_tls::PemFile::new("--tls-key", key),
+        client_ca: client_ca.map(|ca| beamline_tls::PemFile::new("--client-ca", ca)),
+    };
+    beamline_tls::Reloading::new("registry TLS", files.paths(), move || {
+        // HTTP/1.1 only: the listener serves nothing else.
+        beamline_tls::server_config(&files, &[b"http/1.1"])
+    })
+}
+
+/// Serves `app` on `listener` within `limits`, over TLS with `tls`, until the process ends.
+pub async fn serve(
+    registry: Arc<Registry>,
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<ServerTls>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -83,16 +115,45 @@ pub async fn serve(registry: Arc<Registry>, listener: TcpListener, app: Router, 
         };
         // Blocking-query answers are single small writes; Nagle would hold them back.
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, app.clone(), limits, slot));
+        let app = app.clone();
+        match &tls {
+            None => {
+                tokio::spawn(connection(tcp, app, limits, slot));
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+                let registry = Arc::clone(&registry);
+                tokio::spawn(async move {
+                    // The handshake holds the slot and is bounded like a request's head: a
+                    // client that opens a connection and says nothing is closed as soon.
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(stream)) => connection(stream, app, limits, slot).await,
+                        Ok(Err(e)) => {
+                            if let Some(held_back) = registry.admit_log(false, "tls handshake") {
+                                tracing::warn!(%peer, error = %chain(&e), held_back, "TLS handshake failed");
+                            }
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
 /// One connection, until the client closes it or a timeout does; `_slot` is its place under
 /// the cap.
-async fn connection(tcp: TcpStream, app: Router, limits: Limits, _slot: OwnedSemaphorePermit) {
+async fn connection<S>(stream: S, app: Router, limits: Limits, _slot: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let idle = Arc::new(Mutex::new(Idle::new(Instant::now())));
     let io = Tracked {
-        inner: tcp,
+        inner: stream,
         idle: Arc::clone(&idle),
     };
     let requests = Arc::clone(&idle);
@@ -163,12 +224,12 @@ impl Drop for InFlight {
 }
 
 /// The connection's stream, noting each read or write that moved bytes.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     idle: Arc<Mutex<Idle>>,
 }
 
-impl Tracked {
+impl<S> Tracked<S> {
     fn moved(&self, n: usize) {
         if n > 0 {
             lock(&self.idle).touch(Instant::now());
@@ -176,7 +237,7 @@ impl Tracked {
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -191,7 +252,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -228,3 +289,6 @@ impl AsyncWrite for Tracked {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;
