@@ -21,6 +21,7 @@ use tower::Service;
 
 use super::backoff::{jitter, Backoff};
 use super::connection::{Connection, ConnectionSettings, TlsDial};
+use beamline_contract::causes::chain;
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_contract::proto::{AgentCard, DescribeRequest};
 
@@ -69,6 +70,9 @@ pub struct Endpoint {
     /// The health Watch stream is open (whatever it says): the instance answers. A draining
     /// agent says NOT_SERVING and keeps the stream until it stops.
     alive: watch::Receiver<bool>,
+    /// Why the health Watch last failed to open (a refused connection, a TLS handshake that
+    /// failed), until it opens again: what a call that found no instance ready is told.
+    failure: watch::Receiver<Option<Arc<str>>>,
     /// The instance's AgentCard, once it answered Describe (what its capabilities allow).
     card: watch::Receiver<Option<Arc<AgentCard>>>,
     /// Set by the first keyed Execute routed here: only then is the card worth a Describe.
@@ -96,6 +100,7 @@ impl Endpoint {
         let connection = Connection::new(addr, settings.connection(), tls)?;
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
+        let (failure_tx, failure) = watch::channel(None);
         let (card_tx, card) = watch::channel(None);
         let (card_wanted, wanted) = watch::channel(false);
         let card_task = tokio::spawn(learn_card(
@@ -108,6 +113,7 @@ impl Endpoint {
             Health {
                 gate: tx,
                 alive: alive_tx,
+                failure: failure_tx,
             },
             id.to_string(),
             settings.clone(),
@@ -118,6 +124,7 @@ impl Endpoint {
             connection,
             gate,
             alive,
+            failure,
             card,
             card_wanted,
             health_task,
@@ -148,6 +155,7 @@ impl Endpoint {
             connection: Connection::new(addr, settings.connection(), None).expect("a host:port"),
             gate,
             alive,
+            failure: watch::channel(None).1,
             card: watch::channel(None).1,
             card_wanted: watch::channel(false).0,
             health_task: tokio::spawn(std::future::pending()),
@@ -182,6 +190,11 @@ impl Endpoint {
         let mut alive = self.alive.clone();
         // An error means the health task ended: gone too.
         let _ = alive.wait_for(|alive| !alive).await;
+    }
+
+    /// Why the instance's health Watch last failed to open, while it has not opened since.
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.failure.borrow().clone()
     }
 
     pub fn is_open(&self) -> bool {
@@ -224,6 +237,7 @@ async fn learn_card(
 struct Health {
     gate: watch::Sender<bool>,
     alive: watch::Sender<bool>,
+    failure: watch::Sender<Option<Arc<str>>>,
 }
 
 async fn watch_health(
@@ -232,7 +246,11 @@ async fn watch_health(
     id: String,
     settings: EndpointSettings,
 ) {
-    let Health { gate, alive } = health;
+    let Health {
+        gate,
+        alive,
+        failure,
+    } = health;
     let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
     loop {
         let mut client = HealthClient::new(connection.clone());
@@ -241,6 +259,7 @@ async fn watch_health(
         };
         match client.watch(request).await {
             Ok(response) => {
+                failure.send_replace(None);
                 alive.send_replace(true);
                 let mut stream = response.into_inner();
                 while let Ok(Some(message)) = stream.message().await {
@@ -260,7 +279,19 @@ async fn watch_health(
                 alive.send_replace(true);
                 return std::future::pending().await;
             }
-            Err(_) => {}
+            Err(status) => {
+                // The connection's own error, with every cause (tonic's message has only the
+                // first line): "cannot connect to …: TLS handshake failed: …".
+                let why: Arc<str> = match std::error::Error::source(&status) {
+                    Some(error) => chain(error).into(),
+                    None => status.message().into(),
+                };
+                let changed = failure.borrow().as_deref() != Some(&*why);
+                if changed {
+                    tracing::warn!(instance = %id, error = %why, "instance health watch failed");
+                    failure.send_replace(Some(why));
+                }
+            }
         }
         alive.send_replace(false);
         if gate.send_replace(false) {

@@ -299,7 +299,18 @@ impl Mesh {
             tower::balance::p2c::Balance::new(discover);
         let why_snapshot = snapshot.clone();
         let why_beamline = beamline.clone();
-        let why = Arc::new(move || no_instance(&why_beamline, &why_snapshot.borrow()));
+        let why_endpoints = endpoints.clone();
+        let why = Arc::new(move || {
+            let status = no_instance(&why_beamline, &why_snapshot.borrow());
+            // Instances Consul has passing that the mesh cannot reach say why (a certificate
+            // that does not name the beamline, a refused connection).
+            match pool::failures(&why_endpoints.borrow()) {
+                Some(failures) if status.code() == tonic::Code::Unavailable => {
+                    Status::unavailable(format!("{} ({failures})", status.message()))
+                }
+                _ => status,
+            }
+        });
         let failfast = failfast::FailFast::new(balance, settings.failfast, why);
         let balancer = Arc::new(tokio::sync::Mutex::new(failfast));
         let discovery_task =

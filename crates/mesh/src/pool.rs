@@ -31,6 +31,22 @@ use crate::discovery::{self, Snapshot};
 /// Healthy endpoints by instance id.
 pub type Endpoints = Arc<BTreeMap<String, Arc<Endpoint>>>;
 
+/// Why the endpoints that are not ready failed their last health Watch (`instance a: cannot
+/// connect to …`), at most a few; `None` when none says.
+pub fn failures(endpoints: &Endpoints) -> Option<String> {
+    const SHOWN: usize = 3;
+    let failures: Vec<String> = endpoints
+        .values()
+        .filter(|endpoint| !endpoint.is_open())
+        .filter_map(|endpoint| Some(format!("instance {}: {}", endpoint.id, endpoint.failure()?)))
+        .collect();
+    let mut text = failures[..failures.len().min(SHOWN)].join("; ");
+    if failures.len() > SHOWN {
+        text.push_str(&format!("; and {} more", failures.len() - SHOWN));
+    }
+    (!failures.is_empty()).then_some(text)
+}
+
 /// Where [`follow`] publishes.
 pub struct Published {
     /// The endpoints of the healthy instances: what new calls may go to.

@@ -349,3 +349,56 @@ fn bad_files_are_start_up_errors_naming_the_flag() {
         "{error}"
     );
 }
+
+/// Polls `ready` until it holds, within the bound.
+async fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_instance_whose_certificate_names_another_beamline_stays_closed_and_says_why() {
+    use crate::endpoint::{Endpoint, EndpointSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("beamline-mesh test CA");
+    let right = wire::tls::agent_name(&beamline("5.3.1"));
+    let wrong = wire::tls::agent_name(&beamline("7.0.1"));
+    let good = serve_tls(agent_config(dir.path(), &ca, &right, None)).await;
+    let bad = serve_tls(agent_config(dir.path(), &ca, &wrong, None)).await;
+    let tls = UpstreamTls::from_files(upstream_files(dir.path(), &ca, None)).unwrap();
+    let settings = EndpointSettings::default();
+    let dial = || Some(tls.dial(&beamline("5.3.1")));
+    let good = Arc::new(Endpoint::new("i-good", &good.addr, &settings, dial()).unwrap());
+    let bad = Arc::new(Endpoint::new("i-bad", &bad.addr, &settings, dial()).unwrap());
+    eventually("the good instance's gate opens", || good.is_open()).await;
+    eventually("the bad instance's failure is known", || {
+        bad.failure().is_some()
+    })
+    .await;
+    assert!(!bad.is_open());
+    assert_eq!(good.failure(), None);
+
+    let endpoints: crate::pool::Endpoints = Arc::new(
+        [
+            ("i-good".to_string(), good),
+            ("i-bad".to_string(), bad.clone()),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let why = crate::pool::failures(&endpoints).unwrap();
+    assert!(
+        why.starts_with("instance i-bad: cannot connect to ")
+            && why.contains(
+                "TLS handshake failed: invalid peer certificate: certificate not valid for \
+                 name \"beamline-5-3-1.service.consul\""
+            ),
+        "{why}"
+    );
+}
