@@ -455,3 +455,206 @@ pub fn service_name(beamline: &str) -> String {
         beamline.to_ascii_lowercase().replace('.', "-")
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors, sockets and limits (the scale bench)
+// ---------------------------------------------------------------------------------------------
+
+/// `/proc/net/tcp` states: LISTEN and TIME_WAIT (`st` column, hex).
+pub const TCP_LISTEN: u8 = 0x0A;
+pub const TCP_TIME_WAIT: u8 = 0x06;
+
+/// One row of `/proc/net/tcp` or `/proc/net/tcp6`.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: u8,
+    /// The socket's inode (0 for a socket no process holds, e.g. in TIME_WAIT).
+    pub inode: u64,
+}
+
+/// Every TCP socket of this network namespace, IPv4 and IPv6.
+pub fn tcp_table() -> Result<Vec<TcpRow>> {
+    fn port(addr: &str) -> Result<u16> {
+        let (_, hex) = addr.rsplit_once(':').context("address without a port")?;
+        u16::from_str_radix(hex, 16).context("port")
+    }
+    let mut rows = Vec::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            // A kernel without IPv6 has no tcp6.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("read {path}")),
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            ensure!(fields.len() > 9, "{path}: short row {line:?}");
+            rows.push(TcpRow {
+                local_port: port(fields[1])?,
+                remote_port: port(fields[2])?,
+                state: u8::from_str_radix(fields[3], 16).context("state")?,
+                inode: fields[9].parse().context("inode")?,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The open descriptors of process `pid`.
+pub fn open_fds(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("list /proc/{pid}/fd"))?
+        .count())
+}
+
+/// The inodes of the sockets process `pid` holds (`/proc/<pid>/fd/*` → `socket:[N]`).
+pub fn socket_inodes(pid: u32) -> Result<std::collections::HashSet<u64>> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("list {dir}"))? {
+        // A descriptor closed between the listing and the readlink is simply not counted.
+        let Ok(target) = std::fs::read_link(entry.context("read fd entry")?.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.insert(inode.parse().context("socket inode")?);
+        }
+    }
+    Ok(inodes)
+}
+
+/// The TCP sockets (any state but LISTEN) process `pid` holds, from one reading of the tables.
+pub fn tcp_sockets_of(pid: u32, table: &[TcpRow]) -> Result<Vec<TcpRow>> {
+    let inodes = socket_inodes(pid)?;
+    Ok(table
+        .iter()
+        .filter(|row| row.state != TCP_LISTEN && row.inode != 0 && inodes.contains(&row.inode))
+        .copied()
+        .collect())
+}
+
+/// Makes `command`'s process start with `limit` open files, soft and hard (as
+/// `prlimit --nofile=LIMIT:LIMIT` would): it cannot raise its own.
+pub fn limit_nofile(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: limit as libc::rlim_t,
+    };
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
+    // is async-signal-safe; `rlimit` was built before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Makes the kernel kill `command`'s process (SIGKILL) when the thread that spawns it dies, so
+/// that a bench killed before its `Drop`s run leaves no helper behind. Spawn from the thread
+/// that lives for the run (the main thread, e.g. inside `block_on`).
+pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// A gateway policy file (`--auth-file`): one operator caller for every beamline, identified by
+/// the SHA-256 (hex) of its API key, with per-beamline and per-caller limits (10⁶/s, burst 10⁶)
+/// no bench comes near, so every call passes every policy layer.
+pub fn open_policy(api_key_sha256: &str) -> String {
+    format!(
+        "[[caller]]\n\
+         name = \"bench\"\n\
+         api_key_sha256 = \"{api_key_sha256}\"\n\
+         role = \"operator\"\n\
+         beamlines = [\"*\"]\n\
+         [limits]\n\
+         per_beamline = {{ rate = 1000000, burst = 1000000 }}\n\
+         per_caller = {{ rate = 1000000, burst = 1000000 }}\n"
+    )
+}
+
+/// TIME_WAIT sockets in `table`: all of them, or those with one of `ports` at either end.
+pub fn time_wait(table: &[TcpRow], ports: Option<&std::collections::HashSet<u16>>) -> usize {
+    table
+        .iter()
+        .filter(|r| r.state == TCP_TIME_WAIT)
+        .filter(|r| ports.is_none_or(|p| p.contains(&r.local_port) || p.contains(&r.remote_port)))
+        .count()
+}
+
+/// Polls (bounded by `deadline`) until the registry at `base` has at least `count` passing
+/// checks of services whose name starts with `prefix`; returns how long it took.
+pub async fn wait_passing_count(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    count: usize,
+    deadline: Duration,
+) -> Result<Duration> {
+    let url = format!("{base}/v1/health/state/passing");
+    let started = tokio::time::Instant::now();
+    let mut passing = 0;
+    loop {
+        if let Ok(response) = http.get(&url).send().await {
+            let checks: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+            passing = checks
+                .iter()
+                .filter(|c| {
+                    c["ServiceName"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(prefix))
+                })
+                .count();
+            if passing >= count {
+                return Ok(started.elapsed());
+            }
+        }
+        ensure!(
+            started.elapsed() < deadline,
+            "{passing} of {count} {prefix}* checks passing after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The ports of the services registered at `base` whose name starts with `prefix`.
+pub async fn registered_ports(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> Result<std::collections::HashSet<u16>> {
+    let services: serde_json::Map<String, serde_json::Value> = http
+        .get(format!("{base}/v1/agent/services"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(services
+        .values()
+        .filter(|s| s["Service"].as_str().is_some_and(|n| n.starts_with(prefix)))
+        .filter_map(|s| s["Port"].as_u64())
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect())
+}
