@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
@@ -164,9 +163,9 @@ impl AgentRuntime {
             .as_ref()
             .map(crate::tls::server_tls)
             .transpose()?;
-        let (listener, local) = bind_to(config.listen).await?;
+        let (listener, local) = server::bind_to(config.listen).await?;
         let health = match config.health_listen {
-            Some(addr) => Some(bind_to(addr).await?),
+            Some(addr) => Some(server::bind_to(addr).await?),
             None => None,
         };
         let advertise = config
@@ -265,7 +264,7 @@ impl AgentRuntime {
         // Held weakly by its task: it ends with the server's connections' configuration.
         let _reload = tls
             .as_ref()
-            .map(|tls| AbortOnDrop(tls.watch(config.tls_reload_every)));
+            .map(|tls| server::AbortOnDrop(tls.watch(config.tls_reload_every)));
         let mut server = server::spawn_main(
             listener,
             config.connections,
@@ -278,7 +277,7 @@ impl AgentRuntime {
         let health_server = health_listener.map(|(listener, addr)| {
             check.port = Some(addr.port());
             info!(%addr, "serving gRPC health in plaintext");
-            AbortOnDrop(server::spawn_health(
+            server::AbortOnDrop(server::spawn_health(
                 listener,
                 config.connections.handshake_timeout,
                 health_only,
@@ -386,23 +385,6 @@ async fn wait_out_the_drain(drain: &Drain, tasks: &TaskTable, config: &AgentConf
     );
     // Let the streams carry the terminal events out before the server stops.
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, drain.settled()).await;
-}
-
-/// Binds `addr` (port 0 picks one): the listener and its bound address.
-async fn bind_to(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AgentError> {
-    let bind_error = |source| AgentError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, local))
-}
-
-/// A task that ends with its owner (a reload watcher, a server that must not outlive serve()).
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn deregister(consul: &ConsulClient, id: &str) {

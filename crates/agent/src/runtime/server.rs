@@ -4,8 +4,9 @@
 //! Kubernetes' probes cannot present client certificates, and serving nothing but
 //! `grpc.health.v1`, so it opens no way around mutual TLS.
 //!
-//! Owns how each server is built and fed; what they serve and when they stop are the runtime's.
+//! Owns how each server is bound, built and fed; what they serve and when they stop are the runtime's.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,4 +91,23 @@ pub(super) fn spawn_health(
             async move { stop.cancelled().await },
         ),
     )
+}
+
+/// Binds `addr` (port 0 picks one): the listener and its bound address.
+pub(super) async fn bind_to(
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), crate::AgentError> {
+    let bind_error = |source| crate::AgentError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// A task that ends with its owner (a reload watcher, a server that must not outlive serve()).
+pub(super) struct AbortOnDrop<T>(pub(super) JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
