@@ -34,4 +34,5 @@ mod registry_health;
 mod registry_kv;
 mod registry_logs;
 mod registry_persistence;
+mod registry_tls;
 mod registry_validation;

@@ -8,6 +8,7 @@
 
 mod calls;
 mod cluster;
+mod consul_env;
 mod load;
 mod raw;
 
@@ -40,6 +41,8 @@ pub struct GatewayBuilder {
     global: Vec<String>,
     /// `--insecure-no-auth` unless an auth file is given.
     no_auth: bool,
+    /// Environment variables of the gateway (`consul_env`).
+    env: Vec<(String, String)>,
 }
 
 impl GatewayBuilder {
@@ -102,6 +105,7 @@ impl GatewayBuilder {
             .env_remove("CONSUL_HTTP_ADDR")
             .env_remove("CONSUL_HTTP_TOKEN")
             .env("RUST_LOG", &self.log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .expect("spawn beamline-mesh gateway");
         let stdout = child.stdout.take().expect("gateway stdout");
@@ -156,6 +160,7 @@ impl GatewayProc {
             log: "info,beamline_mesh=debug".to_string(),
             global: Vec::new(),
             no_auth: true,
+            env: Vec::new(),
         }
     }
 

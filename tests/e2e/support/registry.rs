@@ -6,6 +6,7 @@
 
 mod client;
 mod proc;
+pub mod tls;
 
 // Re-exported as `support::encode`; binaries that never encode a query must not warn.
 #[allow(unused_imports)]
@@ -136,7 +137,7 @@ impl RegistryBuilder {
 /// A running `beamline-mesh registry` child process. Killed (and reaped) on drop.
 pub struct Registry {
     child: Option<Child>,
-    /// `http://127.0.0.1:PORT`, as printed by the binary.
+    /// `http://127.0.0.1:PORT` (`https://` with `--tls-cert`), as printed by the binary.
     pub base: String,
     pub addr: SocketAddr,
     args: Vec<String>,
@@ -188,8 +189,11 @@ impl Registry {
         let Some(url) = line.strip_prefix("registry listening on ") else {
             self.fail_start(&format!("unexpected first stdout line {line:?}"))
         };
-        let Some(hostport) = url.strip_prefix("http://") else {
-            self.fail_start(&format!("listening URL is not http://…: {line:?}"))
+        let Some((scheme, hostport)) = url
+            .split_once("://")
+            .filter(|(s, _)| ["http", "https"].contains(s))
+        else {
+            self.fail_start(&format!("listening URL is not http(s)://…: {line:?}"))
         };
         let addr: SocketAddr = match hostport.trim_end_matches('/').parse() {
             Ok(addr) => addr,
@@ -199,7 +203,7 @@ impl Registry {
             self.fail_start(&format!("printed port 0: {line:?}"));
         }
         self.addr = addr;
-        self.base = format!("http://{addr}");
+        self.base = format!("{scheme}://{addr}");
     }
 
     fn fail_start(&mut self, why: &str) -> ! {
