@@ -18,6 +18,7 @@ mod cli_call;
 mod cli_demo;
 mod gateway_balance;
 mod gateway_errors;
+mod gateway_mtls;
 mod gateway_policy;
 mod gateway_policy_identity;
 mod gateway_policy_observe;
