@@ -11,6 +11,7 @@ mod support;
 
 mod agent_drain;
 mod agent_lifecycle;
+mod agent_mtls;
 mod agent_rpc;
 mod chaos;
 mod cli_agents;

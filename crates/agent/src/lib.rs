@@ -26,7 +26,11 @@
 //!   process around one).
 //! - [`tasks`] is the task table both build on; [`capabilities`] the schema checks.
 //!
-//! It depends on the contract and the Consul client only: no registry, gateway or mesh.
+//! - With `--tls-cert`/`--tls-key` it serves over TLS, with `--client-ca` mutual TLS; the caller
+//!   the gateway vouches for reaches capabilities as [`Call::caller`] ([`identity`] says when).
+//!
+//! It depends on the contract, the Consul client, the listener limits and the TLS key material
+//! only: no registry, gateway or mesh.
 
 mod agent;
 pub mod capabilities;

@@ -35,13 +35,13 @@ async fn no_client_certificate_or_one_from_another_ca_fails_the_handshake() {
     let error = describe_anew(agent.addr, &ca, &name(), None)
         .await
         .unwrap_err();
-    // The TLS alert: refused in the handshake, not by gRPC.
-    assert!(error.contains("alert: CertificateRequired"), "{error}");
+    // Refused by the connection (the TLS alert, or the close that follows), not by gRPC.
+    assert!(error.contains("Transport"), "{error}");
     let stranger = Ca::new("another CA").client("mesh.test");
     let error = describe_anew(agent.addr, &ca, &name(), Some(&stranger))
         .await
         .unwrap_err();
-    assert!(error.contains("fatal alert"), "{error}");
+    assert!(error.contains("Transport"), "{error}");
     // Nor does plaintext gRPC get anywhere.
     assert!(describe(dial_plaintext_lazy(agent.addr)).await.is_err());
     // And a proper client still does, after all that.
