@@ -261,7 +261,7 @@ impl AgentRuntime {
         let health_only = Services::default().serve(health_service);
 
         let stop_server = CancellationToken::new();
-        // Held weakly by its task: it ends with the server's connections' configuration.
+        // Looks at the TLS files for renewals until serve() returns.
         let _reload = tls
             .as_ref()
             .map(|tls| server::AbortOnDrop(tls.watch(config.tls_reload_every)));
