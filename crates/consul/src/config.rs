@@ -31,6 +31,9 @@ pub struct ConsulConfig {
     /// The TLS client configuration for an `https://` address; `None`: reqwest's defaults
     /// (the public web roots, no client certificate).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `CONSUL_TLS_SERVER_NAME`: the name the server's certificate is verified against (in
+    /// `tls`) and, when it is a DNS name, the SNI sent (the configured address is still dialled).
+    pub tls_server_name: Option<String>,
 }
 
 impl ConsulConfig {
@@ -41,6 +44,7 @@ impl ConsulConfig {
             token: None,
             timeout: Duration::from_secs(5),
             tls: None,
+            tls_server_name: None,
         })
     }
 
@@ -74,6 +78,10 @@ impl ConsulConfig {
                 );
             }
             config.tls = Some(Arc::new(tls::client_config(&env.tls)?));
+            // Not sent as SNI when nothing verifies against it.
+            if !env.tls.skip_verify {
+                config.tls_server_name = env.tls.server_name.clone();
+            }
         }
         Ok(config)
     }

@@ -16,6 +16,7 @@
 
 mod config;
 pub mod duration;
+mod sni;
 mod tls;
 mod types;
 
@@ -100,6 +101,9 @@ pub struct Indexed<T> {
 #[derive(Debug, Clone)]
 pub struct ConsulClient {
     config: ConsulConfig,
+    /// Where requests go: the configured address, or the same with CONSUL_TLS_SERVER_NAME as
+    /// its host (`sni`).
+    base: String,
     http: reqwest::Client,
 }
 
@@ -109,13 +113,20 @@ impl ConsulClient {
         if let Some(tls) = &config.tls {
             builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(tls));
         }
+        let mut base = config.addr.clone();
+        if let Some((renamed, resolver)) =
+            sni::rewrite(&config.addr, config.tls_server_name.as_deref())
+        {
+            base = renamed;
+            builder = builder.dns_resolver(resolver);
+        }
         // The builder only fails when the TLS backend cannot initialise (a configuration of
         // the same rustls reqwest uses cannot fail); fall back to defaults, loudly.
         let http = builder.build().unwrap_or_else(|e| {
             tracing::error!(error = %chain(&e), "cannot build the Consul HTTP client; using defaults");
             reqwest::Client::default()
         });
-        ConsulClient { config, http }
+        ConsulClient { config, base, http }
     }
 
     pub fn config(&self) -> &ConsulConfig {
@@ -125,7 +136,7 @@ impl ConsulClient {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.config.addr))
+            .request(method, format!("{}{path}", self.base))
             .timeout(self.config.timeout);
         if let Some(token) = &self.config.token {
             request = request.header("X-Consul-Token", token);

@@ -2,8 +2,8 @@
 //! variables: the CA to trust (`CONSUL_CACERT`; without it, the public web roots reqwest
 //! trusts by default), a client certificate (`CONSUL_CLIENT_CERT` + `CONSUL_CLIENT_KEY`), the
 //! name the server's certificate must carry when it is not the address's host
-//! (`CONSUL_TLS_SERVER_NAME`), and no verification at all (`CONSUL_HTTP_SSL_VERIFY=false`,
-//! logged as a warning each time a configuration is built).
+//! (`CONSUL_TLS_SERVER_NAME`; `sni` sends it as SNI too), and no verification at all
+//! (`CONSUL_HTTP_SSL_VERIFY=false`, logged as a warning each time a configuration is built).
 //!
 //! Owns building the configuration once, at start-up (a broken file is a start-up error naming
 //! its variable); it must not dial, nor decide when a failed handshake is worth retrying.

@@ -1,5 +1,6 @@
 //! The TLS client against loopback HTTPS servers with CA-signed certificates: a trusted CA, a
-//! CA that does not match, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY=false, a server that
+//! CA that does not match, CONSUL_TLS_SERVER_NAME (verified against and sent as SNI),
+//! CONSUL_HTTP_SSL_VERIFY=false, a server that
 //! requires a client certificate, and a 403 naming the token variable.
 
 mod server;
@@ -63,6 +64,18 @@ async fn consul_tls_server_name_is_the_name_verified() {
     )
     .unwrap();
     assert!(renamed.is_registered("x").await.unwrap());
+    // Sent as SNI too, as Go's tls.Config.ServerName is; the loopback address is still dialled.
+    assert_eq!(
+        server
+            .snis
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("consul.beamline.test")
+    );
 
     let wrong = client(
         &server,

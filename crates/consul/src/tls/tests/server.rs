@@ -59,6 +59,8 @@ fn display(path: &Path) -> String {
 pub struct Server {
     /// `https://127.0.0.1:PORT`.
     pub addr: String,
+    /// The SNI of each handshake that completed, in order.
+    pub snis: Arc<std::sync::Mutex<Vec<Option<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -76,20 +78,24 @@ impl Server {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("https://{}", listener.local_addr().unwrap());
+        let snis = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&snis);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let acceptor = acceptor.clone();
+                let (acceptor, seen) = (acceptor.clone(), Arc::clone(&seen));
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
+                        let sni = tls.get_ref().1.server_name().map(str::to_string);
+                        seen.lock().unwrap().push(sni);
                         answer(tls).await;
                     }
                 });
             }
         });
-        Server { addr, task }
+        Server { addr, snis, task }
     }
 }
 
