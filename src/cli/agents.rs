@@ -62,7 +62,8 @@ impl Beamline {
 }
 
 pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
-    let config = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
+    let config = ConsulConfig::from_env_or(args.consul.as_deref())
+        .context("Consul client configuration (--consul and CONSUL_* variables)")?;
     let beamlines = list(&config).await?;
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&beamlines)?;

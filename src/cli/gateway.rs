@@ -139,7 +139,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     // limit, not the often far lower soft one.
     // (The gateway fits its connection cap under the limit raised here.)
     beamline_mesh::registry::rlimit::raise_nofile_limit_logged();
-    let consul = ConsulConfig::from_env_or(args.consul.as_deref()).context("--consul")?;
+    let consul = ConsulConfig::from_env_or(args.consul.as_deref())
+        .context("Consul client configuration (--consul and CONSUL_* variables)")?;
     let upstream_tls = upstream_tls(&args)?;
     if upstream_tls.is_none() {
         tracing::info!("dialling agents in plaintext (no --upstream-ca)");

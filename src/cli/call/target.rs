@@ -114,7 +114,8 @@ impl Agent {
         let uri = match target {
             Target::Direct(uri) => uri.clone(),
             Target::Consul { addr, beamline: id } => {
-                let mut consul = ConsulConfig::from_env_or(Some(addr)).context("--consul")?;
+                let mut consul = ConsulConfig::from_env_or(Some(addr))
+                    .context("Consul client configuration (--consul and CONSUL_* variables)")?;
                 consul.timeout = timeout;
                 let settings = MeshSettings {
                     failfast: timeout,
