@@ -141,8 +141,12 @@ impl AgentFlags {
     /// The runtime configuration these flags give; Consul's address from `--consul`, else
     /// `CONSUL_HTTP_ADDR`, else the local agent.
     pub fn config(&self) -> Result<AgentConfig, AgentError> {
-        let consul = ConsulConfig::from_env_or(self.consul.as_deref())
-            .map_err(|e: ConsulError| AgentError::Flag(format!("--consul: {e}")))?;
+        let consul =
+            ConsulConfig::from_env_or(self.consul.as_deref()).map_err(|e: ConsulError| {
+                AgentError::Flag(format!(
+                    "Consul client configuration (--consul and CONSUL_* variables): {e}"
+                ))
+            })?;
         if self.meta.len() > MAX_META_PAIRS {
             return Err(AgentError::Flag(format!(
                 "--meta: {} entries; Consul takes at most {MAX_META_PAIRS}",
