@@ -13,20 +13,17 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower::load::Load;
 use tower::Service;
 
+mod health;
+
 use super::backoff::{jitter, Backoff};
 use super::connection::{Connection, ConnectionSettings, TlsDial};
-use beamline_contract::causes::chain;
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_contract::proto::{AgentCard, DescribeRequest};
 
 /// The health service name every beamline agent reports.
-const AGENT_SERVICE: &str = "beamline.v1.BeamlineAgent";
 
 #[derive(Debug, Clone)]
 pub struct EndpointSettings {
@@ -108,9 +105,9 @@ impl Endpoint {
             (gate.clone(), wanted),
             card_tx,
         ));
-        let health_task = tokio::spawn(watch_health(
+        let health_task = tokio::spawn(health::watch(
             connection.clone(),
-            Health {
+            health::Health {
                 gate: tx,
                 alive: alive_tx,
                 failure: failure_tx,
@@ -228,74 +225,6 @@ async fn learn_card(
         if let Ok(Ok(answer)) = described {
             card.send_replace(Some(Arc::new(answer.into_inner())));
             return;
-        }
-        tokio::time::sleep(backoff.next(jitter())).await;
-    }
-}
-
-/// What the health watch publishes.
-struct Health {
-    gate: watch::Sender<bool>,
-    alive: watch::Sender<bool>,
-    failure: watch::Sender<Option<Arc<str>>>,
-}
-
-async fn watch_health(
-    connection: Connection,
-    health: Health,
-    id: String,
-    settings: EndpointSettings,
-) {
-    let Health {
-        gate,
-        alive,
-        failure,
-    } = health;
-    let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
-    loop {
-        let mut client = HealthClient::new(connection.clone());
-        let request = HealthCheckRequest {
-            service: AGENT_SERVICE.to_string(),
-        };
-        match client.watch(request).await {
-            Ok(response) => {
-                failure.send_replace(None);
-                alive.send_replace(true);
-                let mut stream = response.into_inner();
-                while let Ok(Some(message)) = stream.message().await {
-                    let serving = message.status() == ServingStatus::Serving;
-                    if gate.send_replace(serving) != serving {
-                        tracing::debug!(instance = %id, serving, "endpoint gate");
-                    }
-                    if serving {
-                        backoff.reset();
-                    }
-                }
-            }
-            Err(status) if status.code() == tonic::Code::Unimplemented => {
-                // An agent without health Watch: trust Consul's check alone (and take it as
-                // answering for as long as the endpoint lives).
-                gate.send_replace(true);
-                alive.send_replace(true);
-                return std::future::pending().await;
-            }
-            Err(status) => {
-                // The connection's own error, with every cause (tonic's message has only the
-                // first line): "cannot connect to …: TLS handshake failed: …".
-                let why: Arc<str> = match std::error::Error::source(&status) {
-                    Some(error) => chain(error).into(),
-                    None => status.message().into(),
-                };
-                let changed = failure.borrow().as_deref() != Some(&*why);
-                if changed {
-                    tracing::warn!(instance = %id, error = %why, "instance health watch failed");
-                    failure.send_replace(Some(why));
-                }
-            }
-        }
-        alive.send_replace(false);
-        if gate.send_replace(false) {
-            tracing::debug!(instance = %id, "endpoint gate closed: health watch ended");
         }
         tokio::time::sleep(backoff.next(jitter())).await;
     }
