@@ -56,9 +56,9 @@ use tonic::Request;
 use beamline_mesh::agent::{Agent, AgentFlags, AgentRuntime, Instance, NoParams, ReadOnly};
 use beamline_mesh::beamline::BeamlineId;
 use beamline_mesh::gateway::auth::sha256_hex;
-use beamline_mesh::gateway::ROUTING_KEY;
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
+use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 
 use support::{load_average, tcp_sockets_of, tcp_table, verdict, Proc};
 

@@ -165,3 +165,51 @@ async fn the_agent_gets_the_caller_and_role_but_never_the_credential() {
         );
     }
 }
+
+/// Without an auth file (`--insecure-no-auth`) the gateway vouches for nobody: a client's own
+/// `x-caller`/`x-role` never reach the agent (an agent over mutual TLS would take them as the
+/// gateway's word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_a_clients_own_identity_headers_go_no_further() {
+    let seen: Seen = Arc::default();
+    let (addr, task) = start_recorder(Arc::clone(&seen)).await;
+    let _server = AbortOnDrop(task);
+
+    let registry = Registry::start();
+    registry
+        .register(&json!({
+            "ID": INSTANCE,
+            "Name": service_name(BEAMLINE),
+            "Tags": ["beamline-agent"],
+            "Address": "127.0.0.1",
+            "Port": addr.port(),
+            "Meta": {"beamline": BEAMLINE, "instance_id": INSTANCE, "agent_version": "test"},
+            "Check": {"Name": "gRPC health", "GRPC": addr.to_string(),
+                      "Interval": "300ms", "Timeout": "300ms"},
+        }))
+        .await;
+    wait_passing(&registry, &service_name(BEAMLINE), INSTANCE, secs(10)).await;
+    let gateway = GatewayProc::builder(&registry).start();
+    let mut client = gateway.client().await;
+
+    let forged = || {
+        let mut request = to(BEAMLINE, DescribeRequest {});
+        request
+            .metadata_mut()
+            .insert("x-caller", "safety-officer".parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-role", "operator".parse().unwrap());
+        request
+    };
+    poll_for(
+        secs(10),
+        "the recorder to answer through the gateway",
+        async || client.describe(forged()).await.ok(),
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let md = seen.last().expect("the recorder saw the call");
+    assert!(md.get("x-caller").is_none(), "{md:?}");
+    assert!(md.get("x-role").is_none(), "{md:?}");
+}

@@ -172,6 +172,16 @@ impl AgentFlags {
         config.tags = self.tags.clone();
         config.meta = meta;
         config.tls = self.tls()?;
+        if config.tls.is_some() && self.health_listen.is_none() {
+            // Consul's gRPC check and Kubernetes' gRPC probes speak plaintext (and cannot present
+            // a client certificate): on the TLS port they would fail, and the instance would
+            // stay critical, never routed.
+            return Err(AgentError::Flag(
+                "--tls-cert needs --health-listen: Consul's gRPC check and Kubernetes' probes \
+                 ask a plaintext health-only port"
+                    .into(),
+            ));
+        }
         config.health_listen = self.health_listen;
         Ok(config)
     }

@@ -1,4 +1,4 @@
-//! The gateway (framework-api): the front door for callers in any language. It serves
+//! The gateway: the front door for callers in any language. It serves
 //! `beamline.v1.BeamlineAgent` and routes each call by the gRPC metadata key `x-beamline`
 //! through the mesh, as an HTTP/2 proxy: the request is not decoded here (the mesh reads only
 //! the routing keys it needs), streams are forwarded as they come, and the caller's deadline and
@@ -29,10 +29,6 @@ use tower::{Service, ServiceExt};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::{header, Rpc};
 use beamline_mesh_client::{CallFailed, Mesh};
-
-/// The metadata key that names the beamline of a call: the contract's [`header::BEAMLINE`].
-/// Kept as a name for the benches that import it; new code uses the contract's.
-pub use beamline_contract::wire::header::BEAMLINE as ROUTING_KEY;
 
 /// `beamline.v1.BeamlineAgent` for every beamline, through the mesh.
 #[derive(Clone)]
@@ -81,6 +77,12 @@ impl Service<http::Request<Body>> for GatewayService {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The identity an agent trusts is the gateway's word: only the auth layer writes it.
+        // Without one (`--insecure-no-auth`) a client's own `x-caller`/`x-role` go no further.
+        if request.extensions().get::<caller::Caller>().is_none() {
+            request.headers_mut().remove(header::CALLER);
+            request.headers_mut().remove(header::ROLE);
+        }
         let beamline = match beamline_of(&mut request) {
             Ok(beamline) => beamline,
             Err(status) => return Box::pin(async move { Ok(status.into_http()) }),

@@ -90,6 +90,8 @@ impl Files {
         flags.tls_key = Some(dir.join("key.pem"));
         let ca = dir.join("ca.pem");
         flags.client_ca = ca.exists().then_some(ca);
+        // TLS needs the plaintext health port (Consul's check and probes go there).
+        flags.health_listen = Some("127.0.0.1:0".parse().unwrap());
     }
 }
 

@@ -132,3 +132,19 @@ fn tls_flags_come_in_pairs_and_a_client_ca_needs_them() {
         .starts_with("--client-ca needs --tls-cert and --tls-key"));
     assert!(flags().config().unwrap().tls.is_none());
 }
+
+/// With TLS on, Consul's gRPC check and Kubernetes' probes (plaintext, no client certificate)
+/// need the health-only port: without it the instance would stay critical, so it is refused.
+#[test]
+fn tls_needs_the_plaintext_health_port() {
+    let mut f = flags();
+    f.tls_cert = Some("cert.pem".into());
+    f.tls_key = Some("key.pem".into());
+    let error = f.config().unwrap_err().to_string();
+    assert!(
+        error.starts_with("--tls-cert needs --health-listen"),
+        "{error}"
+    );
+    f.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    assert!(f.config().unwrap().tls.is_some());
+}
