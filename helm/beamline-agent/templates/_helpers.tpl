@@ -53,3 +53,23 @@ beamline-mesh/beamline: {{ include "beamline-agent.beamline" . | quote }}
 {{- $t -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Consul service name the agent derives from the id (BeamlineId::service_name):
+beamline- + the id in lower case, dots as dashes. */}}
+{{- define "beamline-agent.serviceName" -}}
+{{- printf "beamline-%s" (include "beamline-agent.beamline" . | lower | replace "." "-") -}}
+{{- end -}}
+
+{{/* The DNS name the agent's certificate carries (wire::tls::agent_name). */}}
+{{- define "beamline-agent.tlsName" -}}
+{{- printf "%s.service.consul" (include "beamline-agent.serviceName" .) -}}
+{{- end -}}
+
+{{- define "beamline-agent.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "beamline-agent.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{/* Where the Secrets are mounted in the container. */}}
+{{- define "beamline-agent.tlsDir" -}}/etc/beamline-agent/tls{{- end -}}
+{{- define "beamline-agent.consulCaDir" -}}/etc/beamline-agent/consul-ca{{- end -}}
+{{- define "beamline-agent.consulClientDir" -}}/etc/beamline-agent/consul-client{{- end -}}
