@@ -58,7 +58,7 @@ app.kubernetes.io/component: registry
 {{/* The Consul HTTP address the gateway uses. */}}
 {{- define "beamline-mesh.consulAddress" -}}
 {{- if .Values.registry.embedded -}}
-{{- printf "http://%s.%s.svc:%d" (include "beamline-mesh.registryName" .) .Release.Namespace (int .Values.registry.port) -}}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.registry.tls.enabled) (include "beamline-mesh.registryName" .) .Release.Namespace (int .Values.registry.port) -}}
 {{- else -}}
 {{- required "consul.address is required when registry.embedded is false" .Values.consul.address -}}
 {{- end -}}
@@ -79,3 +79,66 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The gateway's client certificate name for agents (wire::tls::GATEWAY_NAME). */}}
+{{- define "beamline-mesh.gatewayTlsName" -}}gateway.beamline-mesh{{- end -}}
+
+{{- define "beamline-mesh.upstreamSecret" -}}
+{{- default (printf "%s-upstream" (include "beamline-mesh.gatewayName" .)) .Values.gateway.upstreamTls.secretName -}}
+{{- end -}}
+
+{{- define "beamline-mesh.registryTls" -}}
+{{- if and .Values.registry.embedded .Values.registry.tls.enabled }}true{{ end -}}
+{{- end -}}
+
+{{- define "beamline-mesh.registrySecret" -}}
+{{- default (printf "%s-tls" (include "beamline-mesh.registryName" .)) .Values.registry.tls.secretName -}}
+{{- end -}}
+
+{{/* The CA the gateway trusts for Consul: consul.tls.caSecretName, else the embedded registry's. */}}
+{{- define "beamline-mesh.consulCaSecret" -}}
+{{- if .Values.consul.tls.caSecretName -}}
+{{- .Values.consul.tls.caSecretName -}}
+{{- else if eq (include "beamline-mesh.registryTls" .) "true" -}}
+{{- include "beamline-mesh.registrySecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "beamline-mesh.consulCaKey" -}}
+{{- if .Values.consul.tls.caSecretName }}{{ .Values.consul.tls.caKey }}{{ else }}ca.crt{{ end -}}
+{{- end -}}
+
+{{/* The gateway's client certificate for Consul: consul.tls.clientSecretName, else (the embedded
+registry requires one and has a cert-manager issuer) the Certificate the chart renders. */}}
+{{- define "beamline-mesh.consulClientCertificate" -}}
+{{- $r := .Values.registry.tls -}}
+{{- if and (eq (include "beamline-mesh.registryTls" .) "true") $r.clientCa (not .Values.consul.tls.clientSecretName) $r.certManager.issuerRef.name }}true{{ end -}}
+{{- end -}}
+
+{{- define "beamline-mesh.consulClientSecret" -}}
+{{- if .Values.consul.tls.clientSecretName -}}
+{{- .Values.consul.tls.clientSecretName -}}
+{{- else if eq (include "beamline-mesh.consulClientCertificate" .) "true" -}}
+{{- printf "%s-consul-client" (include "beamline-mesh.gatewayName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A cert-manager.io/v1 Certificate's spec tail: key, lifetime, issuer. */}}
+{{- define "beamline-mesh.certificateTail" -}}
+privateKey:
+  algorithm: ECDSA
+  size: 256
+  rotationPolicy: Always
+{{- with .duration }}
+duration: {{ . }}
+{{- end }}
+{{- with .renewBefore }}
+renewBefore: {{ . }}
+{{- end }}
+issuerRef:
+  name: {{ .issuerRef.name }}
+  kind: {{ .issuerRef.kind }}
+  group: {{ .issuerRef.group }}
+{{- end -}}
+
+{{- define "beamline-mesh.gatewayDir" -}}/etc/beamline-mesh{{- end -}}
