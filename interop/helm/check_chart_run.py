@@ -18,12 +18,19 @@ expands to the container env. Two ports are mapped, as a node would by having th
 Then, against `beamline-mesh registry` and `beamline-mesh gateway`, every wait bounded: the agent
 prints its listening line, registers and turns passing, answers Describe through the gateway
 (`x-beamline`, same instance id as registered), and on SIGTERM deregisters and exits 0 within
-drainGrace + 1 s with no warning, though the gateway still holds a connection to it. Prints `ok`/`FAIL` per check, then
+drainGrace + 1 s with no warning, though the gateway still holds a connection to it.
+A third case turns tls.enabled on: the Secret's mount path is mapped to certificates made here
+(a throwaway CA, the agent's for <service>.service.consul, the gateway's for
+gateway.beamline-mesh), the health port (--health-listen, where the probes point) to a free
+port; the agent must turn passing (Consul's check goes to that port), answer grpc.health.v1 in
+plaintext there for both probes' services, refuse plaintext on its gRPC port, and answer through
+a gateway run with --upstream-ca/--upstream-cert/--upstream-key. Prints `ok`/`FAIL` per check, then
 `chart-run: N passed, M failed`; exits non-zero on a failure.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import queue
@@ -42,6 +49,10 @@ from typing import Any, Callable
 import grpc
 import helm_python as helm
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ARGV = sys.argv[1:]
 ROOT = Path(ARGV[0] if ARGV else Path(__file__).resolve().parents[2]).resolve()
@@ -183,8 +194,60 @@ def health(registry: str, service: str, passing: bool) -> list[dict]:
         return json.load(r)
 
 
+def make_certs(d: Path, beamline_service: str) -> None:
+    """A throwaway CA and, in the layout of the kubernetes.io/tls Secrets the charts mount (as
+    cert-manager writes them): agent/{tls.crt,tls.key,ca.crt} for <service>.service.consul
+    (server auth) and gateway/{...} for gateway.beamline-mesh (client auth). EC P-256, a day."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def pem_key(k: ec.EllipticCurvePrivateKey) -> bytes:
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: ec.EllipticCurvePrivateKey,
+             exts: list[tuple[x509.ExtensionType, bool]]) -> x509.Certificate:
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1)))
+        for ext, critical in exts:
+            b = b.add_extension(ext, critical)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("chart-run test CA", ca_key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chart-run test CA")]),
+              ca_key, [(x509.BasicConstraints(ca=True, path_length=None), True),
+                       (x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                      data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                      crl_sign=True, encipher_only=False, decipher_only=False), True)])
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    for name, dns, eku in (("agent", f"{beamline_service}.service.consul", ExtendedKeyUsageOID.SERVER_AUTH),
+                           ("gateway", "gateway.beamline-mesh", ExtendedKeyUsageOID.CLIENT_AUTH)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = cert(name, key, ca.subject, ca_key,
+                    [(x509.BasicConstraints(ca=False, path_length=None), True),
+                     (x509.SubjectAlternativeName([x509.DNSName(dns)]), False),
+                     (x509.ExtendedKeyUsage([eku]), False)])
+        (d / name).mkdir()
+        (d / name / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        (d / name / "tls.key").write_bytes(pem_key(key))
+        (d / name / "ca.crt").write_bytes(ca_pem)
+
+
+def health_check(addr: str, service: str) -> int:
+    """grpc.health.v1.Health/Check in plaintext, as the kubelet's gRPC probe does; the status
+    (1 = SERVING). The messages are encoded by hand: one string field, one enum field."""
+    svc = service.encode()
+    req = b"\x0a" + bytes([len(svc)]) + svc if svc else b""
+    with grpc.insecure_channel(addr) as ch:
+        call = ch.unary_unary("/grpc.health.v1.Health/Check",
+                              request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        resp = call(req, timeout=RPC_TIMEOUT)
+    return resp[1] if resp[:1] == b"\x08" else 0
+
+
 def run_case(label: str, binary: Path, values: dict[str, Any], registry: str, gateway: str,
-             stubs: tuple, procs: list[Proc], logdir: Path) -> None:
+             stubs: tuple, procs: list[Proc], logdir: Path, tls_dir: Path | None = None) -> None:
     beamline = values["beamline"]
     service = "beamline-" + beamline.lower().replace(".", "-")
     reg_port = int(registry.rsplit(":", 1)[1])
@@ -208,9 +271,25 @@ def run_case(label: str, binary: Path, values: dict[str, Any], registry: str, ga
             assert args[i].endswith(":9000"), f"{flag} {args[i]}: not the chart's port 9000"
             args[i] = with_port(args[i], grpc_port)
         assert args[args.index("--consul") + 1] == env["CONSUL_HTTP_ADDR"] == registry, (args, env)
+        mapped = ""
+        if tls_dir is not None:
+            # The Secret's mount: each file the args name under it is the same key in tls_dir.
+            (mount,) = [m["mountPath"] for m in c["volumeMounts"] if m["name"] == "tls"]
+            args = [str(tls_dir / a[len(mount) + 1:]) if a.startswith(mount + "/") else a for a in args]
+            for f in ("--tls-cert", "--tls-key", "--client-ca"):
+                assert Path(args[args.index(f) + 1]).is_file(), f"{f}: not a key of the Secret"
+            # The health port: the probes' port, moved like the gRPC port.
+            i = args.index("--health-listen") + 1
+            rendered = int(args[i].rsplit(":", 1)[1])
+            probes = {c[p]["grpc"]["port"] for p in ("readinessProbe", "livenessProbe")}
+            assert probes == {rendered}, f"probes on {probes}, --health-listen {args[i]}"
+            case["health"] = free_port()
+            args[i] = with_port(args[i], case["health"])
+            case["probe_services"] = [c[p]["grpc"].get("service", "") for p in ("readinessProbe", "livenessProbe")]
+            mapped = f", {mount} → {tls_dir}, health port {rendered} → {case['health']}"
         case["args"], case["env"] = args, env
         return (f"args {' '.join(args)}; env {' '.join(f'{k}={v}' for k, v in env.items())}; "
-                f"Consul $(HOST_IP):8500 → 127.0.0.1:{reg_port}, gRPC port 9000 → {grpc_port}")
+                f"Consul $(HOST_IP):8500 → 127.0.0.1:{reg_port}, gRPC port 9000 → {grpc_port}{mapped}")
 
     check(f"{label}: render helm/beamline-agent, resolve args/env as the kubelet does", prepare)
     outer = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
@@ -228,6 +307,23 @@ def run_case(label: str, binary: Path, values: dict[str, Any], registry: str, ga
         return f"{service} at {s['Address']}:{s['Port']}, instance {case['instance']}"
 
     check(f"{label}: registered and passing in the registry", registered)
+
+    if tls_dir is not None:
+        def probes() -> str:
+            got = {svc: health_check(f"127.0.0.1:{case['health']}", svc) for svc in case["probe_services"]}
+            assert all(v == 1 for v in got.values()), f"health on the probe port: {got}"
+
+            def plaintext_refused() -> None:
+                try:
+                    health_check(f"127.0.0.1:{grpc_port}", "")
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                    return
+                raise AssertionError("the gRPC port answered plaintext")
+            plaintext_refused()
+            return f"{got} on {case['health']} in plaintext; the TLS port refuses plaintext"
+
+        check(f"{label}: the probes' port serves grpc.health.v1 in plaintext", probes)
 
     def describe() -> str:
         pb, pb_grpc = stubs
@@ -272,6 +368,9 @@ def main() -> int:
         ("template agent", TEMPLATE, merge(template_values, {"beamline": "7.3.3", "agent": FAST})),
         ("reference agent", REFERENCE, {"beamline": "5.3.1", "agent": FAST}),
     ]
+    # Mutual TLS (tls.enabled): the chart's Secret paths point at certificates made here, and a
+    # gateway with --upstream-* (as helm/beamline-mesh's gateway.upstreamTls renders it) calls it.
+    tls_values = {"beamline": "8.0.1", "agent": FAST, "tls": {"enabled": True}}
     procs: list[Proc] = []
     base_env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
     with tempfile.TemporaryDirectory(prefix="beamline-chart-run-") as tmp:
@@ -292,6 +391,22 @@ def main() -> int:
                     run_case(label, binary, values, registry, gateway, stubs, procs, logdir)
                 except Fail:
                     pass  # reported; the next case still runs
+            tls = logdir / "tls"
+            tls.mkdir()
+            check("a throwaway CA, the agent's and the gateway's certificates",
+                  lambda: make_certs(tls, "beamline-8-0-1"))
+            up = tls / "gateway"
+            tgw = Proc("gateway-mtls", [str(REFERENCE), "gateway", "--listen", "127.0.0.1:0", "--consul",
+                                        registry, "--insecure-no-auth", "--upstream-ca", str(up / "ca.crt"),
+                                        "--upstream-cert", str(up / "tls.crt"), "--upstream-key",
+                                        str(up / "tls.key")], base_env, logdir)
+            procs.append(tgw)
+            tls_gateway = check("gateway with --upstream-* starts", lambda: tgw.wait_line("gateway listening on "))
+            try:
+                run_case("reference agent, mutual TLS", REFERENCE, tls_values, registry, tls_gateway,
+                         stubs, procs, logdir, tls_dir=tls / "agent")
+            except Fail:
+                pass
         except Fail:
             pass
         finally:
