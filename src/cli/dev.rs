@@ -6,6 +6,9 @@
 //! `agents` work without flags; a busy default is swapped for a free port (and the example
 //! commands then carry the flags). The children's logs are copied to stderr, each line prefixed
 //! with the child's name; stdout says where everything listens.
+//!
+//! Plaintext on loopback by default (and it says so); `--mtls` runs the gateway and the agents
+//! over mutual TLS with throwaway certificates, removed on exit (see [`super::stack`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +26,10 @@ pub struct DevArgs {
     /// Keep the registry's state in this directory (in memory without it).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Mutual TLS between the gateway and the agents, with a throwaway CA and certificates made
+    /// at start-up (in a temporary directory, removed on exit). Plaintext without it.
+    #[arg(long)]
+    mtls: bool,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -32,6 +39,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         agents: DEMO_AGENTS.iter().map(|s| s.to_string()).collect(),
         agent_args: Vec::new(),
+        mtls: args.mtls,
         forward_logs: true,
     };
     let mut stack = Stack::new(config)?;
@@ -42,6 +50,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "starting the registry, the gateway and {} demo agents",
         DEMO_AGENTS.len()
     );
+    println!("{}", stack.transport_line());
     let started = tokio::select! {
         result = stack.start() => Some(result),
         _ = &mut stop => None,

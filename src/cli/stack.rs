@@ -12,12 +12,23 @@
 //! [`super::STOP_ON_STDIN_EOF_ENV`], so that if the parent dies without running any code (`kill
 //! -9`), the closed pipe makes every child shut down by itself.
 //!
-//! This module owns which children run and the order they start and stop in; `config` is what
-//! to start, `process` is one child's lifetime.
+//! With [`StackConfig::mtls`] the gateway dials the agents over mutual TLS: `certs` makes a
+//! throwaway CA and certificates before anything starts, every agent serves TLS with its
+//! beamline's certificate and asks for a client certificate from that CA (its plaintext health
+//! port on a free loopback port, for the registry's check), and the gateway presents its own.
+//! Agents then also log each refused handshake and why (`beamline_agent::tls` at DEBUG, added to
+//! `RUST_LOG`), which `demo` shows and `dev` forwards.
+//! The files outlive every child (the stack drops them last). The registry stays plain HTTP on
+//! loopback either way.
+//!
+//! This module owns which children run, with which flags, and the order they start and stop in;
+//! `config` is what to start, `process` is one child's lifetime, `certs` the certificates.
 
+mod certs;
 mod config;
 mod process;
 
+pub use certs::{impostor_client, MeshCerts};
 pub use config::{Listen, StackConfig, DEMO_AGENTS};
 pub use process::Proc;
 
@@ -57,11 +68,24 @@ pub struct Stack {
     pub registry_proc: Option<Proc>,
     pub gateway_proc: Option<Proc>,
     pub agents: Vec<AgentProc>,
+    /// The throwaway certificates with [`StackConfig::mtls`]. Declared last: dropped (its
+    /// directory removed) after every child is killed.
+    pub certs: Option<MeshCerts>,
 }
+
+/// The one line `dev` and `demo` print about how the mesh's inside is protected.
+pub const PLAINTEXT_LINE: &str = "plaintext on loopback; --mtls for mutual TLS";
 
 impl Stack {
     pub fn new(config: StackConfig) -> anyhow::Result<Stack> {
         let exe = std::env::current_exe().context("cannot find this program's own path")?;
+        let certs = if config.mtls {
+            let certs = MeshCerts::generate(&config.agents)
+                .context("cannot make the throwaway certificates for --mtls")?;
+            Some(certs)
+        } else {
+            None
+        };
         Ok(Stack {
             exe,
             config,
@@ -70,7 +94,21 @@ impl Stack {
             registry_proc: None,
             gateway_proc: None,
             agents: Vec::new(),
+            certs,
         })
+    }
+
+    /// One line on how the gateway and the agents talk: [`PLAINTEXT_LINE`], or mutual TLS and
+    /// where the certificates are.
+    pub fn transport_line(&self) -> String {
+        match &self.certs {
+            None => PLAINTEXT_LINE.to_string(),
+            Some(certs) => format!(
+                "mutual TLS between the gateway and the agents; throwaway CA and certificates in \
+                 {} (removed on exit)",
+                certs.dir().display()
+            ),
+        }
     }
 
     /// Starts everything, printing where each child listens, and waits until every agent is
@@ -97,7 +135,7 @@ impl Stack {
 
         // The gateway.
         let (addr, note) = self.config.gateway.resolve();
-        let args = [
+        let mut args = [
             "gateway",
             "--listen",
             &addr.to_string(),
@@ -105,7 +143,18 @@ impl Stack {
             &consul,
             "--insecure-no-auth",
         ]
-        .map(str::to_string);
+        .map(str::to_string)
+        .to_vec();
+        if let Some(certs) = &self.certs {
+            args.extend([
+                "--upstream-ca".to_string(),
+                path_arg(&certs.ca)?,
+                "--upstream-cert".into(),
+                path_arg(&certs.gateway.cert)?,
+                "--upstream-key".into(),
+                path_arg(&certs.gateway.key)?,
+            ]);
+        }
         let gateway = self
             .spawn("gateway", &args, "gateway listening on ")
             .await?;
@@ -120,8 +169,12 @@ impl Stack {
 
         // The agents, started together.
         let mut numbers: std::collections::HashMap<String, usize> = Default::default();
+        let env = match &self.certs {
+            Some(_) => vec![("RUST_LOG".to_string(), agent_log_filter())],
+            None => Vec::new(),
+        };
         let mut starts = Vec::new();
-        let (exe, forward_logs) = (&self.exe, self.config.forward_logs);
+        let (exe, forward_logs, env) = (&self.exe, self.config.forward_logs, &env);
         for (i, beamline) in self.config.agents.clone().into_iter().enumerate() {
             let n = numbers.entry(beamline.clone()).or_default();
             *n += 1;
@@ -139,10 +192,13 @@ impl Stack {
             ]
             .map(str::to_string)
             .to_vec();
+            if let Some(certs) = &self.certs {
+                args.extend(mtls_agent_args(certs, &beamline)?);
+            }
             args.extend(self.config.agent_args.iter().cloned());
             let prefix = format!("agent beamline {beamline} listening on ");
             starts.push(async move {
-                let proc = spawn(exe, &name, &args, &prefix, forward_logs).await;
+                let proc = spawn(exe, &name, &args, env, &prefix, forward_logs).await;
                 (beamline, proc)
             });
         }
@@ -170,7 +226,7 @@ impl Stack {
     }
 
     async fn spawn(&self, name: &str, args: &[String], prefix: &str) -> anyhow::Result<Proc> {
-        spawn(&self.exe, name, args, prefix, self.config.forward_logs).await
+        spawn(&self.exe, name, args, &[], prefix, self.config.forward_logs).await
     }
 
     /// Waits until Consul lists every agent (by its address) as passing; records instance ids.
@@ -297,6 +353,37 @@ impl Stack {
         out
     }
 }
+
+/// An agent's flags for mutual TLS: its beamline's certificate, the CA its clients must chain
+/// to, and a plaintext health port for the registry's check.
+fn mtls_agent_args(certs: &MeshCerts, beamline: &str) -> anyhow::Result<Vec<String>> {
+    let files = certs
+        .agent(beamline)
+        .with_context(|| format!("no certificate for beamline {beamline}"))?;
+    Ok(vec![
+        "--tls-cert".into(),
+        path_arg(&files.cert)?,
+        "--tls-key".into(),
+        path_arg(&files.key)?,
+        "--client-ca".into(),
+        path_arg(&certs.ca)?,
+        "--health-listen".into(),
+        "127.0.0.1:0".into(),
+    ])
+}
+
+/// The agents' `RUST_LOG` with mutual TLS: the user's filter (or `info`) plus refused
+/// handshakes, which the agent logs at DEBUG.
+fn agent_log_filter() -> String {
+    let base = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
+    format!("{base},{TLS_LOG_TARGET}=debug")
+}
+
+/// Where an agent logs a refused TLS handshake (`TLS handshake failed … error=…`).
+const TLS_LOG_TARGET: &str = "beamline_agent::tls";
 
 fn path_arg(path: &Path) -> anyhow::Result<String> {
     path.to_str()

@@ -74,6 +74,9 @@ pub struct StackConfig {
     pub agents: Vec<String>,
     /// Extra flags for every agent.
     pub agent_args: Vec<String>,
+    /// Mutual TLS between the gateway and the agents, with throwaway certificates
+    /// ([`super::MeshCerts`]); plaintext on loopback without it.
+    pub mtls: bool,
     /// Copy the children's stderr (their logs) to ours, each line prefixed with the child's
     /// name; otherwise only the last lines are kept, for error reports.
     pub forward_logs: bool,
@@ -88,6 +91,7 @@ impl StackConfig {
             data_dir: None,
             agents: DEMO_AGENTS.iter().map(|s| s.to_string()).collect(),
             agent_args: Vec::new(),
+            mtls: false,
             forward_logs: false,
         }
     }

@@ -136,12 +136,13 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `exe args…` and waits (bounded) for its first stdout line, which must start with
-/// `prefix`; the rest of that line is the address.
+/// Starts `exe args…` (with `env` added to the stack's environment) and waits (bounded) for its
+/// first stdout line, which must start with `prefix`; the rest of that line is the address.
 pub(super) async fn spawn(
     exe: &Path,
     name: &str,
     args: &[String],
+    env: &[(String, String)],
     prefix: &str,
     forward_logs: bool,
 ) -> anyhow::Result<Proc> {
@@ -156,7 +157,8 @@ pub(super) async fn spawn(
         // must not leak into the local stack.
         .env_remove("CONSUL_HTTP_ADDR")
         .env_remove("CONSUL_HTTP_TOKEN")
-        .env_remove("BEAMLINE_REGISTRY_ACL_TOKEN");
+        .env_remove("BEAMLINE_REGISTRY_ACL_TOKEN")
+        .envs(env.iter().map(|(k, v)| (k, v)));
     if !(forward_logs && std::io::stderr().is_terminal()) {
         cmd.env("NO_COLOR", "1");
     }
