@@ -1,8 +1,8 @@
 //! `beamline-mesh demo` and `beamline-mesh dev` end to end, as a user runs them: the real binary,
 //! which starts the registry, the gateway and four demo agents as its own child processes.
 //!
-//! - `demo` exits 0 within its deadline, its failover burst reports 0 failed calls, and nothing
-//!   it started still listens afterwards.
+//! - `demo` exits 0 within its deadline, says it runs plaintext on loopback, its failover burst
+//!   reports 0 failed calls, and nothing it started still listens afterwards.
 //! - `dev` (on free ports, so it runs beside anything) prints where everything listens, serves
 //!   calls through its gateway, and on SIGTERM stops every child and exits 0.
 
@@ -17,10 +17,10 @@ use crate::support::cli::call;
 use crate::support::*;
 
 /// The demo must take well under a minute; this leaves room for a loaded CI machine.
-const DEMO_DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const DEMO_DEADLINE: Duration = Duration::from_secs(90);
 
 /// At most the last `n` characters of `s`.
-fn last_chars(s: &str, n: usize) -> String {
+pub(crate) fn last_chars(s: &str, n: usize) -> String {
     let skip = s.chars().count().saturating_sub(n);
     s.chars().skip(skip).collect()
 }
@@ -32,7 +32,7 @@ fn address_in(line: &str) -> Option<SocketAddr> {
 }
 
 /// The addresses printed for the registry, the gateway and the agents.
-fn stack_addresses(stdout: &str) -> Vec<(String, SocketAddr)> {
+pub(crate) fn stack_addresses(stdout: &str) -> Vec<(String, SocketAddr)> {
     stdout
         .lines()
         .filter_map(|l| {
@@ -56,7 +56,7 @@ fn stack_addresses(stdout: &str) -> Vec<(String, SocketAddr)> {
 }
 
 /// Waits (bounded) until nothing accepts connections on `addr`.
-fn wait_closed(name: &str, addr: SocketAddr, timeout: Duration) {
+pub(crate) fn wait_closed(name: &str, addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while TcpStream::connect_timeout(&addr, ms(200)).is_ok() {
         assert!(
@@ -79,6 +79,7 @@ fn demo_runs_the_tour_with_no_failed_call_and_exits_0() {
     assert!(out.status.success(), "demo exited {}\n{report}", out.status);
     assert!(started.elapsed() < secs(60), "took {:?}", started.elapsed());
     for needle in [
+        "plaintext on loopback; --mtls for mutual TLS",
         "200 calls: 200 succeeded, 0 failed",
         "kill -9 beamline-5-3-1-",
         "COMPLETED",
@@ -111,14 +112,14 @@ fn demo_runs_the_tour_with_no_failed_call_and_exits_0() {
 }
 
 /// A running `beamline-mesh dev`; killed on drop.
-struct Dev {
+pub(crate) struct Dev {
     child: Child,
     lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
+    pub(crate) stdout: Vec<String>,
 }
 
 impl Dev {
-    fn start(args: &[&str]) -> Dev {
+    pub(crate) fn start(args: &[&str]) -> Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_beamline-mesh"))
             .arg("dev")
             .args(args)
@@ -144,7 +145,7 @@ impl Dev {
     }
 
     /// Reads stdout until a line contains `needle`; panics after `timeout`.
-    fn wait_line(&mut self, needle: &str, timeout: Duration) {
+    pub(crate) fn wait_line(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -164,11 +165,11 @@ impl Dev {
         }
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         crate::support::signal::send(self.child.id(), libc::SIGTERM);
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

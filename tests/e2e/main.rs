@@ -17,6 +17,7 @@ mod chaos;
 mod cli_agents;
 mod cli_call;
 mod cli_demo;
+mod cli_demo_mtls;
 mod gateway_balance;
 mod gateway_errors;
 mod gateway_mtls;
