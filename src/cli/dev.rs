@@ -91,6 +91,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          '{{\"motor\": \"sample_x\", \"start\": -1, \"stop\": 1, \"steps\": 5, \"dwell_ms\": 100}}'"
     );
     println!("  beamline-mesh agents{consul_flag}");
+    if stack.certs.is_some() {
+        println!(
+            "Agents accept only clients with a certificate from the throwaway CA (the gateway's): \
+             a direct `call --addr` to one fails its TLS handshake."
+        );
+    }
     println!("Ctrl-C stops everything.");
 
     // Run until a signal, or until a child dies on its own (then stop the rest and say so).
