@@ -90,7 +90,7 @@ pub fn registration(
 }
 
 /// Registers, then every `every` (with jitter) checks the registration is still there, until
-/// `stop`. Logs an outage once, not per retry. The decisions are [`Keepalive`]'s; this loop only
+/// `stop`. Logs an outage once, not per retry. The decisions are `Keepalive`'s; this loop only
 /// calls Consul, draws the jitter, logs and sleeps.
 pub async fn keep_registered(
     client: ConsulClient,
