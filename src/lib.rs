@@ -14,7 +14,7 @@ pub mod demo;
 pub use beamline_agent as agent;
 pub use beamline_consul as consul;
 pub use beamline_consul::duration;
-pub use beamline_contract::{beamline, proto, wire};
+pub use beamline_contract::{beamline, causes, proto, wire};
 pub use beamline_gateway as gateway;
 pub use beamline_mesh_client as mesh;
 pub use beamline_mesh_client::discovery;
