@@ -1,7 +1,7 @@
 //! The connection to one instance: one HTTP/2 connection (the `h2` crate, under hyper), opened
-//! on first use and reopened after it breaks, over TCP or over mutual TLS (`dial`). A call writes its request to the connection
-//! itself and awaits its response itself; one task per connection drives the socket and its
-//! keepalive PINGs.
+//! on first use and reopened after it breaks, over TCP or over mutual TLS (`dial`); how a call
+//! on it fails is `error`. A call writes its request to the connection itself and awaits its
+//! response itself; one task per connection drives the socket and its keepalive PINGs.
 //!
 //! Why not a tonic `Channel` or hyper's client: each hands a request to other tasks — a
 //! `Channel`'s `tower::Buffer` worker; hyper's dispatch task, a task per request body and one
@@ -13,9 +13,11 @@
 
 mod body;
 mod dial;
+mod error;
 
 pub(crate) use dial::TlsDial;
 pub use dial::{UpstreamTls, RELOAD_EVERY};
+pub use error::{never_sent, ConnectionError};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -52,54 +54,6 @@ impl ConnectionSettings {
             (self.unresponsive_after / 4, self.unresponsive_after)
         } else {
             (self.http2_keepalive, self.http2_keepalive)
-        }
-    }
-}
-
-/// Why a call on a connection failed, and whether its request can have reached the instance.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    /// No connection could be opened: nothing was written.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: Arc<std::io::Error>,
-    },
-    /// The connection ended, or refused the stream, before the request was processed.
-    #[error("the connection to {addr} closed before the request was sent: {source}")]
-    Unsent {
-        addr: String,
-        #[source]
-        source: h2::Error,
-    },
-    /// The request went out (or may have): the stream failed.
-    #[error("HTTP/2 stream to {addr} failed: {source}")]
-    Stream {
-        addr: String,
-        #[source]
-        source: h2::Error,
-    },
-    /// The request cannot be written as HTTP/2 (e.g. a header HTTP/2 forbids).
-    #[error("request not sendable to {addr}: {source}")]
-    Request {
-        addr: String,
-        #[source]
-        source: h2::Error,
-    },
-}
-
-impl ConnectionError {
-    /// Whether the instance cannot have seen the request, so sending it again repeats nothing.
-    pub fn never_sent(&self) -> bool {
-        match self {
-            ConnectionError::Connect { .. }
-            | ConnectionError::Unsent { .. }
-            | ConnectionError::Request { .. } => true,
-            // RFC 9113 §8.7: REFUSED_STREAM means the stream was not processed.
-            ConnectionError::Stream { source, .. } => {
-                source.reason() == Some(h2::Reason::REFUSED_STREAM)
-            }
         }
     }
 }
@@ -460,21 +414,6 @@ impl Service<http::Request<Body>> for Connection {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         Box::pin(self.clone().send(request))
     }
-}
-
-/// Whether `error` (or one it wraps) says the instance cannot have seen the request, so
-/// sending it again repeats nothing.
-pub fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<ConnectionError>()
-            .is_some_and(ConnectionError::never_sent)
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 #[cfg(test)]
