@@ -1,6 +1,6 @@
-//! What the router reads off the wire: gRPC's timeout header, trailers-only statuses, and
-//! whether a transport error happened before the request was written (the one failure any call
-//! may be retried after).
+//! What the router reads off the wire: gRPC's timeout header and trailers-only statuses (with
+//! the agent's not-started marker). Whether a transport error happened before the request was
+//! written is the connection's (`connection::never_sent`).
 
 use std::time::Duration;
 
