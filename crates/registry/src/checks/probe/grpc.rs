@@ -12,10 +12,8 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -201,14 +199,18 @@ fn tls_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
         [OnceLock::new(), OnceLock::new()];
     CONFIGS[usize::from(skip_verify)]
         .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = beamline_tls::provider();
             let builder = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| format!("gRPC TLS set-up: {e}"))?;
             let mut config = if skip_verify {
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    // TLSSkipVerify as Go means it: any certificate and name, but the handshake
+                    // signatures must still be made with the key of the certificate shown.
+                    .with_custom_certificate_verifier(beamline_tls::any_server_certificate(
+                        provider,
+                    ))
                     .with_no_client_auth()
             } else {
                 let roots =
@@ -220,46 +222,4 @@ fn tls_config(skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
             Ok(Arc::new(config))
         })
         .clone()
-}
-
-/// TLSSkipVerify as Go means it: any certificate and name, but the handshake signatures must
-/// still be made with the key of the certificate shown.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
