@@ -39,3 +39,4 @@ mod registry_logs;
 mod registry_persistence;
 mod registry_tls;
 mod registry_validation;
+mod zero_trust;
