@@ -13,6 +13,7 @@ mod agent_drain;
 mod agent_lifecycle;
 mod agent_mtls;
 mod agent_rpc;
+mod cert_rotation;
 mod chaos;
 mod cli_agents;
 mod cli_call;

@@ -10,14 +10,14 @@
 //! served but a forged `x-caller`/`x-role` reaches no capability.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::support::agent::*;
 use crate::support::gateway::*;
+use crate::support::mtls::{direct, name_of};
 use crate::support::policy::*;
 use crate::support::tls::TestCa;
 use crate::support::*;
@@ -26,21 +26,13 @@ use beamline_mesh::beamline::BeamlineId;
 use beamline_mesh::consul::{ConsulConfig, ConsulEnv};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
-use beamline_mesh::wire::tls::{agent_name, GATEWAY_NAME};
+use beamline_mesh::wire::tls::GATEWAY_NAME;
 
 const TOKEN: &str = "zero-trust-token";
 /// The real agent's beamline, and the SDK agent's.
 const REAL: &str = "6.1.1";
 const SDK: &str = "6.1.2";
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn name_of(beamline: &str) -> String {
-    agent_name(&BeamlineId::parse(beamline).unwrap())
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap()
-}
 
 /// The Consul client settings of the mesh's processes: the registry's address, its CA, the
 /// token (as `CONSUL_*` variables would give them).
@@ -107,32 +99,6 @@ async fn whoami(
     let task = task_of(&last.expect("events")).clone();
     let result = task.result.as_ref().map(to_json).unwrap_or_default();
     Ok(result["caller"].clone())
-}
-
-/// A client straight to an agent at `addr` over TLS, trusting `ca`, checking `name`,
-/// presenting `identity` (certificate file, key file) if any.
-async fn direct(
-    addr: &str,
-    ca: &Path,
-    name: &str,
-    identity: Option<(&Path, &Path)>,
-) -> Result<BeamlineAgentClient<Channel>, String> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(ca)))
-        .domain_name(name);
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(read(cert), read(key)));
-    }
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(5))
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    Ok(BeamlineAgentClient::new(channel))
 }
 
 fn forged<T>(message: T) -> tonic::Request<T> {

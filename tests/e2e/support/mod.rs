@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cli;
 pub mod gateway;
+pub mod mtls;
 pub mod policy;
 pub mod signal;
 
