@@ -21,6 +21,11 @@
 //!    it never runs another binary in its place.
 //! 3. **demo agent**: the release binary, `beamline-mesh agent --beamline 5.3.1 --consul <registry>`
 //!    (default `info` logging), and once more with `RUST_LOG=off` (beamline 5.3.2), idle.
+//! 4. **demo agent with mutual TLS**: the same demo agent, beamline 5.3.4 (default `info`
+//!    logging), with `--tls-cert … --tls-key … --client-ca … --health-listen 127.0.0.1:0`: a
+//!    server certificate for `wire::tls::agent_name` signed by a throwaway CA (rcgen) that this
+//!    bench writes into a temp dir of its own, callers required to present a certificate of that
+//!    CA, and the registry's gRPC check on the plaintext health-only port. Idle; goal ≤ 12 MB.
 //!
 //! "Idle" is measured at one point for all of them: once every process is registered and passing
 //! (`GET /v1/health/service/<name>?passing` non-empty) and a further `CHECKS_SETTLE` has passed,
@@ -74,6 +79,7 @@ const SERVE_BARE: &str = "--serve-bare";
 const DEMO_BEAMLINE: &str = "5.3.1";
 const DEMO_QUIET_BEAMLINE: &str = "5.3.2";
 const TEMPLATE_BEAMLINE: &str = "5.3.3";
+const DEMO_TLS_BEAMLINE: &str = "5.3.4";
 const BARE_SERVICE: &str = "bench-bare";
 
 /// The template crate (outside the workspace), relative to the workspace root and absolute.
@@ -89,6 +95,8 @@ const TEMPLATE_BUILD_DEADLINE: Duration = Duration::from_secs(20 * 60);
 const TEMPLATE_GOAL_BYTES: u64 = 10_000_000;
 /// The demo agent's idle goal (≤ 15 MB).
 const DEMO_GOAL_BYTES: u64 = 15_000_000;
+/// The demo agent's idle goal with mutual TLS on (≤ 12 MB).
+const DEMO_TLS_GOAL_BYTES: u64 = 12_000_000;
 
 /// `monitor_pv` tasks running at once on the demo agent, each with its Execute stream open.
 const TASKS: usize = 100;
@@ -307,6 +315,14 @@ fn demo_agent(name: &'static str, beamline: &str, consul: &str, quiet: bool) -> 
     Proc::start(name, command)
 }
 
+/// The demo agent over mutual TLS with `certs` (and a plaintext health-only port).
+fn demo_tls_agent(beamline: &str, consul: &str, certs: &support::MeshCerts) -> Result<Proc> {
+    let mut command = support::bin();
+    command.args(["agent", "--beamline", beamline, "--consul", consul]);
+    command.args(certs.agent_args()?);
+    Proc::start("demo agent, mutual TLS", command)
+}
+
 /// The template agent built by [`build_template`], with the environment the demo agents get
 /// (no `RUST_LOG`, no `CONSUL_HTTP_*`).
 fn template_agent(bin: &Path, consul: &str) -> Result<Proc> {
@@ -390,6 +406,7 @@ const BARE_LABEL: &str = "baseline: tonic + tonic-health";
 const TEMPLATE_LABEL: &str = "template agent (`thermometer-agent`)";
 const DEMO_LABEL: &str = "demo agent (`beamline-mesh agent`)";
 const QUIET_LABEL: &str = "demo agent, RUST_LOG=off";
+const TLS_LABEL: &str = "demo agent, mutual TLS (`--tls-cert … --health-listen`)";
 
 async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
     let mut registry = support::bin();
@@ -403,6 +420,13 @@ async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
     let bare = Proc::start("baseline", bare)?;
     let demo = demo_agent("demo agent", DEMO_BEAMLINE, &base, false)?;
     let quiet = demo_agent("demo agent, RUST_LOG=off", DEMO_QUIET_BEAMLINE, &base, true)?;
+    // Removed on drop, after the TLS agent (declared before it).
+    let tls_dir = tempfile::Builder::new()
+        .prefix("beamline-bench-tls-")
+        .tempdir()
+        .context("create TLS temp dir")?;
+    let certs = support::write_mesh_certs(tls_dir.path(), DEMO_TLS_BEAMLINE)?;
+    let tls = demo_tls_agent(DEMO_TLS_BEAMLINE, &base, &certs)?;
     let (template, template_skipped) = match template {
         Ok(bin) => (Some(template_agent(&bin, &base)?), None),
         Err(why) => (None, Some(why)),
@@ -413,6 +437,7 @@ async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
         (&bare, BARE_SERVICE.to_string()),
         (&demo, service_name(DEMO_BEAMLINE)),
         (&quiet, service_name(DEMO_QUIET_BEAMLINE)),
+        (&tls, service_name(DEMO_TLS_BEAMLINE)),
     ];
     if let Some(template) = &template {
         waits.push((template, service_name(TEMPLATE_BEAMLINE)));
@@ -435,6 +460,11 @@ async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
     }
     rows.add(&demo, DEMO_LABEL, IDLE)?;
     rows.add(&quiet, QUIET_LABEL, IDLE)?;
+    rows.add(&tls, TLS_LABEL, IDLE)?;
+    // Still registered and passing after the measurement (its health port answers).
+    wait_passing(&http, &base, &service_name(DEMO_TLS_BEAMLINE))
+        .await
+        .with_context(|| format!("TLS agent stderr:\n{}", tls.stderr_tail()))?;
     if let Some(template) = &template {
         // Still registered and passing after the measurement (it did not die meanwhile).
         wait_passing(&http, &base, &service_name(TEMPLATE_BEAMLINE))
@@ -443,6 +473,7 @@ async fn run(template: Result<PathBuf, String>) -> Result<Rows> {
     }
     drop(template);
     drop(quiet);
+    drop(tls);
 
     monitor_load(&demo, &mut rows)
         .await
@@ -649,6 +680,15 @@ fn print_report(rows: &Rows) {
         }
         if row.phase == IDLE && row.process == DEMO_LABEL {
             notes.push(goal(m, DEMO_GOAL_BYTES));
+        }
+        if row.phase == IDLE && row.process == TLS_LABEL {
+            notes.push(goal(m, DEMO_TLS_GOAL_BYTES));
+            if let Some(plain) = demo_idle {
+                notes.push(format!(
+                    "{:+} KiB vs plaintext demo agent",
+                    m.rss_kib as i64 - plain.rss_kib as i64
+                ));
+            }
         }
         if row.phase == IDLE && row.process == TEMPLATE_LABEL {
             notes.push(goal(m, TEMPLATE_GOAL_BYTES));

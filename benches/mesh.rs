@@ -1,13 +1,16 @@
 //! Mesh and gateway benchmark: `cargo bench --bench mesh`.
 //!
-//! Starts the real release binary four times, over loopback only: a registry
-//! (`registry --listen 127.0.0.1:0`), ONE demo agent (`agent --beamline 5.3.1 --consul …`), a
+//! Starts the real release binary six times, over loopback only: a registry
+//! (`registry --listen 127.0.0.1:0`), a demo agent (`agent --beamline 5.3.1 --consul …`), a
 //! bare gateway (`gateway --listen 127.0.0.1:0 --consul … --insecure-no-auth --no-access-log`:
-//! routing only, no policy layer) and a policed gateway (`gateway --listen 127.0.0.1:0 --consul
-//! … --auth-file FILE --allow-plaintext --metrics-listen 127.0.0.1:0`: every layer), plus a
-//! byte-copying TCP proxy to the agent (this bench re-executed), waits
-//! (bounded) until the agent is passing, and then measures unary `Describe` side by side, in the
-//! same run, over five paths to that one agent:
+//! routing only, no policy layer), a policed gateway (`gateway --listen 127.0.0.1:0 --consul
+//! … --auth-file FILE --allow-plaintext --metrics-listen 127.0.0.1:0`: every layer), a second
+//! demo agent over mutual TLS (`agent --beamline 5.3.2 --consul … --tls-cert … --tls-key …
+//! --client-ca … --health-listen 127.0.0.1:0`) and a third gateway dialling agents over mutual
+//! TLS (the bare gateway's flags plus `--upstream-ca … --upstream-cert … --upstream-key …`),
+//! plus a byte-copying TCP proxy to the first agent (this bench re-executed); waits (bounded)
+//! until both agents are passing, and then measures unary `Describe` side by side, in the same
+//! run, over six paths, the first five to the plaintext agent:
 //!
 //! 1. **direct**: a tonic `Channel` (one HTTP/2 connection) to the agent under the generated
 //!    `BeamlineAgentClient`;
@@ -25,6 +28,15 @@
 //!    `authorization: Bearer <key>`. The difference from path 4 is the cost of the whole policy
 //!    stack on a call that passes it: metrics and the access log, authentication, rate limiting.
 //!    The difference between paths 3 and 4 is what the gateway adds over a bare hop.
+//! 6. **gateway (mTLS to agents)**: a plaintext tonic `Channel` to the third gateway, with
+//!    `x-beamline: 5.3.2`: the caller's side is path 4's, and the gateway's hop to the agent is
+//!    mutual TLS (the gateway presents its client certificate, DNS SAN
+//!    `wire::tls::GATEWAY_NAME`, and verifies the agent's, DNS SAN `wire::tls::agent_name`).
+//!    The certificates (a throwaway CA made with rcgen, the agent's server certificate and the
+//!    gateway's client certificate) are written into a temp dir of this bench. The difference
+//!    from path 4 (same binary, same flags but the `--upstream-*` and `--tls-*` ones, one more
+//!    agent process of the same kind) is the cost of TLS on the gateway-to-agent hop: the
+//!    connection is long-lived, so a call pays encryption and decryption, not a handshake.
 //!
 //! The policed gateway writes one access-log line per call to stderr; [`Proc`] sends every
 //! child's stderr to a log file of its own (never a pipe that could fill).
@@ -32,12 +44,12 @@
 //! Each cell (path × concurrency 1 and 64) runs `WARMUP` then `MEASURE`, with `concurrency`
 //! tasks each calling in a loop; a call counts when it completes inside the measured window.
 //! Cells are repeated `REPEATS` times, the order of the paths rotated every round so machine
-//! noise (other builds, the registry's health checks) hits all five alike; the report gives
+//! noise (other builds, the registry's health checks) hits all six alike; the report gives
 //! the median of the rounds. Every request carries the same `grpc-timeout` (5 s), so the agent
 //! does the same work on every path (the mesh would otherwise add its default deadline).
 //!
 //! The load generator (and, on the mesh path, the in-process mesh) shares the machine's cores
-//! with the agent and, on the gateway paths, with that gateway: at concurrency 64 the cores are
+//! with the agents and, on the gateway paths, with that gateway: at concurrency 64 the cores are
 //! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
 //! processes of a path spend per call. The CPU time each process spent per call (from
 //! `/proc/<pid>/stat`) is reported beside the numbers for that reason. With
@@ -48,7 +60,8 @@
 //!
 //! Goals: mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
 //! added p50 and ≤ 1 ms added p99; the policy layers add ≤ 20 µs p50 (policed gateway
-//! vs bare gateway).
+//! vs bare gateway). The TLS hop (path 6 vs path 4) has no goal yet: the report gives its
+//! added p50 and p99 and the CPU µs per call it adds to the gateway and to the agent.
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
 //! every cell a bound on its duration. The run takes about 150 s after the build.
@@ -69,10 +82,10 @@ use tonic::Request;
 
 use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::auth::sha256_hex;
-use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 use beamline_mesh::mesh::{Mesh, MeshChannel, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
+use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 
 use support::{cpu_of, load_average, median, percentile, verdict, Proc};
 
@@ -80,6 +93,9 @@ const COMMAND: &str = "cargo bench --bench mesh";
 
 const BEAMLINE: &str = "5.3.1";
 const SERVICE: &str = "beamline-5-3-1";
+/// The second agent's beamline, served over mutual TLS (path 6), and its Consul service.
+const TLS_BEAMLINE: &str = "5.3.2";
+const TLS_SERVICE: &str = "beamline-5-3-2";
 
 /// The policed gateway's one caller: its API key, and the `authorization` value that carries it.
 const API_KEY: &str = "bench-key-4f9c2e7a1d8b6035";
@@ -95,7 +111,7 @@ const MEASURE: Duration = Duration::from_secs(3);
 const REPEATS: usize = 5;
 
 /// What one run measures. The defaults are the run in docs/benchmarks.md; `MESH_BENCH_PATHS`
-/// (`direct,mesh,proxy,gateway,policed`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
+/// (`direct,mesh,proxy,gateway,policed,gateway-mtls`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
 /// `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
 /// (`perf record -p PID`; the processes' pids are printed at the start).
 struct Plan {
@@ -104,7 +120,7 @@ struct Plan {
     measure: Duration,
     rounds: usize,
     /// `MESH_BENCH_GATEWAY_CPU=N`: the gateways and the tcp proxy run on CPU N alone, and
-    /// everything else (this process, the agent, the registry) on the other CPUs, as when the
+    /// everything else (this process, the agents, the registry) on the other CPUs, as when the
     /// gateway has a node or a CPU limit of its own. Unset: every process may run on every CPU.
     gateway_cpu: Option<usize>,
 }
@@ -162,8 +178,8 @@ impl Plan {
     fn place(&self) -> Result<String> {
         let Some(gateway_cpu) = self.gateway_cpu else {
             return Ok(
-                "load generator, in-process mesh, agent, both gateways and registry all \
-                       share them (loopback)"
+                "load generator, in-process mesh, both agents, the three gateways and registry \
+                       all share them (loopback)"
                     .to_string(),
             );
         };
@@ -179,8 +195,9 @@ impl Plan {
         );
         support::pin_self(&rest)?;
         Ok(format!(
-            "both gateways and the tcp proxy on CPU {gateway_cpu} alone (MESH_BENCH_GATEWAY_CPU); \
-             load generator, in-process mesh, agent and registry on CPUs {rest:?} (loopback)"
+            "the three gateways and the tcp proxy on CPU {gateway_cpu} alone \
+             (MESH_BENCH_GATEWAY_CPU); load generator, in-process mesh, both agents and registry \
+             on CPUs {rest:?} (loopback)"
         ))
     }
 }
@@ -254,20 +271,20 @@ fn start_on(
     Proc::start(name, command)
 }
 
-/// Polls (bounded) until the agent's service has a passing instance.
-async fn wait_passing(consul: &str) -> Result<()> {
+/// Polls (bounded) until `service` has a passing instance.
+async fn wait_passing(consul: &str, service: &str) -> Result<()> {
     let http = support::http(REQUEST_TIMEOUT)?;
     support::wait_passing(
         &http,
         &format!("http://{consul}"),
-        SERVICE,
+        service,
         PASSING_DEADLINE,
     )
     .await
 }
 
 // ---------------------------------------------------------------------------------------------
-// The five paths
+// The six paths
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,14 +294,16 @@ enum Path {
     Proxy,
     Gateway,
     Policed,
+    GatewayMtls,
 }
 
-const PATHS: [Path; 5] = [
+const PATHS: [Path; 6] = [
     Path::Direct,
     Path::Mesh,
     Path::Proxy,
     Path::Gateway,
     Path::Policed,
+    Path::GatewayMtls,
 ];
 
 impl Path {
@@ -296,6 +315,7 @@ impl Path {
             Path::Proxy => "proxy",
             Path::Gateway => "gateway",
             Path::Policed => "policed",
+            Path::GatewayMtls => "gateway-mtls",
         }
     }
 
@@ -306,6 +326,7 @@ impl Path {
             Path::Proxy => "tcp proxy",
             Path::Gateway => "gateway",
             Path::Policed => "policed gateway",
+            Path::GatewayMtls => "gateway (mTLS to agents)",
         }
     }
 }
@@ -317,6 +338,8 @@ enum Client {
     Proxy(BeamlineAgentClient<Channel>),
     Gateway(BeamlineAgentClient<Channel>),
     Policed(BeamlineAgentClient<Channel>),
+    /// To the gateway that dials agents over mutual TLS; routed to the TLS agent.
+    GatewayMtls(BeamlineAgentClient<Channel>),
 }
 
 impl Client {
@@ -337,6 +360,12 @@ impl Client {
                 let metadata = request.metadata_mut();
                 metadata.insert(ROUTING_KEY, MetadataValue::from_static(BEAMLINE));
                 metadata.insert("authorization", MetadataValue::from_static(BEARER));
+                client.describe(request).await.map(drop)
+            }
+            Client::GatewayMtls(client) => {
+                request
+                    .metadata_mut()
+                    .insert(ROUTING_KEY, MetadataValue::from_static(TLS_BEAMLINE));
                 client.describe(request).await.map(drop)
             }
         }
@@ -399,7 +428,8 @@ struct Cell {
     /// Latencies of the successful calls completed in the window, sorted.
     latencies: Vec<Duration>,
     /// CPU time spent during the window by this process (load generator + in-process mesh),
-    /// the agent and the gateway (the policed one on its path).
+    /// the agent of the path (the TLS one on the mTLS path) and the gateway or proxy of the
+    /// path.
     cpu: [Duration; 3],
 }
 
@@ -466,19 +496,54 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         ]),
         plan.gateway_cpu,
     )?;
-    wait_passing(&consul)
+    // Path 6: a CA, the TLS agent's certificate and the gateway's client certificate, in a temp
+    // dir removed on drop (after the processes that read them: declared before them).
+    let tls_dir = tempfile::Builder::new()
+        .prefix("beamline-bench-tls-")
+        .tempdir()
+        .context("create TLS temp dir")?;
+    let certs = support::write_mesh_certs(tls_dir.path(), TLS_BEAMLINE)?;
+    let mut tls_agent_args: Vec<String> =
+        ["agent", "--beamline", TLS_BEAMLINE, "--consul", &consul]
+            .map(str::to_string)
+            .to_vec();
+    tls_agent_args.extend(certs.agent_args()?);
+    let tls_agent = Proc::start("TLS agent", {
+        let mut command = support::bin();
+        command.args(&tls_agent_args);
+        command
+    })?;
+    let mut mtls_gateway = binary(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--consul",
+        &consul,
+        "--insecure-no-auth",
+        "--no-access-log",
+    ]);
+    mtls_gateway.args(certs.gateway_args()?);
+    let mtls_gateway = start_on("mTLS gateway", mtls_gateway, plan.gateway_cpu)?;
+    wait_passing(&consul, SERVICE)
         .await
         .with_context(|| format!("agent stderr:\n{}", agent.stderr_tail()))?;
+    wait_passing(&consul, TLS_SERVICE)
+        .await
+        .with_context(|| format!("TLS agent stderr:\n{}", tls_agent.stderr_tail()))?;
     println!(
-        "registry {consul}, agent {} (passing, pid {}), tcp proxy {} (pid {}), gateway {} (pid {}), policed gateway {} (pid {}), bench pid {}",
+        "registry {consul}, agent {} (passing, pid {}), TLS agent {} (passing, pid {}), tcp proxy {} (pid {}), gateway {} (pid {}), policed gateway {} (pid {}), mTLS gateway {} (pid {}), bench pid {}",
         agent.authority(),
         agent.pid(),
+        tls_agent.authority(),
+        tls_agent.pid(),
         proxy.authority(),
         proxy.pid(),
         gateway.authority(),
         gateway.pid(),
         policed.authority(),
         policed.pid(),
+        mtls_gateway.authority(),
+        mtls_gateway.pid(),
         std::process::id(),
     );
 
@@ -493,6 +558,9 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         Client::Policed(BeamlineAgentClient::new(
             channel(policed.authority()).await?,
         )),
+        Client::GatewayMtls(BeamlineAgentClient::new(
+            channel(mtls_gateway.authority()).await?,
+        )),
     ];
     for (client, path) in clients.iter_mut().zip(PATHS) {
         client
@@ -504,6 +572,11 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
                 Path::Policed => {
                     format!("policed gateway stderr:\n{}", policed.stderr_tail())
                 }
+                Path::GatewayMtls => format!(
+                    "mTLS gateway stderr:\n{}\nTLS agent stderr:\n{}",
+                    mtls_gateway.stderr_tail(),
+                    tls_agent.stderr_tail()
+                ),
                 _ => format!("agent stderr:\n{}", agent.stderr_tail()),
             })?;
     }
@@ -517,18 +590,23 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
                 let hop = match path {
                     Path::Policed => &policed,
                     Path::Proxy => &proxy,
+                    Path::GatewayMtls => &mtls_gateway,
                     _ => &gateway,
+                };
+                let target = match path {
+                    Path::GatewayMtls => &tls_agent,
+                    _ => &agent,
                 };
                 let cell = measure(
                     path,
                     &clients[index],
                     concurrency,
                     plan.measure,
-                    [None, Some(&agent), Some(hop)],
+                    [None, Some(target), Some(hop)],
                 )
                 .await?;
                 println!(
-                    "round {} c={concurrency:>2} {:<15}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
+                    "round {} c={concurrency:>2} {:<24}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
                     round + 1,
                     cell.path.label(),
                     cell.per_second(),
@@ -540,8 +618,9 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             }
         }
     }
-    // The agent served every cell: it must still be passing.
-    wait_passing(&consul).await?;
+    // The agents served every cell: they must still be passing.
+    wait_passing(&consul, SERVICE).await?;
+    wait_passing(&consul, TLS_SERVICE).await?;
     drop(mesh);
     Ok(cells)
 }
@@ -682,7 +761,10 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
                 continue;
             };
             let [client, agent, gateway] = s.cpu_per_call;
-            let gateway = if matches!(path, Path::Proxy | Path::Gateway | Path::Policed) {
+            let gateway = if matches!(
+                path,
+                Path::Proxy | Path::Gateway | Path::Policed | Path::GatewayMtls
+            ) {
                 format!("{gateway:.1}")
             } else {
                 "–".into()
@@ -768,6 +850,31 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
             policed.per_second / gateway.per_second,
             verdict(policy_p50 <= GOAL_POLICY_ADDED_P50.as_secs_f64() * 1e6),
             added(policed.p99, gateway.p99),
+        );
+    }
+    println!();
+    println!(
+        "| concurrency | mTLS/plaintext gateway calls/s | TLS hop added p50 | TLS hop added p99 | gateway CPU µs/call added | agent CPU µs/call added |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &concurrency in &plan.concurrency {
+        let (Some(gateway), Some(mtls)) = (
+            summarize(cells, Path::Gateway, concurrency),
+            summarize(cells, Path::GatewayMtls, concurrency),
+        ) else {
+            continue;
+        };
+        println!(
+            "| {concurrency} | {:.3} | {:+.0} µs | {:+.0} µs | {:+.1} ({:.1} vs {:.1}) | {:+.1} ({:.1} vs {:.1}) |",
+            mtls.per_second / gateway.per_second,
+            added(mtls.p50, gateway.p50),
+            added(mtls.p99, gateway.p99),
+            mtls.cpu_per_call[2] - gateway.cpu_per_call[2],
+            mtls.cpu_per_call[2],
+            gateway.cpu_per_call[2],
+            mtls.cpu_per_call[1] - gateway.cpu_per_call[1],
+            mtls.cpu_per_call[1],
+            gateway.cpu_per_call[1],
         );
     }
     let sharing = if plan.gateway_cpu.is_some() {

@@ -658,3 +658,112 @@ pub async fn registered_ports(
         .filter_map(|p| u16::try_from(p).ok())
         .collect())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mutual TLS (the mesh and agent benches)
+// ---------------------------------------------------------------------------------------------
+
+/// The PEM files of a mesh with mutual TLS, as [`write_mesh_certs`] wrote them: the CA
+/// (agents' `--client-ca`, the gateway's `--upstream-ca`), one agent's server certificate and
+/// the gateway's client certificate.
+pub struct MeshCerts {
+    pub ca: std::path::PathBuf,
+    pub agent_cert: std::path::PathBuf,
+    pub agent_key: std::path::PathBuf,
+    pub gateway_cert: std::path::PathBuf,
+    pub gateway_key: std::path::PathBuf,
+}
+
+impl MeshCerts {
+    /// The agent's flags for mutual TLS: its certificate, the CA its callers must chain to, and
+    /// a plaintext health-only port (any free one) for the registry's gRPC check.
+    pub fn agent_args(&self) -> Result<Vec<String>> {
+        Ok(vec![
+            "--tls-cert".into(),
+            utf8(&self.agent_cert)?,
+            "--tls-key".into(),
+            utf8(&self.agent_key)?,
+            "--client-ca".into(),
+            utf8(&self.ca)?,
+            "--health-listen".into(),
+            "127.0.0.1:0".into(),
+        ])
+    }
+
+    /// The gateway's flags to dial agents over mutual TLS with its client certificate.
+    pub fn gateway_args(&self) -> Result<Vec<String>> {
+        Ok(vec![
+            "--upstream-ca".into(),
+            utf8(&self.ca)?,
+            "--upstream-cert".into(),
+            utf8(&self.gateway_cert)?,
+            "--upstream-key".into(),
+            utf8(&self.gateway_key)?,
+        ])
+    }
+}
+
+fn utf8(path: &std::path::Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
+/// Makes a throwaway CA (rcgen) and writes into `dir`: its certificate, a server certificate
+/// for `beamline`'s agent (DNS SAN `wire::tls::agent_name`, ServerAuth) and the gateway's
+/// client certificate (DNS SAN `wire::tls::GATEWAY_NAME`, ClientAuth), with their keys. The
+/// CA's key stays in memory.
+pub fn write_mesh_certs(dir: &std::path::Path, beamline: &str) -> Result<MeshCerts> {
+    use beamline_mesh::beamline::BeamlineId;
+    use beamline_mesh::wire;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+
+    let id = BeamlineId::parse(beamline).with_context(|| format!("beamline {beamline:?}"))?;
+    let ca_key = KeyPair::generate().context("generate the CA key")?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "beamline-mesh bench CA (throwaway)");
+    let ca = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| -> Result<(String, String)> {
+        let mut params = CertificateParams::new(vec![name.to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().with_context(|| format!("generate a key for {name}"))?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .with_context(|| format!("sign the certificate for {name}"))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let stem = id.service_name();
+    let certs = MeshCerts {
+        ca: dir.join("ca.pem"),
+        agent_cert: dir.join(format!("{stem}.pem")),
+        agent_key: dir.join(format!("{stem}.key")),
+        gateway_cert: dir.join("gateway.pem"),
+        gateway_key: dir.join("gateway.key"),
+    };
+    let (agent_cert, agent_key) = leaf(
+        &wire::tls::agent_name(&id),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let (gateway_cert, gateway_key) =
+        leaf(wire::tls::GATEWAY_NAME, ExtendedKeyUsagePurpose::ClientAuth)?;
+    for (path, text) in [
+        (&certs.ca, ca.pem()),
+        (&certs.agent_cert, agent_cert),
+        (&certs.agent_key, agent_key),
+        (&certs.gateway_cert, gateway_cert),
+        (&certs.gateway_key, gateway_key),
+    ] {
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(certs)
+}
