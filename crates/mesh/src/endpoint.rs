@@ -72,16 +72,20 @@ pub struct Endpoint {
     failure: watch::Receiver<Option<Arc<str>>>,
     /// The instance's AgentCard, once it answered Describe (what its capabilities allow).
     card: watch::Receiver<Option<Arc<AgentCard>>>,
-    /// Set by the first keyed Execute routed here: only then is the card worth a Describe.
-    card_wanted: watch::Sender<bool>,
+    /// Where the card learnt is published, until the first keyed Execute routed here wants it:
+    /// only then is the card worth a Describe (and its task worth spawning: an endpoint that
+    /// never needs it holds no task for it).
+    card_tx: std::sync::Mutex<Option<watch::Sender<Option<Arc<AgentCard>>>>>,
     health_task: tokio::task::JoinHandle<()>,
-    card_task: tokio::task::JoinHandle<()>,
+    card_task: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.health_task.abort();
-        self.card_task.abort();
+        if let Some(task) = self.card_task.get() {
+            task.abort();
+        }
     }
 }
 
@@ -99,12 +103,6 @@ impl Endpoint {
         let (alive_tx, alive) = watch::channel(false);
         let (failure_tx, failure) = watch::channel(None);
         let (card_tx, card) = watch::channel(None);
-        let (card_wanted, wanted) = watch::channel(false);
-        let card_task = tokio::spawn(learn_card(
-            connection.clone(),
-            (gate.clone(), wanted),
-            card_tx,
-        ));
         let health_task = tokio::spawn(health::watch(
             connection.clone(),
             health::Health {
@@ -123,9 +121,9 @@ impl Endpoint {
             alive,
             failure,
             card,
-            card_wanted,
+            card_tx: std::sync::Mutex::new(Some(card_tx)),
             health_task,
-            card_task,
+            card_task: std::sync::OnceLock::new(),
         })
     }
 
@@ -154,17 +152,31 @@ impl Endpoint {
             alive,
             failure: watch::channel(None).1,
             card: watch::channel(None).1,
-            card_wanted: watch::channel(false).0,
+            card_tx: std::sync::Mutex::new(None),
             health_task: tokio::spawn(std::future::pending()),
-            card_task: tokio::spawn(std::future::pending()),
+            card_task: std::sync::OnceLock::new(),
         }
     }
 
     /// Asks for the instance's card (once; a keyed Execute's retry needs it). The mesh sends no
     /// call of its own to an instance that never gets one.
     pub fn want_card(&self) {
-        self.card_wanted
-            .send_if_modified(|wanted| !std::mem::replace(wanted, true));
+        self.card_task.get_or_init(|| {
+            let card_tx = self
+                .card_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            match card_tx {
+                Some(card_tx) => tokio::spawn(learn_card(
+                    self.connection.clone(),
+                    self.gate.clone(),
+                    card_tx,
+                )),
+                // A test endpoint: nothing to learn.
+                None => tokio::spawn(async {}),
+            }
+        });
     }
 
     /// Whether the instance's card says `capability` may run twice to the effect of once. An
@@ -203,19 +215,16 @@ impl Endpoint {
     }
 }
 
-/// Learns the instance's AgentCard with one Describe once it is wanted and the instance serves
-/// (again after a backoff while it does not answer); an instance's card does not change while
-/// it lives (a new card is a new deploy: a new instance, a new endpoint).
+/// Learns the instance's AgentCard with one Describe once the instance serves (again after a
+/// backoff while it does not answer); an instance's card does not change while it lives (a new
+/// card is a new deploy: a new instance, a new endpoint). Spawned when the card is wanted.
 async fn learn_card(
     connection: Connection,
-    (mut gate, mut wanted): (watch::Receiver<bool>, watch::Receiver<bool>),
+    mut gate: watch::Receiver<bool>,
     card: watch::Sender<Option<Arc<AgentCard>>>,
 ) {
     const BOUND: Duration = Duration::from_secs(5);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
-    if wanted.wait_for(|wanted| *wanted).await.is_err() {
-        return;
-    }
     loop {
         if gate.wait_for(|open| *open).await.is_err() {
             return;
