@@ -64,7 +64,7 @@
 //! added p50 and p99 and the CPU µs per call it adds to the gateway and to the agent.
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
-//! every cell a bound on its duration. The run takes about 150 s after the build.
+//! every cell a bound on its duration. The run takes about 220 s after the build (six paths).
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
