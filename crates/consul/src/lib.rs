@@ -61,6 +61,10 @@ pub enum ConsulError {
     /// A PEM file a client variable names (the message names the variable).
     #[error(transparent)]
     Pem(#[from] beamline_tls::TlsError),
+    /// The HTTP client could not be built with the TLS settings given: nothing is sent (a
+    /// client without them would send the token where they say it must not go).
+    #[error("cannot build the Consul HTTP client with its TLS settings (CONSUL_CACERT, CONSUL_CLIENT_CERT/KEY, CONSUL_TLS_SERVER_NAME): {0}")]
+    Client(String),
 }
 
 /// What an operator should look at for an answer's status: a 403 from an ACL'd Consul is a
@@ -105,6 +109,9 @@ pub struct ConsulClient {
     /// its host (`sni`).
     base: String,
     http: reqwest::Client,
+    /// Why the client configured could not be built, if it could not: every request fails
+    /// with it rather than going out without the TLS settings.
+    broken: Option<String>,
 }
 
 impl ConsulClient {
@@ -121,12 +128,22 @@ impl ConsulClient {
             builder = builder.dns_resolver(resolver);
         }
         // The builder only fails when the TLS backend cannot initialise (a configuration of
-        // the same rustls reqwest uses cannot fail); fall back to defaults, loudly.
-        let http = builder.build().unwrap_or_else(|e| {
-            tracing::error!(error = %chain(&e), "cannot build the Consul HTTP client; using defaults");
-            reqwest::Client::default()
-        });
-        ConsulClient { config, base, http }
+        // the same rustls reqwest uses cannot fail). Then nothing is sent: a default client
+        // would drop CONSUL_CACERT and the server name and send the token to whoever answers.
+        let (http, broken) = match builder.build() {
+            Ok(http) => (http, None),
+            Err(e) => {
+                let why = chain(&e);
+                tracing::error!(error = %why, "cannot build the Consul HTTP client");
+                (reqwest::Client::default(), Some(why))
+            }
+        };
+        ConsulClient {
+            config,
+            base,
+            http,
+            broken,
+        }
     }
 
     pub fn config(&self) -> &ConsulConfig {
@@ -149,6 +166,9 @@ impl ConsulClient {
         what: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ConsulError> {
+        if let Some(why) = &self.broken {
+            return Err(ConsulError::Client(why.clone()));
+        }
         request
             .send()
             .await
