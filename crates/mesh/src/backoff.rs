@@ -25,8 +25,10 @@ impl Backoff {
     /// An attempt failed: the pause before the next one, with `jitter` (0..=1, clamped) adding
     /// up to half the base, so that many callers failing together do not retry together.
     pub fn next(&mut self, jitter: f64) -> Duration {
-        let pause = self.current + self.current.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
-        self.current = (self.current * 2).min(self.max);
+        // Saturating: a cap near Duration::MAX (a library caller's setting) must not panic.
+        let extra = self.current.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0));
+        let pause = self.current.saturating_add(extra);
+        self.current = self.current.saturating_mul(2).min(self.max);
         pause
     }
 

@@ -32,6 +32,16 @@ fn a_success_starts_again_from_the_minimum() {
 }
 
 #[test]
+fn a_cap_near_the_largest_duration_saturates_instead_of_panicking() {
+    let mut backoff = Backoff::new(Duration::MAX / 3, Duration::MAX);
+    for _ in 0..4 {
+        backoff.next(1.0);
+    }
+    assert_eq!(backoff.current(), Duration::MAX);
+    assert_eq!(backoff.next(1.0), Duration::MAX);
+}
+
+#[test]
 fn a_cap_below_the_minimum_is_the_minimum() {
     let mut backoff = Backoff::new(ms(100), ms(10));
     assert_eq!(backoff.next(0.0), ms(100));

@@ -178,11 +178,13 @@ fn broke_off(error: h2::Error) -> tonic::Status {
         Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Unavailable,
     };
-    tonic::Status::new(
-        code,
-        format!(
-            "the instance's response broke off: {}",
-            beamline_contract::causes::chain(&error)
-        ),
-    )
+    let message = format!(
+        "the instance's response broke off: {}",
+        beamline_contract::causes::chain(&error)
+    );
+    // The h2 error stays the source: a server in front (hyper) resets its own stream with the
+    // reason it finds there.
+    let mut status = tonic::Status::new(code, message);
+    status.set_source(std::sync::Arc::new(error));
+    status
 }

@@ -72,21 +72,23 @@ impl Route {
                 // A unary read is read whole here: an instance that dies between its response
                 // headers and its trailers (a kill -9 at that moment) fails a call that can be
                 // sent again, rather than one whose body breaks in the caller's hands.
-                _ if idempotent && !stream => match read_whole(response).await {
-                    Ok(response) => Outcome::Done(Ok(response)),
-                    Err(error) => {
-                        let status = Status::unavailable(format!(
-                            "beamline {} instance {}: the response broke off: {}",
-                            self.beamline,
-                            instance.as_deref().unwrap_or("(balanced)"),
-                            chain(error.as_ref())
-                        ));
-                        Outcome::Retry(match &instance {
-                            Some(id) => CallFailed::on(id, status),
-                            None => BoxError::from(status),
-                        })
+                _ if idempotent && !stream => {
+                    match read_whole(response, self.settings.max_message_bytes).await {
+                        Ok(response) => Outcome::Done(Ok(response)),
+                        Err(error) => {
+                            let status = Status::unavailable(format!(
+                                "beamline {} instance {}: the response broke off: {}",
+                                self.beamline,
+                                instance.as_deref().unwrap_or("(balanced)"),
+                                chain(error.as_ref())
+                            ));
+                            Outcome::Retry(match &instance {
+                                Some(id) => CallFailed::on(id, status),
+                                None => BoxError::from(status),
+                            })
+                        }
                     }
-                },
+                }
                 _ => Outcome::Done(Ok(response)),
             },
             Err(error) => {
@@ -134,9 +136,12 @@ impl Route {
 }
 
 /// `response` with its body read to the end: its data and trailers, replayed from memory.
-async fn read_whole(response: Response) -> Result<Response, BoxError> {
+/// At most `max_message` bytes of message (and its 5-byte gRPC frame header): an instance that
+/// answers more is not buffered without bound.
+async fn read_whole(response: Response, max_message: usize) -> Result<Response, BoxError> {
     let (parts, body) = response.into_parts();
-    let collected = body.collect().await.map_err(BoxError::from)?;
+    let limited = http_body_util::Limited::new(body, max_message.saturating_add(5));
+    let collected = limited.collect().await?;
     let trailers = collected.trailers().cloned();
     let data = collected.to_bytes();
     let frames = [

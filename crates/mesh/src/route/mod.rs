@@ -133,7 +133,8 @@ impl Route {
         // Refused here, for this call alone: an agent that got it would close the connection
         // every caller of this instance shares (HTTP/2's header limit is per connection).
         let header_bytes = request::header_list_size(&parts.headers);
-        if header_bytes > request::MAX_HEADER_LIST_BYTES {
+        // h2 counts a list of exactly the limit as over it.
+        if header_bytes >= request::MAX_HEADER_LIST_BYTES {
             return Err(BoxError::from(Status::resource_exhausted(format!(
                 "the request's metadata is {header_bytes} bytes, more than the {} an agent \
                  accepts",

@@ -63,12 +63,15 @@ pub(super) fn task_owner(task_id: &str) -> Result<&str, Status> {
 /// tonic (hyper) server, 16 KiB, counted as HTTP/2 counts it.
 pub(super) const MAX_HEADER_LIST_BYTES: usize = 16 * 1024;
 
-/// The size of `headers` as HTTP/2's header list limit counts it: each field's name and value
-/// plus 32 bytes (RFC 9113 §6.5.2). The pseudo-headers (`:path` and the rest) are left out;
-/// the limit has room for them.
+/// What the request's headers will weigh against HTTP/2's header list limit once sent: each
+/// field's name and value plus 32 bytes (RFC 9113 §6.5.2), with room for what the caller's
+/// `headers` do not show yet — the pseudo-headers (`:method`, `:scheme`, `:authority`,
+/// `:path`) and the `grpc-timeout` the mesh may add.
 pub(super) fn header_list_size(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 32)
-        .sum()
+    const NOT_SHOWN: usize = 512;
+    NOT_SHOWN
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum::<usize>()
 }
