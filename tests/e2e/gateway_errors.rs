@@ -508,6 +508,7 @@ async fn a_failed_calls_access_line_keeps_its_capability_task_and_instance() {
         let unavailable_execute = failed.iter().any(|l| {
             log_text(l, "method").as_deref() == Some("Execute")
                 && log_text(l, "code").as_deref() == Some("UNAVAILABLE")
+                && log_text(l, "capability").as_deref() == Some("status")
         });
         let get = failed
             .iter()
@@ -531,17 +532,20 @@ async fn a_failed_calls_access_line_keeps_its_capability_task_and_instance() {
             "{get}"
         );
     }
-    let execute = lines
+    // Both Executes failed UNAVAILABLE, each line naming its capability: the one that found no
+    // instance, and the monitor_pv whose stream broke when its instance died (its status came
+    // as trailers).
+    let failed_executes: Vec<_> = lines
         .iter()
-        .find(|l| {
+        .filter(|l| {
             log_text(l, "method").as_deref() == Some("Execute")
                 && log_text(l, "code").as_deref() == Some("UNAVAILABLE")
         })
-        .expect("the failed Execute's line");
-    assert_eq!(
-        log_text(execute, "capability").as_deref(),
-        Some("status"),
-        "{execute}"
+        .filter_map(|l| log_text(l, "capability"))
+        .collect();
+    assert!(
+        failed_executes.iter().any(|c| c == "status"),
+        "{failed_executes:?}"
     );
 }
 
@@ -621,4 +625,40 @@ async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
     describe(&mut client, BEAMLINE)
         .await
         .expect("the next call on the same connection succeeds");
+}
+
+/// An instance killed mid-stream: the caller's stream through the gateway ends with
+/// UNAVAILABLE saying the response broke off (gRPC trailers), not a reset stream's INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_broken_by_a_dying_instance_ends_unavailable() {
+    let mut c = Cluster::start(BEAMLINE, 1, |g| g).await;
+    let mut client = c.gateway.client().await;
+    let request = support::agent::execute_request(
+        "monitor_pv",
+        serde_json::json!({"name": "ring:current", "duration_ms": 20000, "interval_ms": 100}),
+        "",
+    );
+    let mut events = client
+        .execute(to(BEAMLINE, request))
+        .await
+        .expect("Execute monitor_pv")
+        .into_inner();
+    events
+        .message()
+        .await
+        .expect("a first event")
+        .expect("an event");
+    c.agents[0].kill9();
+    let status = loop {
+        match tokio::time::timeout(secs(10), events.message())
+            .await
+            .expect("the stream ends within 10 s of the kill")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended as if the task had finished"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("broke off"), "{status:?}");
 }

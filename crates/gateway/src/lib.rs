@@ -14,6 +14,7 @@ pub mod limits;
 pub mod observe;
 pub mod server;
 pub mod status;
+mod trailers;
 
 pub use server::{bind, serve, GatewayError, GatewayOptions, TlsFiles};
 
@@ -90,7 +91,9 @@ impl Service<http::Request<Body>> for GatewayService {
         let channel = self.mesh.channel(&beamline);
         Box::pin(async move {
             match channel.oneshot(request).await {
-                Ok(response) => Ok(response),
+                Ok(response) => {
+                    Ok(response.map(|body| Body::new(trailers::StatusTrailers::new(body))))
+                }
                 // With what the mesh learnt of the call, for the access log and metrics.
                 Err(error) => Ok(CallFailed::from_error(error).into_http()),
             }
