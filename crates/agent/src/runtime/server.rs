@@ -26,8 +26,13 @@ const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// HTTP/2 PINGs to idle peers, and how long an answer may take before the connection closes.
 const PEER_KEEPALIVE: Duration = Duration::from_secs(30);
 const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Connections the health listener keeps open at once: a checker or two, a probe.
-const HEALTH_CONNECTIONS: usize = 64;
+/// Connections the health listener keeps open at once: a checker or two, a probe, with room
+/// to spare, since anyone who reaches the port can open them (it asks no certificate).
+const HEALTH_CONNECTIONS: usize = 256;
+/// How long a health connection may live: a peer holding connections open to fill the cap
+/// (and so keep Consul's check out, getting the instance deregistered) loses them this often.
+/// A checker that keeps its connection reconnects; one that dials per check never notices.
+const HEALTH_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
 /// A server running until its stop token is cancelled.
 pub(super) type Running = JoinHandle<Result<(), tonic::transport::Error>>;
@@ -85,11 +90,9 @@ pub(super) fn spawn_health(
     };
     let incoming = beamline_listen::incoming(listener, limits, Handshake::Http2);
     tokio::spawn(
-        builder().serve_with_incoming_shutdown(
-            health,
-            incoming,
-            async move { stop.cancelled().await },
-        ),
+        builder()
+            .max_connection_age(HEALTH_CONNECTION_AGE)
+            .serve_with_incoming_shutdown(health, incoming, async move { stop.cancelled().await }),
     )
 }
 
