@@ -570,17 +570,17 @@ async fn the_gateway_and_agents_advertise_a_limit_on_concurrent_streams() {
     assert_eq!(support::gateway::advertised_max_streams(agent).await, 1024);
 }
 
-/// One call with 64 KB of metadata fails alone, RESOURCE_EXHAUSTED, saying why: the client's
-/// connection stays up, a task streaming on it goes on, and the next call on it succeeds (at
-/// HTTP/2's 16 KiB default the gateway closed the whole connection, GOAWAY, failing them all).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
-    let c = Cluster::start(BEAMLINE, 1, |g| g).await;
-    let mut client = c.gateway.client().await;
-    // A task streaming on the same connection.
+/// A `monitor_pv` task of `duration_ms` started through the gateway, its Execute stream past
+/// the first event.
+async fn streaming_monitor(
+    client: &mut beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient<
+        tonic::transport::Channel,
+    >,
+    duration_ms: u64,
+) -> tonic::Streaming<beamline_mesh::proto::TaskEvent> {
     let request = support::agent::execute_request(
         "monitor_pv",
-        serde_json::json!({"name": "ring:current", "duration_ms": 5000, "interval_ms": 100}),
+        serde_json::json!({"name": "ring:current", "duration_ms": duration_ms, "interval_ms": 100}),
         "",
     );
     let mut events = client
@@ -593,6 +593,18 @@ async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
         .await
         .expect("a first event")
         .expect("an event");
+    events
+}
+
+/// One call with 64 KB of metadata fails alone, RESOURCE_EXHAUSTED, saying why: the client's
+/// connection stays up, a task streaming on it goes on, and the next call on it succeeds (at
+/// HTTP/2's 16 KiB default the gateway closed the whole connection, GOAWAY, failing them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
+    let c = Cluster::start(BEAMLINE, 1, |g| g).await;
+    let mut client = c.gateway.client().await;
+    // A task streaming on the same connection.
+    let mut events = streaming_monitor(&mut client, 5000).await;
 
     // Metadata under the limit goes through.
     let mut fits = to(BEAMLINE, DescribeRequest {});
@@ -633,21 +645,7 @@ async fn metadata_over_the_agents_limit_fails_that_call_not_the_connection() {
 async fn a_stream_broken_by_a_dying_instance_ends_unavailable() {
     let mut c = Cluster::start(BEAMLINE, 1, |g| g).await;
     let mut client = c.gateway.client().await;
-    let request = support::agent::execute_request(
-        "monitor_pv",
-        serde_json::json!({"name": "ring:current", "duration_ms": 20000, "interval_ms": 100}),
-        "",
-    );
-    let mut events = client
-        .execute(to(BEAMLINE, request))
-        .await
-        .expect("Execute monitor_pv")
-        .into_inner();
-    events
-        .message()
-        .await
-        .expect("a first event")
-        .expect("an event");
+    let mut events = streaming_monitor(&mut client, 20000).await;
     c.agents[0].kill9();
     let status = loop {
         match tokio::time::timeout(secs(10), events.message())

@@ -100,12 +100,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_gets_the_caller_and_role_but_never_the_credential() {
-    let seen: Seen = Arc::default();
-    let (addr, task) = start_recorder(Arc::clone(&seen)).await;
-    let _server = AbortOnDrop(task);
-
+/// The recorder, serving and registered in a new registry as BEAMLINE's passing instance.
+async fn registered_recorder(seen: Seen) -> (Registry, AbortOnDrop) {
+    let (addr, task) = start_recorder(seen).await;
+    let server = AbortOnDrop(task);
     let registry = Registry::start();
     registry
         .register(&json!({
@@ -120,6 +118,13 @@ async fn the_agent_gets_the_caller_and_role_but_never_the_credential() {
         }))
         .await;
     wait_passing(&registry, &service_name(BEAMLINE), INSTANCE, secs(10)).await;
+    (registry, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gets_the_caller_and_role_but_never_the_credential() {
+    let seen: Seen = Arc::default();
+    let (registry, _server) = registered_recorder(Arc::clone(&seen)).await;
 
     let dir = PolicyDir::new();
     let gateway = GatewayProc::builder(&registry)
@@ -172,23 +177,7 @@ async fn the_agent_gets_the_caller_and_role_but_never_the_credential() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_auth_a_clients_own_identity_headers_go_no_further() {
     let seen: Seen = Arc::default();
-    let (addr, task) = start_recorder(Arc::clone(&seen)).await;
-    let _server = AbortOnDrop(task);
-
-    let registry = Registry::start();
-    registry
-        .register(&json!({
-            "ID": INSTANCE,
-            "Name": service_name(BEAMLINE),
-            "Tags": ["beamline-agent"],
-            "Address": "127.0.0.1",
-            "Port": addr.port(),
-            "Meta": {"beamline": BEAMLINE, "instance_id": INSTANCE, "agent_version": "test"},
-            "Check": {"Name": "gRPC health", "GRPC": addr.to_string(),
-                      "Interval": "300ms", "Timeout": "300ms"},
-        }))
-        .await;
-    wait_passing(&registry, &service_name(BEAMLINE), INSTANCE, secs(10)).await;
+    let (registry, _server) = registered_recorder(Arc::clone(&seen)).await;
     let gateway = GatewayProc::builder(&registry).start();
     let mut client = gateway.client().await;
 

@@ -83,7 +83,7 @@ async fn sdk_agent(registry: &Registry, reg_ca: &TestCa, mesh_ca: &TestCa) -> Ca
     stop
 }
 
-/// `whoami` on `client`, `request` made by `with`; the `caller` of its result.
+/// `whoami` on `client` (`request` is its Execute); the `caller` of its result.
 async fn whoami(
     client: &mut BeamlineAgentClient<Channel>,
     request: tonic::Request<beamline_mesh::proto::ExecuteRequest>,
