@@ -128,10 +128,20 @@ def resolve_env(entries: list[dict]) -> dict[str, str]:
     return env
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before: the kernel may give the same ephemeral port to
+    two binds in a row once the first socket is closed (CI once got one port for both the gRPC
+    and the health listener, and the agent could not bind the second)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def with_port(hostport: str, port: int) -> str:
