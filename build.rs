@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto = manifest.join("../../proto");
     println!("cargo:rerun-if-changed={}", proto.display());
-    let fds = protox::compile(["beamline/v1/agent.proto"], [&proto])?;
+    let fds = protox::compile(
+        ["beamline/v1/agent.proto", "beamline/v1/fleet.proto"],
+        [&proto],
+    )?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("beamline_descriptor.bin"),

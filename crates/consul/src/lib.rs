@@ -14,8 +14,11 @@
 //! It stays an independent interop check in `.ci/run`; this module is a small typed client on
 //! the HTTP stack the crate already has.
 
+pub mod backoff;
 mod config;
+pub mod control;
 pub mod duration;
+mod kv;
 mod sni;
 mod tls;
 mod types;
@@ -26,6 +29,7 @@ use beamline_contract::causes::chain;
 use reqwest::StatusCode;
 
 pub use config::{normalize_addr, ConsulConfig, ConsulEnv, DEFAULT_ADDR};
+pub use kv::KvEntry;
 pub use tls::TlsSettings;
 pub use types::{
     AgentServiceCheck, CheckEntry, CheckStatus, HealthCheck, Node, ServiceEntry, ServiceInfo,
@@ -302,6 +306,29 @@ impl ConsulClient {
         index: u64,
         wait: Duration,
     ) -> Result<Indexed<T>, ConsulError> {
+        let response = self.blocking_send(&what, path, query, index, wait).await?;
+        let response = Self::expect_ok(&what, response).await?;
+        let (index, filtered_by_acls) = Self::index_headers(&response);
+        let value = response
+            .json()
+            .await
+            .map_err(|cause| ConsulError::Decode { what, cause })?;
+        Ok(Indexed {
+            value,
+            index,
+            filtered_by_acls,
+        })
+    }
+
+    /// Sends a GET of `path` with `query`, blocking on `index` when it is not 0.
+    async fn blocking_send(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        index: u64,
+        wait: Duration,
+    ) -> Result<reqwest::Response, ConsulError> {
         let mut request = self.request(reqwest::Method::GET, path).query(query);
         if index > 0 {
             let wait_ms = wait.as_millis().max(1);
@@ -312,29 +339,19 @@ impl ConsulClient {
                 ])
                 .timeout(self.config.timeout + wait + wait / 16);
         }
-        let response = self.send(&what, request).await?;
-        let response = Self::expect_ok(&what, response).await?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        self.send(what, request).await
+    }
+
+    /// `X-Consul-Index` (0 when absent) and whether ACLs filtered the answer.
+    fn index_headers(response: &reqwest::Response) -> (u64, bool) {
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
         let index = header("x-consul-index")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let filtered_by_acls =
-            header("x-consul-results-filtered-by-acls").as_deref() == Some("true");
-        let value = response
-            .json()
-            .await
-            .map_err(|cause| ConsulError::Decode { what, cause })?;
-        Ok(Indexed {
-            value,
+        (
             index,
-            filtered_by_acls,
-        })
+            header("x-consul-results-filtered-by-acls") == Some("true"),
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod address;
 pub mod beamline;
 pub mod causes;
+pub mod control;
 pub mod quote;
 pub mod reflection;
 pub mod wire;

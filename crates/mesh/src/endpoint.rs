@@ -18,8 +18,8 @@ use tower::Service;
 
 mod health;
 
-use super::backoff::{jitter, Backoff};
 use super::connection::{Connection, ConnectionSettings, TlsDial};
+use beamline_consul::backoff::{jitter, Backoff};
 use beamline_contract::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_contract::proto::{AgentCard, DescribeRequest};
 

@@ -8,7 +8,6 @@
 //! Owns the per-beamline routes and their lifetime (created on a beamline's first call, dropped
 //! when idle or once the beamline has left Consul and nothing of it is in flight).
 
-mod backoff;
 mod connection;
 mod deadline;
 pub mod discovery;

@@ -59,9 +59,61 @@ pub mod meta {
     pub const AGENT_VERSION: &str = "agent_version";
     /// The version of the agent SDK it was built with.
     pub const SDK_VERSION: &str = "sdk_version";
+    /// The agent's `AgentCard.card_revision`: the gateway's catalog Describes a beamline again
+    /// only when it changes (agents without it: when their instance set changes).
+    pub const CARD_REVISION: &str = "card_revision";
+    /// What the agent enforces itself from the control state in Consul KV
+    /// ([`CONTROLS_ENFORCED`]); absent on agents too old to halt themselves.
+    pub const CONTROLS: &str = "controls";
+    /// The value of [`CONTROLS`] this SDK writes: it watches halts and locks.
+    pub const CONTROLS_ENFORCED: &str = "halt,lock";
 
     /// Every key the framework writes; `--meta` refuses them.
-    pub const RESERVED: &[&str] = &[BEAMLINE, INSTANCE_ID, AGENT_VERSION, SDK_VERSION];
+    pub const RESERVED: &[&str] = &[
+        BEAMLINE,
+        INSTANCE_ID,
+        AGENT_VERSION,
+        SDK_VERSION,
+        CARD_REVISION,
+        CONTROLS,
+    ];
+}
+
+/// The roles a caller may have, as the gateway forwards them in `x-role` and the policy file
+/// names them.
+pub mod role {
+    /// Reads: Describe, GetTask, Subscribe, and the fleet catalog.
+    pub const OBSERVER: &str = "observer";
+    /// Also acts on its beamlines: Execute, Cancel, and halting, resuming, locking them.
+    pub const OPERATOR: &str = "operator";
+    /// The control room's stop button: halts and resumes every beamline and breaks locks;
+    /// otherwise an observer.
+    pub const SAFETY: &str = "safety";
+}
+
+/// The Consul KV keys of the facility's control state (`control` holds their values' shape).
+pub mod kv {
+    use crate::beamline::BeamlineId;
+
+    /// Every key of the control state is under this prefix: one blocking query on it follows
+    /// all of it.
+    pub const PREFIX: &str = "beamline-mesh/";
+    /// Halts: `beamline-mesh/halt/<beamline>` and the fleet-wide [`HALT_ALL`].
+    pub const HALT_PREFIX: &str = "beamline-mesh/halt/";
+    /// The fleet-wide halt (`_` cannot start a beamline id).
+    pub const HALT_ALL: &str = "beamline-mesh/halt/_all";
+    /// Locks: `beamline-mesh/lock/<beamline>`.
+    pub const LOCK_PREFIX: &str = "beamline-mesh/lock/";
+
+    /// The halt key of `beamline`.
+    pub fn halt_key(beamline: &BeamlineId) -> String {
+        format!("{HALT_PREFIX}{beamline}")
+    }
+
+    /// The lock key of `beamline`.
+    pub fn lock_key(beamline: &BeamlineId) -> String {
+        format!("{LOCK_PREFIX}{beamline}")
+    }
 }
 
 #[cfg(test)]

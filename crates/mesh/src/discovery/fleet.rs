@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{RegisteredInstance, Resolution, Snapshot, WatchSettings};
-use crate::backoff::Backoff;
+use beamline_consul::backoff::Backoff;
 use beamline_consul::{CheckEntry, Indexed, ServiceEntry};
 use beamline_contract::beamline::{BeamlineId, AGENT_TAG};
 use beamline_contract::wire::meta;

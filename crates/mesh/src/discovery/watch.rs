@@ -191,7 +191,7 @@ async fn run(
                 tokio::time::sleep(machine.pause(started, Instant::now())).await;
             }
             Err(e) => {
-                let (pause, note) = machine.on_error(crate::backoff::jitter());
+                let (pause, note) = machine.on_error(beamline_consul::backoff::jitter());
                 if note.is_some() {
                     warn!(error = %e, "cannot reach Consul; keeping the last known fleet");
                 }

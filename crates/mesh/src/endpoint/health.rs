@@ -14,9 +14,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
-use super::super::backoff::{jitter, Backoff};
 use super::super::connection::Connection;
 use super::EndpointSettings;
+use beamline_consul::backoff::{jitter, Backoff};
 use beamline_contract::causes::chain;
 use beamline_contract::wire::Rpc;
 

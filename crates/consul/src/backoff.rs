@@ -1,5 +1,5 @@
-//! Exponential back-off with jitter, as a value: what the discovery watch and an endpoint's
-//! health watch and card learning wait between failed attempts. Given the jitter (a fraction
+//! Exponential back-off with jitter, as a value: what the mesh's discovery watch, an endpoint's
+//! health watch and card learning, and the control-state watch wait between failed attempts. Given the jitter (a fraction
 //! the caller draws), it is deterministic; it sleeps nothing itself.
 
 use std::time::Duration;
