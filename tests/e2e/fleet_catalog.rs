@@ -1,0 +1,1 @@
+//! The fleet catalog: ListBeamlines, WatchFleet, and `agents --capabilities`.

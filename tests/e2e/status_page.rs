@@ -1,0 +1,1 @@
+//! The status page at control-room scale, rendered by headless Chromium.
