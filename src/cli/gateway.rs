@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::gateway::config::PolicyConfig;
+use beamline_mesh::gateway::fleet::Facility;
 use beamline_mesh::gateway::observe::GatewayMetrics;
 use beamline_mesh::gateway::{self, status, GatewayOptions, TlsFiles};
 use beamline_mesh::mesh::{
@@ -156,7 +157,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         upstream_tls,
         ..MeshSettings::default()
     };
-    let mesh = Mesh::new(consul, settings);
+    let mesh = Mesh::new(consul.clone(), settings);
+    let facility = Facility::start(&mesh, consul);
     let metrics = Arc::new(GatewayMetrics::new());
     let (listener, addr) = gateway::bind(args.listen).await.context("--listen")?;
     // Before the listening lines: a supervisor may send SIGTERM as soon as it sees one.
@@ -190,6 +192,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         access_log: !args.no_access_log,
         metrics: args.metrics_listen.is_some(),
         health_listener,
+        facility,
     };
     gateway::serve(mesh, listener, options, metrics, stop).await?;
     if let Some(server) = metrics_server {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod caller;
 pub mod config;
+pub mod fleet;
 pub mod limits;
 pub mod observe;
 pub mod server;

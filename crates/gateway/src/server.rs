@@ -19,9 +19,11 @@ use tower::{Service, ServiceBuilder};
 
 use super::auth::{AuthLayer, Authenticator};
 use super::config::{ConfigError, PolicyConfig};
+use super::fleet::{Facility, FleetService};
 use super::limits::RateLimitLayer;
 use super::observe::{GatewayMetrics, LineQueue, ObserveLayer};
 use super::GatewayService;
+use beamline_contract::proto::fleet_server::FleetServer;
 use beamline_listen::Handshake;
 use beamline_mesh_client::{Arrival, Mesh};
 
@@ -60,6 +62,9 @@ pub struct GatewayOptions {
     /// A plaintext listener serving only grpc.health.v1 — for probes that cannot speak TLS
     /// (Kubernetes' native gRPC probes) when the gateway port does.
     pub health_listener: Option<TcpListener>,
+    /// The catalog and the control state: served as `beamline.v1.Fleet`, and checked before
+    /// actuating calls.
+    pub facility: Facility,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,31 @@ struct Front<S>(S);
 
 impl<S> NamedService for Front<S> {
     const NAME: &'static str = GatewayService::NAME;
+}
+
+/// The policed Fleet service under its name.
+#[derive(Clone)]
+struct FleetFront<S>(S);
+
+impl<S> NamedService for FleetFront<S> {
+    const NAME: &'static str = <FleetServer<FleetService> as NamedService>::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for FleetFront<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> S::Future {
+        self.0.call(request)
+    }
 }
 
 impl<S> Service<http::Request<Body>> for Front<S>
@@ -161,6 +191,12 @@ pub async fn serve(
         ),
         None => (None, None),
     };
+    let fleet = ServiceBuilder::new()
+        .option_layer(observe.clone())
+        .option_layer(auth.clone())
+        .service(FleetServer::new(FleetService::new(
+            options.facility.clone(),
+        )));
     let front = ServiceBuilder::new()
         .option_layer(observe)
         .option_layer(auth)
@@ -210,6 +246,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(Front(front))
+        .add_service(FleetFront(fleet))
         .serve_with_incoming_shutdown(
             beamline_listen::incoming(listener, connections, handshake),
             shutdown,
