@@ -32,10 +32,12 @@ use jwt::{looks_like_jwt, JwtVerifier};
 /// The path prefix of `beamline.v1.Fleet`'s methods.
 const FLEET_PATH_PREFIX: &str = "/beamline.v1.Fleet/";
 
-/// Whether `role` may call `rpc`: an observer reads only, an operator also acts on the beamline.
+/// Whether `role` may call `rpc`: an observer reads only, an operator also acts on the beamline;
+/// `safety` is an observer on the agents' RPCs (its powers are the Fleet service's: halting,
+/// resuming and breaking locks, authorized there).
 pub fn role_may_call(role: Role, rpc: Rpc) -> bool {
     match role {
-        Role::Observer => rpc.is_read(),
+        Role::Observer | Role::Safety => rpc.is_read(),
         Role::Operator => true,
     }
 }

@@ -5,20 +5,35 @@
 
 use std::collections::BTreeSet;
 
-/// What a caller may do: observers read, operators also act.
+use beamline_contract::wire;
+
+/// What a caller may do: observers read, operators also act on their beamlines, and `safety`
+/// (the control room's stop button) halts and resumes any beamline or all of them and breaks
+/// locks, but otherwise only reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Observer,
     Operator,
+    Safety,
 }
 
 impl Role {
+    /// Every role, in the order the policy file's errors list them.
+    pub const ALL: [Role; 3] = [Role::Operator, Role::Observer, Role::Safety];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Observer => "observer",
-            Role::Operator => "operator",
+            Role::Observer => wire::role::OBSERVER,
+            Role::Operator => wire::role::OPERATOR,
+            Role::Safety => wire::role::SAFETY,
         }
+    }
+
+    /// The role named `name` (`operator`, `observer`, `safety`), as the policy file and JWT
+    /// claims spell it.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
     }
 }
 
@@ -50,3 +65,6 @@ pub struct Caller {
 pub fn method_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests;

@@ -135,7 +135,7 @@ fn reason(kind: &ErrorKind) -> String {
         ErrorKind::MissingRequiredClaim(claim) => format!("missing claim `{claim}`"),
         ErrorKind::InvalidClaimFormat(claim) => format!("malformed claim `{claim}`"),
         // serde's message could quote claim values; a fixed text is enough to act on.
-        ErrorKind::Json(_) => "claims must include `sub`, `role` (operator|observer) \
+        ErrorKind::Json(_) => "claims must include `sub`, `role` (operator|observer|safety) \
                                and `beamlines` (ids or [\"*\"])"
             .into(),
         _ => "malformed token".into(),

@@ -389,3 +389,5 @@ fn jwt_shape_and_digests() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+mod safety;

@@ -115,15 +115,14 @@ impl Doc<'_> {
     }
 
     fn role(&self, value: &Spanned<DeValue<'_>>, field: &str) -> Result<Role, ConfigError> {
-        match self.string(value, field)? {
-            "operator" => Ok(Role::Operator),
-            "observer" => Ok(Role::Observer),
-            other => Err(self.invalid(
+        let name = self.string(value, field)?;
+        Role::parse(name).ok_or_else(|| {
+            self.invalid(
                 value.span(),
                 field,
-                format!("expected \"operator\" or \"observer\", got {other:?}"),
-            )),
-        }
+                format!("expected \"operator\", \"observer\" or \"safety\", got {name:?}"),
+            )
+        })
     }
 
     fn beamlines(

@@ -7,13 +7,16 @@ fn bad_role_names_line_and_field() {
     let text = full().replace("role = \"observer\"", "role = \"admin\"");
     let (line, field, message) = error(&text);
     assert_eq!((line, field.as_str()), (11, "caller[2].role"));
-    assert_eq!(message, r#"expected "operator" or "observer", got "admin""#);
+    assert_eq!(
+        message,
+        r#"expected "operator", "observer" or "safety", got "admin""#
+    );
     let shown = PolicyConfig::parse(&text, "policy.toml")
         .unwrap_err()
         .to_string();
     assert_eq!(
         shown,
-        r#"policy.toml:11: caller[2].role: expected "operator" or "observer", got "admin""#
+        r#"policy.toml:11: caller[2].role: expected "operator", "observer" or "safety", got "admin""#
     );
 }
 

@@ -47,6 +47,13 @@ fn parses_the_documented_shape() {
 }
 
 #[test]
+fn safety_is_a_role() {
+    let text = full().replace("role = \"observer\"", "role = \"safety\"");
+    let config = PolicyConfig::parse(&text, "policy.toml").unwrap();
+    assert_eq!(config.callers[1].role, Role::Safety);
+}
+
+#[test]
 fn empty_file_is_valid() {
     let config = PolicyConfig::parse("", "policy.toml").unwrap();
     assert!(config.callers.is_empty() && config.jwt.is_none());

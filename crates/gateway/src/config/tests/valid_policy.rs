@@ -35,7 +35,11 @@ pub(super) fn policy() -> impl Strategy<Value = Policy> {
         // Printable ASCII, no spaces at either end; quotes and backslashes included.
         "[!-~]([ -~]{0,10}[!-~])?",
         "[0-9a-fA-F]{64}",
-        prop_oneof![Just(Role::Operator), Just(Role::Observer)],
+        prop_oneof![
+            Just(Role::Operator),
+            Just(Role::Observer),
+            Just(Role::Safety)
+        ],
         prop_oneof![
             Just(vec!["*".to_string()]),
             proptest::collection::vec(beamline_id(), 1..4)
@@ -82,11 +86,7 @@ pub(super) fn string(s: &str) -> String {
 pub(super) fn render(p: &Policy) -> String {
     let mut text = String::from("# generated\n");
     for (name, digest, role, beamlines) in &p.callers {
-        let role = if *role == Role::Operator {
-            "operator"
-        } else {
-            "observer"
-        };
+        let role = role.as_str();
         let beamlines: Vec<String> = beamlines.iter().map(|b| string(b)).collect();
         text.push_str(&format!(
             "\n[[caller]]\nname = {}\napi_key_sha256 = {}\nrole = {}\nbeamlines = [{}]\n",
