@@ -250,6 +250,13 @@ impl Mesh {
         all.into_values().collect()
     }
 
+    /// The fleet as discovery knows it now (every beamline with its instances and their Meta),
+    /// and its changes to come: the gateway's fleet catalog follows this instead of a watch of
+    /// its own. A changed instance set, health, address or Meta is a change.
+    pub fn fleet(&self) -> watch::Receiver<Arc<discovery::Fleet>> {
+        self.inner.discovery.subscribe()
+    }
+
     /// Discovery updates published since the mesh started.
     pub fn discovery_updates(&self) -> u64 {
         self.inner.discovery.updates()

@@ -199,6 +199,7 @@ fn snapshot_of_a(passing: bool) -> Snapshot {
         addr: "127.0.0.1:9".into(),
         healthy: passing,
         beamline: None,
+        ..Default::default()
     }]))
 }
 

@@ -6,7 +6,11 @@
 //! node checks) is the change trigger for the whole fleet: a gateway holds one registry
 //! connection however many beamlines there are. The checks say which beamline services exist and
 //! whether anything about one changed; only a service whose checks changed is fetched again
-//! (`/v1/health/service/<name>`, not blocking: addresses and `Meta.beamline` live there).
+//! (`/v1/health/service/<name>`, not blocking: addresses and `Meta` live there). An instance's
+//! Meta (`beamline`, `sdk_version`, `card_revision`, `controls`) is fixed for its id: the SDK
+//! gives every process a fresh instance id, so a new card revision arrives as a new instance,
+//! whose check changes the fingerprint; the published fleet compares Meta too, so a fetch that
+//! shows a changed Meta is published as a change.
 //!
 //! Consul's client rules: an index that went backwards restarts from 0; 0 is never sent as a
 //! blocking index; the loop is rate-limited. A registry that restarted empty is not believed at
@@ -246,6 +250,9 @@ impl FleetWatch {
                         addr: entry.address(),
                         beamline: Some(id.clone()),
                         id: entry.service.id.clone(),
+                        sdk_version: entry.service.meta.get(meta::SDK_VERSION).cloned(),
+                        card_revision: entry.service.meta.get(meta::CARD_REVISION).cloned(),
+                        controls: entry.service.meta.get(meta::CONTROLS).cloned(),
                     });
             }
         }

@@ -19,7 +19,7 @@ pub use watch::{spawn, BeamlineWatch, Discovery, WatchSettings};
 
 /// One registered instance of a service, as discovery read it from Consul (the agent SDK's
 /// `Instance` is an agent's own identity).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegisteredInstance {
     /// The Consul service ID (the agent's instance id).
     pub id: String,
@@ -29,6 +29,13 @@ pub struct RegisteredInstance {
     pub healthy: bool,
     /// `Meta.beamline`, the beamline id as registered.
     pub beamline: Option<String>,
+    /// `Meta.sdk_version` (None: not published).
+    pub sdk_version: Option<String>,
+    /// `Meta.card_revision`: the fleet catalog Describes a beamline again when the set of its
+    /// instances' revisions changes (None: an agent on an SDK that does not publish it).
+    pub card_revision: Option<String>,
+    /// `Meta.controls`: what the agent enforces itself (`halt,lock`; None: too old to).
+    pub controls: Option<String>,
 }
 
 /// What discovery knows about one service.

@@ -7,6 +7,7 @@ fn inst(id: &str, addr: &str, healthy: bool) -> RegisteredInstance {
         addr: addr.into(),
         healthy,
         beamline: None,
+        ..Default::default()
     }
 }
 

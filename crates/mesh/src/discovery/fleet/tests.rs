@@ -376,3 +376,61 @@ fn acl_filtering_is_said_once_and_the_pause_keeps_the_rate_limit() {
     );
     assert_eq!(w.pause(t0, t0 + Duration::from_secs(1)), Duration::ZERO);
 }
+
+#[test]
+fn an_instances_meta_is_read_and_a_changed_meta_is_a_changed_fleet() {
+    let t0 = Instant::now();
+    let mut w = FleetWatch::new(settings());
+    let with_meta = |revision: &str| {
+        let mut e = entry("5.3.1", "a", 9001, true);
+        e.service.meta.extend([
+            (meta::SDK_VERSION.to_string(), "0.9.0".to_string()),
+            (meta::CARD_REVISION.to_string(), revision.to_string()),
+            (
+                meta::CONTROLS.to_string(),
+                meta::CONTROLS_ENFORCED.to_string(),
+            ),
+        ]);
+        e
+    };
+    let plan = w.on_checks(
+        t0,
+        answer(3, vec![check("beamline-5-3-1", "a", "passing", 3)]),
+    );
+    fetch_all(&mut w, &plan, &[with_meta("r1")]);
+    let before = w.fleet();
+    let a = before.resolution(&id("5.3.1")).instances()[0].clone();
+    assert_eq!(a.sdk_version.as_deref(), Some("0.9.0"));
+    assert_eq!(a.card_revision.as_deref(), Some("r1"));
+    assert_eq!(a.controls.as_deref(), Some(meta::CONTROLS_ENFORCED));
+
+    // An older SDK publishes none of them: None, not an error.
+    let plan = w.on_checks(
+        t0,
+        answer(4, vec![check("beamline-5-3-1", "a", "critical", 4)]),
+    );
+    fetch_all(&mut w, &plan, &[entry("5.3.1", "a", 9001, true)]);
+    let old = w.fleet().resolution(&id("5.3.1")).instances()[0].clone();
+    assert_eq!(
+        (old.sdk_version, old.card_revision, old.controls),
+        (None, None, None)
+    );
+
+    // Only the Meta differs: the fleet differs, so the watch publishes it.
+    let plan = w.on_checks(
+        t0,
+        answer(5, vec![check("beamline-5-3-1", "a", "passing", 5)]),
+    );
+    fetch_all(&mut w, &plan, &[with_meta("r2")]);
+    let after = w.fleet();
+    assert_ne!(
+        before, after,
+        "a new card_revision is a change of the fleet"
+    );
+    assert_eq!(
+        after.resolution(&id("5.3.1")).instances()[0]
+            .card_revision
+            .as_deref(),
+        Some("r2")
+    );
+}
