@@ -107,13 +107,16 @@ impl Agent {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AgentError> {
         let runtime = flags.bind(&self.version).await?;
-        let service = AgentService::new(runtime.instance(), self.declared, runtime.tasks())?;
+        let service = AgentService::new(runtime.instance(), self.declared, runtime.tasks())?
+            .with_control(runtime.control());
         runtime.serve(service, shutdown).await
     }
 
     /// The service these capabilities make for `instance` over `tasks`, without serving it
     /// (tests, and programs that serve it themselves). Fails on a duplicate capability name
-    /// or a params type whose schema does not compile.
+    /// or a params type whose schema does not compile. It enforces no halt or lock: served on
+    /// an [`crate::AgentRuntime`], give it the runtime's with
+    /// `.with_control(runtime.control())`, as [`Agent::serve`] does.
     pub fn service(
         self,
         instance: &crate::Instance,

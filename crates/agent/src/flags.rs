@@ -68,7 +68,8 @@ pub struct AgentFlags {
     #[arg(long = "tag", value_name = "TAG", value_parser = parse_tag)]
     pub tags: Vec<String>,
     /// A Consul Meta entry added to the registration (repeatable). The keys the framework
-    /// writes (beamline, instance_id, agent_version, sdk_version) are reserved.
+    /// writes (beamline, instance_id, agent_version, sdk_version, card_revision, controls)
+    /// are reserved.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
     pub meta: Vec<(String, String)>,
     /// PEM certificate chain to serve gRPC over TLS with (ALPN h2; with --tls-key). Files

@@ -28,6 +28,9 @@
 //!
 //! - With `--tls-cert`/`--tls-key` it serves over TLS, with `--client-ca` mutual TLS; the caller
 //!   the gateway vouches for reaches capabilities as [`Call::caller`] ([`identity`] says when).
+//! - It follows the facility's halts and locks in Consul KV and enforces them itself
+//!   ([`control`]): a halt refuses actuating Execute and cancels running actuating tasks; a
+//!   lock refuses everyone but its holder, over mutual TLS only (elsewhere the gateway does).
 //!
 //! It depends on the contract, the Consul client, the listener limits and the TLS key material
 //! only: no registry, gateway or mesh.
@@ -35,6 +38,7 @@
 mod agent;
 pub mod capabilities;
 mod capability;
+pub mod control;
 pub mod drain;
 mod flags;
 pub mod identity;
@@ -49,6 +53,7 @@ mod tls;
 
 pub use agent::Agent;
 pub use capability::{params_schema, Call, Effect, Kind, NoParams};
+pub use control::Control;
 pub use flags::{duration_flag, parse_host_port, AgentFlags};
 pub use identity::Caller;
 pub use instance::Instance;

@@ -89,6 +89,27 @@ pub fn registration(
     }
 }
 
+/// Adds what the agent serves to `registration`'s Meta: its AgentCard's `card_revision` (the
+/// gateway's catalog Describes the beamline again only when it changes) and, when `controls`,
+/// that it enforces the control state itself (`Meta.controls`: halts and locks).
+pub fn advertise(
+    registration: &mut ServiceRegistration,
+    card_revision: Option<&str>,
+    controls: bool,
+) {
+    if let Some(revision) = card_revision {
+        registration
+            .meta
+            .insert(meta::CARD_REVISION.to_string(), revision.to_string());
+    }
+    if controls {
+        registration.meta.insert(
+            meta::CONTROLS.to_string(),
+            meta::CONTROLS_ENFORCED.to_string(),
+        );
+    }
+}
+
 /// Registers, then every `every` (with jitter) checks the registration is still there, until
 /// `stop`. Logs an outage once, not per retry. The decisions are `Keepalive`'s; this loop only
 /// calls Consul, draws the jitter, logs and sleeps.

@@ -8,6 +8,9 @@
 //! handshake timeout for clients that connect and send no HTTP/2 preface (or TLS ClientHello).
 //! With TLS (`tls`, `identity`), the certificates follow their files while serving, and a
 //! plaintext health-only listener, when configured, is what Consul's check dials (`server`).
+//! From bind on it follows the facility's control state (halts, locks: `control`), and waits
+//! a moment for its first read before it says it listens; the registration carries the card's
+//! revision and, when the served agent enforces the state, `Meta.controls`.
 //!
 //! Owns that lifecycle, driving `drain_window`'s decision of how long the drain lasts; what the
 //! agent does is the author's, what Consul's JSON looks like is `consul`'s.
@@ -25,111 +28,35 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+use super::control::{Control, Locks};
 use super::drain::Drain;
 use super::identity::Identity;
-use super::registration::{self, CheckSettings};
+use super::registration;
 use super::services::{RequestGuard, Services};
-use super::tasks::{codes, TaskTable, TaskTableConfig};
+use super::tasks::{codes, TaskTable};
 use super::Instance;
-use beamline_consul::{ConsulClient, ConsulConfig, Deregistered};
+use beamline_consul::control::ControlWatch;
+use beamline_consul::{ConsulClient, Deregistered};
 use beamline_contract::address::host_port;
 use beamline_contract::proto::beamline_agent_server::{BeamlineAgent, BeamlineAgentServer};
-use beamline_tls::{Reloading, ServerFiles};
+use beamline_contract::proto::DescribeRequest;
+use beamline_tls::Reloading;
 use drain_window::{DrainWindow, Step};
 
+pub use config::{AgentConfig, AgentError};
+
+mod config;
 mod drain_window;
 mod server;
 /// How long the streams of tasks failed at the drain timeout get to carry their last event out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Descriptors not given to connections: Consul, logs, what the agent's own code opens.
 const DESCRIPTORS_KEPT: u64 = 64;
-
-/// How one agent instance runs.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    pub listen: SocketAddr,
-    /// `host:port` Consul and callers dial; required when `listen` is 0.0.0.0 or ::.
-    pub advertise: Option<(String, u16)>,
-    pub consul: ConsulConfig,
-    pub check: CheckSettings,
-    /// How often the registration is confirmed (and restored if gone).
-    pub keepalive: Duration,
-    /// The least time non-Execute calls are still served after deregistration, so discovery
-    /// sees the instance leave before it stops answering.
-    pub drain_grace: Duration,
-    /// The most time in-flight calls and running tasks get before they are failed.
-    pub drain_timeout: Duration,
-    /// The most time the gRPC server gets to close its connections at the end.
-    pub stop_timeout: Duration,
-    pub tasks: TaskTableConfig,
-    /// The largest request message accepted; a larger one is RESOURCE_EXHAUSTED.
-    pub max_message_bytes: usize,
-    /// Consul tags added to the framework's own (`beamline-agent`).
-    pub tags: Vec<String>,
-    /// Consul Meta added to the framework's own keys (which win: see `wire::meta::RESERVED`).
-    pub meta: std::collections::BTreeMap<String, String>,
-    /// The listener's connection cap and handshake timeout (4096, 10 s). At bind,
-    /// `BEAMLINE_MESH_MAX_CONNECTIONS` and `BEAMLINE_MESH_HANDSHAKE_TIMEOUT` override them, and
-    /// the cap is lowered to fit the descriptor limit.
-    pub connections: beamline_listen::Limits,
-    /// Serve gRPC over TLS with these files (with a client CA: mutual TLS); none: plaintext.
-    pub tls: Option<ServerFiles>,
-    /// How often the TLS files are looked at for a renewal (5 s).
-    pub tls_reload_every: Duration,
-    /// Also serve gRPC health alone, in plaintext, here; the Consul check then dials its port.
-    pub health_listen: Option<SocketAddr>,
-}
-
-impl AgentConfig {
-    pub fn new(listen: SocketAddr, consul: ConsulConfig) -> AgentConfig {
-        AgentConfig {
-            listen,
-            advertise: None,
-            consul,
-            check: CheckSettings::default(),
-            keepalive: Duration::from_secs(3),
-            drain_grace: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(30),
-            stop_timeout: Duration::from_secs(5),
-            tasks: TaskTableConfig::default(),
-            max_message_bytes: 4 * 1024 * 1024,
-            tags: Vec::new(),
-            meta: Default::default(),
-            connections: beamline_listen::Limits::default(),
-            tls: None,
-            tls_reload_every: Duration::from_secs(5),
-            health_listen: None,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(
-        "--listen {0} is a wildcard address, which Consul refuses as a service address; \
-         pass --advertise HOST:PORT"
-    )]
-    NeedsAdvertise(SocketAddr),
-    #[error("gRPC reflection: {0}")]
-    Reflection(String),
-    /// A flag or setting that cannot work, naming it.
-    #[error("{0}")]
-    Flag(String),
-    #[error(transparent)]
-    Capability(#[from] crate::capabilities::CapabilityError),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-    #[error(transparent)]
-    Limits(#[from] beamline_listen::LimitsError),
-    /// TLS files that cannot be used, naming the flag.
-    #[error(transparent)]
-    Tls(#[from] beamline_tls::TlsError),
-}
+/// How long bind waits for the control state's first read: a reachable Consul answers in
+/// milliseconds, so a caller who sees the listening line is not refused actuating work for a
+/// state not yet read; an unreachable one does not hold the start up (actuating work is then
+/// refused until it answers).
+const FIRST_CONTROL_READ: Duration = Duration::from_secs(2);
 
 /// A bound, not yet serving, agent instance.
 pub struct AgentRuntime {
@@ -142,6 +69,10 @@ pub struct AgentRuntime {
     drain: Drain,
     tls: Option<Arc<Reloading<ServerConfig>>>,
     health: Option<(TcpListener, SocketAddr)>,
+    consul: ConsulClient,
+    /// The follower of the control state; it stops when serve() returns.
+    control_watch: ControlWatch,
+    control: Control,
 }
 
 impl AgentRuntime {
@@ -173,6 +104,17 @@ impl AgentRuntime {
             .clone()
             .unwrap_or_else(|| (local.ip().to_string(), local.port()));
         let tasks = TaskTable::new(instance.instance_id.clone(), config.tasks.clone());
+        let consul = ConsulClient::new(config.consul.clone());
+        // Only over mutual TLS can the agent tell a lock's holder from anyone else.
+        let locks = match &config.tls {
+            Some(files) if files.client_ca.is_some() => Locks::Enforced,
+            _ => Locks::AtGateway,
+        };
+        let (control_watch, control) =
+            Control::follow(consul.clone(), instance.beamline.to_string(), locks);
+        if !control.first_read(&consul, FIRST_CONTROL_READ).await {
+            warn!("the control state (halts, locks) is not read yet: actuating work is refused until it is");
+        }
         Ok(AgentRuntime {
             instance,
             config,
@@ -183,7 +125,16 @@ impl AgentRuntime {
             drain: Drain::default(),
             tls,
             health,
+            consul,
+            control_watch,
+            control,
         })
+    }
+
+    /// The agent's handle on the facility's halts and locks: hand it to the service that
+    /// enforces them (`AgentService::with_control`).
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 
     pub fn instance(&self) -> &Instance {
@@ -226,8 +177,24 @@ impl AgentRuntime {
             drain,
             tls,
             health: health_listener,
+            consul,
+            control_watch,
+            control,
             ..
         } = self;
+        // Held until serve() returns: dropping it stops the follower.
+        let _control_watch = control_watch;
+        // What Describe says, before the agent is handed to the server.
+        let card_revision = match agent
+            .describe(tonic::Request::new(DescribeRequest {}))
+            .await
+        {
+            Ok(card) => Some(card.into_inner().card_revision),
+            Err(status) => {
+                warn!(%status, "Describe failed: registering without Meta.card_revision");
+                None
+            }
+        };
         let agent_name = <BeamlineAgentServer<A> as NamedService>::NAME;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health
@@ -285,14 +252,18 @@ impl AgentRuntime {
             ))
         });
 
-        let consul = ConsulClient::new(config.consul.clone());
-        let registration = registration::registration(
+        let mut registration = registration::registration(
             &instance,
             &advertise.0,
             advertise.1,
             &check,
             &config.tags,
             &config.meta,
+        );
+        registration::advertise(
+            &mut registration,
+            card_revision.as_deref(),
+            control.is_enforced(),
         );
         let stop_keepalive = CancellationToken::new();
         let keepalive = tokio::spawn(registration::keep_registered(

@@ -4,17 +4,26 @@
 //! runtime's table; GetTask, Subscribe and Cancel are the table's. Authors write capabilities,
 //! never these five RPCs.
 //!
+//! With the runtime's [`Control`] (`with_control`), an admitted actuating Execute is also
+//! checked against the facility's halts and locks before its task starts, a Cancel of a
+//! running actuating task against the locks, and running actuating tasks end when a halt
+//! arrives (`control` decides; this module says which capabilities actuate). Without it (a
+//! service built for a test), nothing is halted or locked.
+//!
 //! Owns the order of the checks before a task exists (capability, schema, idempotency key,
-//! admission); it must not know about Consul, health or draining (the runtime wraps it).
+//! admission, halts and locks); it must not know about Consul, health or draining (the
+//! runtime wraps it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use crate::capabilities::Capabilities;
 use crate::capability::{Admit, Call, Declared};
+use crate::control::{Actuating, Control};
 use crate::identity::Caller;
-use crate::tasks::{TaskEventStream, TaskTable};
+use crate::tasks::{is_terminal, TaskEventStream, TaskTable};
 use crate::Instance;
 use beamline_contract::proto::beamline_agent_server::BeamlineAgent;
 use beamline_contract::proto::{
@@ -28,6 +37,9 @@ pub struct AgentService {
     capabilities: Capabilities,
     admit: HashMap<String, Box<dyn Admit>>,
     tasks: TaskTable,
+    /// The halts and locks this service enforces, if it was given them.
+    control: Option<Control>,
+    actuating: Actuating,
 }
 
 impl AgentService {
@@ -45,12 +57,29 @@ impl AgentService {
             specs.push(d.spec);
         }
         let capabilities = Capabilities::new(specs)?;
+        let actuating: HashSet<String> = capabilities
+            .describe()
+            .into_iter()
+            .filter(|c| c.actuating)
+            .map(|c| c.name)
+            .collect();
         Ok(AgentService {
             card: capabilities.card(instance),
             capabilities,
             admit,
             tasks,
+            control: None,
+            actuating: Arc::new(move |name: &str| actuating.contains(name)),
         })
+    }
+
+    /// This service enforcing the halts and locks of `control` (the runtime's:
+    /// `AgentRuntime::control`): from now on a halt ends its running actuating tasks, and its
+    /// registration says it enforces them (`Meta.controls`). Call inside a Tokio runtime.
+    pub fn with_control(mut self, control: Control) -> AgentService {
+        control.enforce_halts(self.tasks.clone(), self.actuating.clone());
+        self.control = Some(control);
+        self
     }
 
     /// The task table the service runs its tasks in.
@@ -81,14 +110,29 @@ impl AgentService {
             .get(capability)
             .ok_or_else(|| Status::internal("a validated capability has no admission"))?;
         let call = Call::new(capability, key, metadata).with_caller(caller);
-        match admit.admit(json, &call) {
-            Ok(work) => self.tasks.execute(capability, params, key, work),
+        let work = match admit.admit(json, &call) {
+            Ok(work) => work,
             // A concurrent call with the same key may have started the task since.
-            Err(status) => match self.tasks.existing(capability, &params, key) {
-                Some(existing) => existing,
-                None => Err(status),
-            },
+            Err(status) => {
+                return match self.tasks.existing(capability, &params, key) {
+                    Some(existing) => existing,
+                    None => Err(status),
+                }
+            }
+        };
+        let actuating = (self.actuating)(capability);
+        if let (true, Some(control)) = (actuating, &self.control) {
+            // After admission, so that the call's own faults (a position past a motor's limit)
+            // are said first; the admitted work is dropped unrun, as when the table refuses it
+            // (draining, --max-tasks).
+            control.check_execute(caller)?;
         }
+        let started = self.tasks.execute(capability, params, key, work);
+        if let (true, Ok(_), Some(control)) = (actuating, &started, &self.control) {
+            // A halt that arrived since the check may have been swept before this task existed.
+            control.cancel_if_halted(&self.tasks, &self.actuating);
+        }
+        started
     }
 }
 
@@ -126,9 +170,14 @@ impl BeamlineAgent for AgentService {
     }
 
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Task>, Status> {
-        self.tasks
-            .cancel(&request.into_inner().task_id)
-            .map(Response::new)
+        let (_, extensions, request) = request.into_parts();
+        if let Some(control) = &self.control {
+            let task = self.tasks.get(&request.task_id)?;
+            if !is_terminal(task.state) && (self.actuating)(&task.capability) {
+                control.check_cancel(extensions.get::<Caller>())?;
+            }
+        }
+        self.tasks.cancel(&request.task_id).map(Response::new)
     }
 }
 

@@ -43,6 +43,9 @@ pub mod codes {
     pub const LIMIT: &str = "LIMIT";
     /// A bug or an unexpected condition in the agent.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The beamline (or every beamline) was halted while the task ran: it ended CANCELLED, the
+    /// message says who halted it, when and why.
+    pub const HALTED: &str = "HALTED";
 }
 
 /// A stream of task events as tonic serves it.
@@ -249,16 +252,43 @@ impl TaskTable {
 
     /// Ends every running task as FAILED with `code` (the drain deadline passed).
     pub fn fail_running(&self, code: &str, message: &str, retryable: bool) {
+        self.end_running(|_| true, TaskState::Failed, code, message, retryable);
+    }
+
+    /// Ends every running task whose capability `which` names as CANCELLED with `code` (not
+    /// retryable), and tells its work to stop; returns how many it ended. The task is ended
+    /// here, not when its work notices: a halt promises a bounded time, whatever the work does
+    /// (what it reports afterwards is ignored, as after a drain).
+    pub fn cancel_running(&self, which: impl Fn(&str) -> bool, code: &str, message: &str) -> usize {
+        self.end_running(which, TaskState::Cancelled, code, message, false)
+    }
+
+    fn end_running(
+        &self,
+        which: impl Fn(&str) -> bool,
+        state: TaskState,
+        code: &str,
+        message: &str,
+        retryable: bool,
+    ) -> usize {
         let mut st = self.inner.lock();
-        let cells: Vec<Arc<Cell>> = st.tasks.values().cloned().collect();
+        let cells: Vec<Arc<Cell>> = st
+            .tasks
+            .values()
+            .filter(|cell| which(&cell.capability))
+            .cloned()
+            .collect();
+        let mut ended = 0;
         for cell in cells {
-            let outcome = Outcome::failed(TaskState::Failed, code, message.into(), retryable);
+            let outcome = Outcome::failed(state, code, message.into(), retryable);
             if st.finish(&cell, outcome) {
                 cell.cancel.cancel();
+                ended += 1;
             }
         }
         self.inner.running.send_replace(st.running);
         st.evict();
+        ended
     }
 }
 

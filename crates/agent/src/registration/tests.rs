@@ -66,3 +66,36 @@ fn the_frameworks_tag_and_meta_come_first_and_win() {
     assert_eq!(r.meta[meta::INSTANCE_ID], "beamline-5-3-1-0123abcd");
     assert_eq!(r.id, "beamline-5-3-1-0123abcd");
 }
+
+#[test]
+fn the_card_revision_and_the_controls_enforced_are_advertised_and_win_over_the_teams() {
+    let extra = BTreeMap::from([
+        (meta::CARD_REVISION.to_string(), "forged".to_string()),
+        (meta::CONTROLS.to_string(), "none".to_string()),
+    ]);
+    let mut r = registration(
+        &instance(),
+        "10.0.0.5",
+        1,
+        &CheckSettings::default(),
+        &[],
+        &extra,
+    );
+    advertise(&mut r, Some("00ff00ff00ff00ff"), true);
+    assert_eq!(r.meta[meta::CARD_REVISION], "00ff00ff00ff00ff");
+    assert_eq!(r.meta[meta::CONTROLS], meta::CONTROLS_ENFORCED);
+
+    // An agent that enforces nothing (a service served without the control state) does not
+    // claim to, and a card that could not be read is not made up.
+    let mut r = registration(
+        &instance(),
+        "10.0.0.5",
+        1,
+        &CheckSettings::default(),
+        &[],
+        &BTreeMap::new(),
+    );
+    advertise(&mut r, None, false);
+    assert!(!r.meta.contains_key(meta::CARD_REVISION), "{:?}", r.meta);
+    assert!(!r.meta.contains_key(meta::CONTROLS), "{:?}", r.meta);
+}

@@ -7,6 +7,7 @@ use prost_types::Struct;
 use tokio::time::Instant;
 
 use super::*;
+use beamline_consul::ConsulConfig;
 use beamline_contract::proto::TaskState;
 
 fn config() -> AgentConfig {
