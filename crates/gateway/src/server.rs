@@ -1,7 +1,8 @@
 //! Serving the gateway: TLS at the door, the policy as tower layers composed with
 //! `ServiceBuilder` around the router — observe (metrics + access log, outermost, so rejections
-//! are counted too) → authenticate and authorize → rate-limit → route — and gRPC health and
-//! reflection beside it, outside the policy (probes carry no credential).
+//! are counted too) → authenticate and authorize → rate-limit → refuse actuating calls while
+//! halted or locked (`fleet::enforce`, after auth: the lock's rule needs the caller) → route —
+//! and gRPC health and reflection beside it, outside the policy (probes carry no credential).
 //!
 //! Owns the composition and the listeners (bounded by `beamline-listen`: a connection cap and a
 //! handshake timeout each); each layer's rules live in its own module.
@@ -19,6 +20,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::auth::{AuthLayer, Authenticator};
 use super::config::{ConfigError, PolicyConfig};
+use super::fleet::enforce::EnforceLayer;
 use super::fleet::{Facility, FleetService};
 use super::limits::RateLimitLayer;
 use super::observe::{GatewayMetrics, LineQueue, ObserveLayer};
@@ -197,10 +199,19 @@ pub async fn serve(
         .service(FleetServer::new(FleetService::new(
             options.facility.clone(),
         )));
+    // The mesh's message limit as the layer's bound on a message it reads. The gateway's
+    // `--max-message-bytes` does not reach here yet (GatewayOptions has no field for it): a
+    // larger configured limit still passes calls no refusal applies to, unread.
+    let enforce = EnforceLayer::new(
+        &options.facility,
+        mesh.clone(),
+        beamline_mesh_client::DEFAULT_MAX_MESSAGE_BYTES,
+    );
     let front = ServiceBuilder::new()
         .option_layer(observe)
         .option_layer(auth)
         .option_layer(limits)
+        .layer(enforce)
         .service(GatewayService::new(mesh));
 
     // The health listener stops with the gateway.

@@ -6,9 +6,11 @@
 //! are decided by their own modules from these facts).
 
 mod check;
+mod fleet_rpc;
 mod rpc;
 
 pub use check::CheckStatus;
+pub use fleet_rpc::FleetRpc;
 pub use rpc::Rpc;
 
 /// Metadata telling a caller the refused call never started (safe to send elsewhere): an agent

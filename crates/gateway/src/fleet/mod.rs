@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod control;
+pub mod enforce;
 
 use std::sync::Arc;
 

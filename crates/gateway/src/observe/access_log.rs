@@ -1,6 +1,7 @@
 //! The access log's line: one `tracing` event (target `access`) per call, with caller,
 //! beamline, method, capability, task id, instance, gRPC code, duration and start time as
-//! structured fields (`--log-format json` is the subscriber's choice).
+//! structured fields (`--log-format json` is the subscriber's choice), and last `refused`: why
+//! the gateway refused an actuating call (`halt`, `lock`, `unreadable`; empty otherwise).
 //!
 //! Owns the line's fields and their spelling; what a call's facts are is the observer's
 //! (`record`), and when lines are written off the call's path is the queue's (`line_queue`).
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tonic::Code;
 
 use super::code_name;
+use crate::fleet::enforce::RefusedBy;
 use crate::limits::ANONYMOUS;
 
 /// The `tracing` target of access log lines.
@@ -28,6 +30,8 @@ pub struct AccessLine {
     pub instance: Option<Arc<str>>,
     pub code: Code,
     pub duration: Duration,
+    /// The gateway refused the call: halted, locked, or the control state unreadable.
+    pub refused: Option<RefusedBy>,
 }
 
 impl AccessLine {
@@ -46,6 +50,7 @@ impl AccessLine {
             instance = self.instance.as_deref().unwrap_or(""),
             code = code_name(self.code),
             duration_ms,
+            refused = self.refused.map_or("", RefusedBy::as_str),
             "call"
         );
     }

@@ -57,6 +57,13 @@ pub(super) struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RefusalLabels {
+    pub(super) beamline: String,
+    /// `halt`, `lock` or `unreadable`.
+    pub(super) reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct CodeLabels {
     pub(super) code: String,
 }
@@ -77,6 +84,7 @@ impl GatewayMetrics {
         let in_flight = Family::<BeamlineLabels, Gauge>::default();
         let rate_limited = Family::<LimitLabels, Counter>::default();
         let auth_rejected = Family::<CodeLabels, Counter>::default();
+        let refusals = Family::<RefusalLabels, Counter>::default();
         let instances = Family::<BeamlineLabels, Gauge>::default();
         let healthy_instances = Family::<BeamlineLabels, Gauge>::default();
         let routable_instances = Family::<BeamlineLabels, Gauge>::default();
@@ -91,6 +99,9 @@ impl GatewayMetrics {
         registry.register("rate_limited", help, rate_limited.clone());
         let help = "Calls refused by authentication or authorization, by gRPC code";
         registry.register("auth_rejections", help, auth_rejected.clone());
+        let help = "Actuating calls refused FAILED_PRECONDITION by beamline and reason: a halt, \
+                    a lock held by another caller, or the control state unreadable";
+        registry.register("refusals", help, refusals.clone());
         let help = "Registered instances per beamline the mesh routes";
         registry.register("instances", help, instances.clone());
         let help = "Healthy (all checks passing) instances per beamline the mesh routes";
@@ -107,6 +118,7 @@ impl GatewayMetrics {
             in_flight,
             rate_limited,
             auth_rejected,
+            refusals,
             instances,
             healthy_instances,
             routable_instances,

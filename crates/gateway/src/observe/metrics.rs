@@ -1,6 +1,8 @@
 //! The gateway's Prometheus metrics (prometheus-client): calls by beamline, method, capability
-//! and gRPC code; latency; calls in flight; rate-limit and auth rejections; and, computed at
-//! scrape time from the mesh, instances per beamline and discovery updates.
+//! and gRPC code (the Fleet RPCs by name too: halts, resumes, locks, unlocks); latency; calls in
+//! flight; rate-limit and auth rejections; actuating calls refused by a halt, a lock or an
+//! unreadable control state; and, computed at scrape time from the mesh, instances per beamline
+//! and discovery updates.
 //!
 //! Calls are recorded when they end (see [`super::ObserveLayer`], the one call-end observer that
 //! feeds both this and the access log), so a stream counts with its final code and duration.
@@ -25,12 +27,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tonic::Code;
 
+use crate::fleet::enforce::RefusedBy;
 use crate::limits::Scope;
-use beamline_contract::wire::Rpc;
+use beamline_contract::wire::{FleetRpc, Rpc};
 
 use super::code_name;
 use super::exposition::{
     beamline_labels, BeamlineLabels, CallLabels, CodeLabels, LimitLabels, MethodLabels,
+    RefusalLabels,
 };
 
 /// Distinct beamlines and capabilities kept as label values before `_other`.
@@ -109,6 +113,7 @@ pub struct GatewayMetrics {
     pub(super) in_flight: Family<BeamlineLabels, Gauge>,
     pub(super) rate_limited: Family<LimitLabels, Counter>,
     pub(super) auth_rejected: Family<CodeLabels, Counter>,
+    pub(super) refusals: Family<RefusalLabels, Counter>,
     pub(super) instances: Family<BeamlineLabels, Gauge>,
     pub(super) healthy_instances: Family<BeamlineLabels, Gauge>,
     pub(super) routable_instances: Family<BeamlineLabels, Gauge>,
@@ -194,6 +199,16 @@ impl GatewayMetrics {
         self.rate_limited.get_or_create(&labels).inc();
     }
 
+    /// The enforcement layer refused an actuating call (`beamline_label` from
+    /// [`GatewayMetrics::call_started`]).
+    pub fn refused(&self, beamline_label: &str, by: RefusedBy) {
+        let labels = RefusalLabels {
+            beamline: beamline_label.to_string(),
+            reason: by.as_str().to_string(),
+        };
+        self.refusals.get_or_create(&labels).inc();
+    }
+
     /// Calls and errors per beamline since start.
     pub fn totals(&self) -> BTreeMap<String, CallTotals> {
         let totals = self.totals.read().unwrap_or_else(|e| e.into_inner());
@@ -221,9 +236,13 @@ impl GatewayMetrics {
     }
 }
 
-/// The label of a method: an RPC of `beamline.v1.BeamlineAgent`, or `_other`.
+/// The label of a method: an RPC of `beamline.v1.BeamlineAgent` or of `beamline.v1.Fleet`
+/// (their names differ), or `_other`.
 fn method_label(method: &str) -> &'static str {
-    Rpc::of_name(method).map_or(OTHER, Rpc::name)
+    match Rpc::of_name(method) {
+        Some(rpc) => rpc.name(),
+        None => FleetRpc::of_name(method).map_or(OTHER, FleetRpc::name),
+    }
 }
 
 #[cfg(test)]

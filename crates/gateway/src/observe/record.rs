@@ -20,6 +20,7 @@ use super::access_log::AccessLine;
 use super::metrics::{CallEnd, GatewayMetrics};
 use super::LogTo;
 use crate::caller::{method_of, Caller};
+use crate::fleet::enforce::{Refused, RefusedBy};
 use beamline_contract::wire::Rpc;
 use beamline_mesh_client::{CallFacts, ServedBy};
 
@@ -44,6 +45,7 @@ pub(super) struct CallRecord {
     facts: CallFacts,
     instance: Option<Arc<str>>,
     code: Code,
+    refused: Option<RefusedBy>,
 }
 
 impl CallRecord {
@@ -73,10 +75,12 @@ impl CallRecord {
             facts: CallFacts::default(),
             instance: None,
             code: Code::Cancelled,
+            refused: None,
         }
     }
 
-    /// What the response's extensions tell: the caller, the mesh's facts, the instance.
+    /// What the response's extensions tell: the caller, the mesh's facts, the instance, a
+    /// refusal by halt or lock.
     pub(super) fn learn(&mut self, extensions: &http::Extensions) {
         if let Some(caller) = extensions.get::<Caller>() {
             self.caller = Some(caller.name.clone());
@@ -85,6 +89,7 @@ impl CallRecord {
             self.facts = facts.clone();
         }
         self.instance = extensions.get::<ServedBy>().map(|s| s.0.clone());
+        self.refused = extensions.get::<Refused>().map(|r| r.by);
     }
 
     /// Ends the call with `code` and reports it.
@@ -105,6 +110,9 @@ impl Drop for CallRecord {
                 duration,
                 reached_agent: self.instance.is_some(),
             });
+            if let Some(by) = self.refused {
+                metrics.refused(&self.beamline_label, by);
+            }
         }
         let Some(log) = &self.log else {
             return;
@@ -119,6 +127,7 @@ impl Drop for CallRecord {
             instance: self.instance.take(),
             code: self.code,
             duration,
+            refused: self.refused,
         };
         match log {
             LogTo::Inline => line.emit(),

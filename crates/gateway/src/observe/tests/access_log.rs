@@ -22,7 +22,7 @@ use beamline_mesh_client::{CallFacts, ServedBy};
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -36,7 +36,7 @@ impl Write for Captured {
 
 impl Captured {
     /// The JSON lines written so far.
-    fn lines(&self) -> Vec<serde_json::Value> {
+    pub(super) fn lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -44,7 +44,7 @@ impl Captured {
     }
 }
 
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+pub(super) fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -54,7 +54,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     (captured, tracing::subscriber::set_default(subscriber))
 }
 
-fn request(path: &str, beamline: &str) -> http::Request<Body> {
+pub(super) fn request(path: &str, beamline: &str) -> http::Request<Body> {
     http::Request::builder()
         .uri(path)
         .header(header::BEAMLINE, beamline)
