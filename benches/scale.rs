@@ -5,10 +5,10 @@
 //!
 //! - a registry (`registry --listen 127.0.0.1:0`, the release binary);
 //! - the agents: real SDK agents (`beamline_mesh::agent::Agent`, one read-only capability, the
-//!   default gRPC health check every 2 s and keep-alive every 3 s), up to `AGENTS_PER_PROCESS`
-//!   per process in one Tokio runtime: this bench re-executed with `--serve-agents N --first K
-//!   --consul ADDR`. Agent `i` serves beamline `9.<i/100>.<i%100>` on its own 127.0.0.1:0 port
-//!   and registers itself in the registry, as `beamline-mesh agent` does;
+//!   default gRPC health check every 2 s and keep-alive every 3 s), up to 250 per process in one
+//!   Tokio runtime (`support::agents`: this bench re-executed with `--serve-agents`). Agent `i`
+//!   serves beamline `9.<i/100>.<i%100>` on its own 127.0.0.1:0 port and registers itself in
+//!   the registry, as `beamline-mesh agent` does;
 //! - once every agent is passing in the registry (`/v1/health/state/passing`), the gateway,
 //!   started with the policed gateway's flags of the mesh bench (`--auth-file` with one operator
 //!   caller, `--allow-plaintext`, `--metrics-listen`) and a hard and soft limit of 1,024 open
@@ -53,25 +53,18 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 use tonic::Request;
 
-use beamline_mesh::agent::{Agent, AgentFlags, AgentRuntime, Instance, NoParams, ReadOnly};
-use beamline_mesh::beamline::BeamlineId;
 use beamline_mesh::gateway::auth::sha256_hex;
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
 use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 
+use support::agents::{self, beamline, PREFIX};
 use support::{load_average, tcp_sockets_of, tcp_table, verdict, Proc};
 
 const COMMAND: &str = "cargo bench --bench scale";
-const SERVE_AGENTS: &str = "--serve-agents";
 
 /// Beamlines (one agent instance each) of the two cases, run in this order.
 const CASES: [usize; 2] = [100, 1_000];
-/// Agents hosted by one helper process (one Tokio runtime).
-const AGENTS_PER_PROCESS: usize = 250;
-const AGENT_VERSION: &str = "scale-bench";
-/// The Consul service names of the bench's beamlines (`9.x.y` → `beamline-9-x-y`).
-const PREFIX: &str = "beamline-9-";
 
 const API_KEY: &str = "bench-key-4f9c2e7a1d8b6035";
 const BEARER: &str = "Bearer bench-key-4f9c2e7a1d8b6035";
@@ -96,8 +89,8 @@ const GOAL_TIME_WAIT: usize = 1_000;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == SERVE_AGENTS) {
-        return serve_agents(&args);
+    if agents::asked_to_serve(&args) {
+        return agents::serve(&args);
     }
     if !support::invoked_as_bench("scale", COMMAND) {
         return Ok(());
@@ -122,74 +115,6 @@ fn main() -> Result<()> {
     println!("\nload average at the end: {}", load_average());
     Ok(())
 }
-
-fn beamline(i: usize) -> String {
-    format!("9.{}.{}", i / 100, i % 100)
-}
-
-fn flag_value<'a>(args: &'a [String], flag: &str) -> Result<&'a str> {
-    let at = args
-        .iter()
-        .position(|a| a == flag)
-        .context(flag.to_string())?;
-    args.get(at + 1)
-        .map(String::as_str)
-        .with_context(|| format!("{flag} needs a value"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The agents' process: `--serve-agents N --first K --consul ADDR`
-// ---------------------------------------------------------------------------------------------
-
-/// Binds agents `K..K+N`, serves and registers each, prints one listening line, and serves until
-/// it is killed.
-fn serve_agents(args: &[String]) -> Result<()> {
-    let count: usize = flag_value(args, SERVE_AGENTS)?.parse()?;
-    let first: usize = flag_value(args, "--first")?.parse()?;
-    let consul = flag_value(args, "--consul")?.to_string();
-    beamline_mesh::registry::rlimit::raise_nofile_limit()?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter("warn")
-        .init();
-    support::runtime()?.block_on(async move {
-        let mut first_addr = None;
-        for i in first..first + count {
-            let mut flags = AgentFlags::new(BeamlineId::parse(&beamline(i))?);
-            flags.consul = Some(consul.clone());
-            let instance = Instance::new(flags.beamline.clone(), AGENT_VERSION);
-            let runtime = AgentRuntime::bind(instance, flags.config()?).await?;
-            first_addr.get_or_insert(runtime.local_addr());
-            let service = Agent::new(AGENT_VERSION)
-                .capability(
-                    "read_status",
-                    "Reads the beamline's status",
-                    ReadOnly,
-                    |_: NoParams, task| async move {
-                        task.complete(serde_json::json!({ "status": "ok" }))
-                    },
-                )
-                .service(runtime.instance(), runtime.tasks())?;
-            tokio::spawn(async move {
-                if let Err(e) = runtime.serve(service, std::future::pending()).await {
-                    eprintln!("agent {}: {e}", beamline(i));
-                }
-            });
-        }
-        let first_addr = first_addr.context("no agents")?;
-        println!(
-            "agents {}..{} listening on {first_addr}",
-            beamline(first),
-            beamline(first + count - 1)
-        );
-        std::future::pending::<()>().await;
-        Ok::<(), anyhow::Error>(())
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// One case
-// ---------------------------------------------------------------------------------------------
 
 /// What one case measured.
 struct Case {
@@ -240,20 +165,7 @@ async fn run_case(beamlines: usize) -> Result<Case> {
         .context("registry port")?;
 
     let started = Instant::now();
-    let mut agents = Vec::new();
-    for first in (0..beamlines).step_by(AGENTS_PER_PROCESS) {
-        let count = AGENTS_PER_PROCESS.min(beamlines - first);
-        let mut command = support::this_bench()?;
-        command.args([
-            SERVE_AGENTS,
-            &count.to_string(),
-            "--first",
-            &first.to_string(),
-        ]);
-        command.args(["--consul", &consul]);
-        support::die_with_parent(&mut command);
-        agents.push(Proc::start("agents", command)?);
-    }
+    let agents = agents::spawn(beamlines, 1, &consul)?;
     let http = support::http(REQUEST_TIMEOUT)?;
     support::wait_passing_count(&http, &base, PREFIX, beamlines, PASSING_DEADLINE)
         .await

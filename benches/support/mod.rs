@@ -1,12 +1,13 @@
 //! What the benchmarks share: child processes of the release binary (started with a deadline on
 //! their listening line, killed and reaped on drop), `/proc` readings (memory, CPU time, where
 //! the resident pages are), percentiles, the report's header lines, a bounded wait for a
-//! service to be passing in the registry, CPU placement (`sched_setaffinity`) and a
-//! byte-copying TCP proxy (`tcp_proxy`).
+//! service to be passing in the registry, CPU placement (`sched_setaffinity`), a byte-copying
+//! TCP proxy (`tcp_proxy`) and a fleet of real SDK agents in a few processes (`agents`).
 //!
 //! Each bench includes this file with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod tcp_proxy;
 
 use std::fs::File;
