@@ -11,6 +11,7 @@
 mod calls;
 mod oneshot;
 mod registration;
+mod sdk;
 
 // Tests reach these as `support::agent::NAME`; a binary that uses none of one file's items must
 // not warn.
@@ -20,6 +21,8 @@ pub use calls::*;
 pub use oneshot::*;
 #[allow(unused_imports)]
 pub use registration::*;
+#[allow(unused_imports)]
+pub use sdk::*;
 
 use std::fs::File;
 use std::net::SocketAddr;
