@@ -171,7 +171,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 .context("--metrics-listen")?;
             let stop_metrics = super::shutdown_signal();
             println!("metrics listening on http://{bound}");
-            let router = status::router(metrics.clone(), mesh.clone());
+            let router = status::router(metrics.clone(), mesh.clone(), facility.clone());
             Some(tokio::spawn(status::serve(listener, router, stop_metrics)))
         }
         None => None,

@@ -1,5 +1,7 @@
-//! The status page and its routes: what it shows is escaped, and page, JSON and metrics are
-//! served.
+//! The routes: page, JSON and metrics are served from the mesh, the Facility and the totals;
+//! rates come from the sampled window; `?filter=` hides rows; the server stops on shutdown.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
@@ -9,6 +11,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::observe::CallEnd;
 use crate::tests::mesh;
+use beamline_consul::ConsulConfig;
 use beamline_contract::beamline::BeamlineId;
 
 fn call(metrics: &GatewayMetrics, beamline: &str, code: Code) {
@@ -21,6 +24,21 @@ fn call(metrics: &GatewayMetrics, beamline: &str, code: Code) {
         duration: Duration::from_millis(1),
         reached_agent: true,
     });
+}
+
+/// A Facility over a Consul nobody answers at: an empty catalog, an unreadable control state.
+fn facility(mesh: &Mesh) -> Facility {
+    Facility::start(mesh, ConsulConfig::new("127.0.0.1:9").unwrap())
+}
+
+fn state(metrics: Arc<GatewayMetrics>) -> StatusState {
+    let mesh = mesh();
+    StatusState {
+        metrics,
+        facility: facility(&mesh),
+        mesh,
+        window: Window::default(),
+    }
 }
 
 async fn get(router: &Router, path: &str, accept: Option<&str>) -> (String, String) {
@@ -42,50 +60,6 @@ async fn get(router: &Router, path: &str, accept: Option<&str>) -> (String, Stri
     (content_type, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
-#[test]
-fn escape_covers_the_html_specials() {
-    assert_eq!(
-        escape(r#"<a href="x">'&'</a>"#),
-        "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-    );
-}
-
-#[test]
-fn the_page_escapes_what_it_shows_and_refreshes_itself() {
-    let view = StatusView {
-        window_secs: Some(30.0),
-        discovery_updates: 3,
-        beamlines: vec![BeamlineView {
-            beamline: "5.3.1".into(),
-            state: "routed",
-            instances: vec![InstanceView {
-                id: "<script>alert(1)</script>".into(),
-                address: "10.0.0.1:5000\"".into(),
-                healthy: false,
-                passing: true,
-                routable: false,
-            }],
-            calls_total: 10,
-            errors_total: 1,
-            calls_per_sec: Some(0.5),
-            errors_per_sec: Some(0.0),
-        }],
-    };
-    let html = render_page(&view);
-    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    assert!(!html.contains("<script>"));
-    assert!(html.contains("10.0.0.1:5000&quot;"));
-    assert!(html.contains("0/1 healthy"));
-    // Passing in Consul but not used by the balancer is not "healthy" on the page.
-    assert!(html.contains("passing in Consul, not routable"));
-    assert!(html.contains("0.50/s"));
-    assert!(
-        !html.contains("http://") && !html.contains("https://"),
-        "no external assets"
-    );
-}
-
 #[tokio::test]
 async fn the_routes_serve_the_page_json_and_metrics() {
     let metrics = Arc::new(GatewayMetrics::new());
@@ -93,24 +67,32 @@ async fn the_routes_serve_the_page_json_and_metrics() {
     mesh.warm(&BeamlineId::parse("5.3.1").unwrap()).unwrap();
     call(&metrics, "5.3.1", Code::Ok);
     call(&metrics, "7.0.1", Code::Unavailable);
-    let router = router(metrics, mesh);
+    let router = router(metrics, mesh.clone(), facility(&mesh));
 
     let (content_type, html) = get(&router, "/", None).await;
     assert!(content_type.starts_with("text/html"));
     assert!(
-        html.contains("<b>5.3.1</b>") && html.contains("pending"),
+        html.contains("data-beamline=\"5.3.1\"") && html.contains("pending"),
         "{html}"
     );
     assert!(
-        html.contains("<b>7.0.1</b>") && html.contains("idle"),
+        html.contains("data-beamline=\"7.0.1\"") && html.contains("idle"),
         "{html}"
     );
+    // Consul at 127.0.0.1:9 never answers: the control state is unreadable, and the page says so.
+    assert!(html.contains("Halt and lock state unreadable"), "{html}");
 
     let (_, json) = get(&router, "/status.json", None).await;
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     let beamlines = json["beamlines"].as_array().unwrap();
     assert_eq!(beamlines[0]["beamline"], "5.3.1");
     assert_eq!(beamlines[1]["errors_total"], 1);
+    assert_eq!(json["totals"]["beamlines"], 2);
+    assert_eq!(json["fleet_halt"], serde_json::Value::Null);
+    assert!(json["control_unreadable"].is_string(), "{json}");
+    for field in ["attention", "halt", "lock", "card", "card_error"] {
+        assert!(beamlines[0].get(field).is_some(), "no {field} in {json}");
+    }
 
     let (content_type, text) = get(&router, "/metrics", None).await;
     assert_eq!(content_type, PROMETHEUS_CONTENT_TYPE);
@@ -122,16 +104,32 @@ async fn the_routes_serve_the_page_json_and_metrics() {
 }
 
 #[tokio::test]
+async fn a_filter_in_the_query_hides_the_rows_it_does_not_match() {
+    let metrics = Arc::new(GatewayMetrics::new());
+    call(&metrics, "5.3.1", Code::Ok);
+    call(&metrics, "10.0.1", Code::Ok);
+    let mesh = mesh();
+    let router = router(metrics, mesh.clone(), facility(&mesh));
+    let (_, html) = get(&router, "/?filter=10.0", None).await;
+    assert!(html.contains("value=\"10.0\""), "{html}");
+    assert!(html.contains("showing 1 of 2"), "{html}");
+    let row = |id: &str| {
+        let at = html.find(&format!("data-beamline=\"{id}\"")).unwrap();
+        html[at..].split('>').next().unwrap().to_string()
+    };
+    assert!(row("5.3.1").ends_with(" hidden"), "{}", row("5.3.1"));
+    assert!(!row("10.0.1").contains("hidden"), "{}", row("10.0.1"));
+    // Odd queries are read as text, never refused (`get` asserts 200).
+    get(&router, "/?filter=%FF%ZZ&filter&x=1", None).await;
+}
+
+#[tokio::test]
 async fn rates_are_the_change_since_the_oldest_sample_kept() {
     let metrics = Arc::new(GatewayMetrics::new());
-    let state = StatusState {
-        metrics: metrics.clone(),
-        mesh: mesh(),
-        window: Mutex::new(VecDeque::new()),
-    };
+    let state = state(metrics.clone());
     assert_eq!(state.view().window_secs, None, "no baseline at first");
     // Pretend the first sample was taken 10 s ago, before 20 calls (5 failed).
-    state.window.lock().unwrap()[0].at = Instant::now() - Duration::from_secs(10);
+    state.window.samples.lock().unwrap()[0].at = Instant::now() - Duration::from_secs(10);
     for i in 0..20 {
         let code = if i < 5 { Code::Internal } else { Code::Ok };
         call(&metrics, "5.3.1", code);
@@ -142,11 +140,16 @@ async fn rates_are_the_change_since_the_oldest_sample_kept() {
     let b = &view.beamlines[0];
     assert!((b.calls_per_sec.unwrap() - 20.0 / secs).abs() < 1e-9);
     assert!((b.errors_per_sec.unwrap() - 5.0 / secs).abs() < 1e-9);
+    assert_eq!(view.totals.calls_per_sec, b.calls_per_sec);
+    assert!(b.attention.contains(&Attention::Erroring));
     // Samples older than the window go, but the newest of them stays as the baseline.
-    state.window.lock().unwrap()[0].at = Instant::now() - Duration::from_secs(100);
-    state.window.lock().unwrap()[1].at = Instant::now() - Duration::from_secs(40);
+    {
+        let mut samples = state.window.samples.lock().unwrap();
+        samples[0].at = Instant::now() - Duration::from_secs(100);
+        samples[1].at = Instant::now() - Duration::from_secs(40);
+    }
     state.sample();
-    let window = state.window.lock().unwrap();
+    let window = state.window.samples.lock().unwrap();
     assert!(window.len() >= 2 && window[0].at.elapsed() < Duration::from_secs(41));
 }
 
@@ -155,7 +158,12 @@ async fn serve_stops_on_shutdown() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = router(Arc::new(GatewayMetrics::new()), mesh());
+    let mesh = mesh();
+    let router = router(
+        Arc::new(GatewayMetrics::new()),
+        mesh.clone(),
+        facility(&mesh),
+    );
     let server = tokio::spawn(serve(listener, router, async {
         let _ = stopped.await;
     }));
