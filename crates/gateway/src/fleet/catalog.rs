@@ -129,17 +129,8 @@ impl Catalog {
     /// Whether `capability` of `beamline` actuates, as far as its last card says (a lookup in
     /// the current view: no allocation).
     pub fn capability(&self, beamline: &str, capability: &str) -> CapabilityKind {
-        self.published.with(|view| {
-            match view
-                .kinds
-                .get(beamline)
-                .and_then(|kinds| kinds.get(capability))
-            {
-                Some(true) => CapabilityKind::Actuating,
-                Some(false) => CapabilityKind::ReadOnly,
-                None => CapabilityKind::Unknown,
-            }
-        })
+        self.published
+            .with(|view| view.capability(beamline, capability))
     }
 
     /// Watchers following the catalog now.

@@ -21,6 +21,9 @@ use beamline_mesh_client::Mesh;
 use super::state::{CatalogState, Describe};
 use super::view::Published;
 
+/// The longest the loop sleeps for a lock's expiry before looking again.
+const MAX_SLEEP: Duration = Duration::from_secs(24 * 3600);
+
 /// How the learner describes.
 #[derive(Debug, Clone)]
 pub struct LearnSettings {
@@ -101,9 +104,11 @@ pub async fn run(
 /// The earlier of the next lock expiry and the next retry, as a monotonic instant.
 fn next_wake(state: &CatalogState) -> Option<Instant> {
     let wall = SystemTime::now();
-    // Past the expiry, never at it: a lock holds while `now < expires`.
+    // Past the expiry, never at it: a lock holds while `now < expires`. A day at most: an
+    // unreadable lock record never expires, and the wake costs nothing.
     let expiry = state.next_expiry(wall).map(|at| {
-        Instant::now() + at.duration_since(wall).unwrap_or_default() + Duration::from_millis(1)
+        let left = at.duration_since(wall).unwrap_or_default();
+        Instant::now() + left.min(MAX_SLEEP) + Duration::from_millis(1)
     });
     match (expiry, state.next_retry()) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -15,6 +15,8 @@ use beamline_contract::proto::{
     fleet_event, BeamlineEntry, FleetChange, FleetEvent, FleetSnapshot, HaltState,
 };
 
+use super::CapabilityKind;
+
 /// Each capability of a card by name: whether it actuates.
 pub type CardKinds = HashMap<String, bool>;
 
@@ -30,6 +32,19 @@ pub struct View {
 }
 
 impl View {
+    /// Whether `capability` of `beamline` actuates, as its card says (a lookup: no allocation).
+    pub fn capability(&self, beamline: &str, capability: &str) -> CapabilityKind {
+        match self
+            .kinds
+            .get(beamline)
+            .and_then(|kinds| kinds.get(capability))
+        {
+            Some(true) => CapabilityKind::Actuating,
+            Some(false) => CapabilityKind::ReadOnly,
+            None => CapabilityKind::Unknown,
+        }
+    }
+
     /// The visible part of the view as a snapshot message.
     pub fn snapshot(&self, visible: &dyn Fn(&str) -> bool) -> FleetSnapshot {
         FleetSnapshot {

@@ -9,6 +9,7 @@ use beamline_contract::proto::Capability;
 use beamline_mesh_client::discovery::{RegisteredInstance, Resolution};
 
 use super::*;
+use crate::fleet::catalog::CapabilityKind;
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
 
@@ -174,8 +175,18 @@ fn a_card_is_learnt_once_and_again_only_when_the_revisions_change() {
     );
     let view = s.take_view().unwrap();
     assert_eq!(view.entries[0].card.as_ref().unwrap().card_revision, "r1");
-    assert_eq!(view.kinds["5.3.1"].get("move"), Some(&true));
-    assert_eq!(view.kinds["5.3.1"].get("read"), Some(&false));
+    assert_eq!(view.capability("5.3.1", "move"), CapabilityKind::Actuating);
+    assert_eq!(view.capability("5.3.1", "read"), CapabilityKind::ReadOnly);
+    assert_eq!(
+        view.capability("5.3.1", "fly"),
+        CapabilityKind::Unknown,
+        "no such capability"
+    );
+    assert_eq!(
+        view.capability("7.0.1", "move"),
+        CapabilityKind::Unknown,
+        "no card"
+    );
 
     // Health changes: an INSTANCES change, no Describe.
     s.on_fleet(&one(false, &["r1", "r1"]), wall(1));
