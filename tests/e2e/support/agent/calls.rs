@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
-use beamline_mesh::proto::{ExecuteRequest, Task, TaskEvent, TaskState};
+use beamline_mesh::proto::{
+    AgentCard, DescribeRequest, ExecuteRequest, GetTaskRequest, Task, TaskEvent, TaskState,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 use tonic_health::pb::health_client::HealthClient;
@@ -32,6 +34,16 @@ impl AgentProc {
     /// A real tonic `BeamlineAgent` client over a fresh connection.
     pub async fn client(&self) -> BeamlineAgentClient<Channel> {
         BeamlineAgentClient::new(self.channel().await)
+    }
+
+    /// The agent's card (Describe over a fresh connection).
+    pub async fn card(&self) -> AgentCard {
+        self.client()
+            .await
+            .describe(DescribeRequest {})
+            .await
+            .expect("Describe")
+            .into_inner()
     }
 
     /// A real grpc.health.v1 client over a fresh connection.
@@ -67,6 +79,16 @@ pub fn task_of(event: &TaskEvent) -> &Task {
         .task
         .as_ref()
         .unwrap_or_else(|| panic!("event without a task: {event:?}"))
+}
+
+/// The task's snapshot now (GetTask); panics on an error.
+pub async fn get_task(client: &mut BeamlineAgentClient<Channel>, task_id: &str) -> Task {
+    let request = GetTaskRequest {
+        task_id: task_id.to_string(),
+    };
+    let task = client.get_task(request).await;
+    task.unwrap_or_else(|e| panic!("GetTask {task_id}: {e:?}"))
+        .into_inner()
 }
 
 pub fn state_of(event: &TaskEvent) -> TaskState {
