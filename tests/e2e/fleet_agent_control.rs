@@ -231,6 +231,8 @@ async fn a_halt_cancels_running_scans_of_its_beamline_while_monitoring_streams_o
     let (mut other_scan, other_id) =
         until_started(&mut there, "scan", long_scan("sample_y"), None).await;
 
+    // From before the write: its answer may come after the agent has acted on it.
+    let written = Instant::now();
     put_halt(
         &registry,
         &halt_key(HALTED),
@@ -238,10 +240,10 @@ async fn a_halt_cancels_running_scans_of_its_beamline_while_monitoring_streams_o
         "planner looping",
     )
     .await;
-    let written = Instant::now();
     let last = terminal(&mut scan, PROMISE + secs(4)).await;
     let took = written.elapsed();
     assert_halted(&last, "planner looping");
+    eprintln!("halt write sent → scan CANCELLED seen by the caller: {took:?}");
     assert!(
         took < PROMISE,
         "the scan reached CANCELLED {took:?} after the halt was written"
