@@ -212,11 +212,13 @@ def call_through(gateway: str, beamline: str) -> int:
     return out.returncode
 
 
-def chromium(args: list[str], timeout: float = CHROMIUM_TIMEOUT) -> subprocess.CompletedProcess:
+def chromium(args: list[str], budget_ms: int = 3000,
+             timeout: float = CHROMIUM_TIMEOUT) -> subprocess.CompletedProcess:
+    """Runs headless Chromium; `budget_ms` of virtual time lets the page's script run before a
+    dump or screenshot (the filter is applied on load; the data refreshes after 5 s)."""
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--no-first-run", "--hide-scrollbars", "--window-size=1400,2000",
-            # Let the page's script run (the filter is applied on load) before the dump.
-            "--virtual-time-budget=3000"]
+            f"--virtual-time-budget={budget_ms}"]
     return subprocess.run(base + args, capture_output=True, timeout=timeout)
 
 
@@ -402,6 +404,22 @@ def main() -> int:
             return fdom.shown_text
 
         check("?filter=halted leaves the halted row only", filtered_rows)
+
+        # Past the page's 5 s refresh: the script fetched the page, swapped the data in place
+        # (its note says when) and applied the filter again to the new rows.
+        refreshed = chromium(["--dump-dom", f"{metrics}/?filter=halted"], budget_ms=8000)
+        rhtml = refreshed.stdout.decode(errors="replace")
+        rdom = Dom()
+        rdom.feed(rhtml)
+
+        def refreshed_in_place() -> str:
+            note = re.search(r'id="refresh-note"[^>]*>([^<]*)<', rhtml)
+            assert note and note.group(1).startswith("updated "), f"refresh note: {note and note.group(1)!r}"
+            shown = [r["id"] for r in rdom.rows if not r["hidden"]]
+            assert len(rdom.rows) == 100 and shown == [HALTED], f"after the refresh: {shown}"
+            return note.group(1)
+
+        check("the script refreshes the data in place and keeps the filter", refreshed_in_place)
     finally:
         for p in reversed(procs):
             p.stop()

@@ -75,7 +75,8 @@ pub fn render_page(view: &StatusView, filter: &str) -> String {
     totals(&mut html, t);
     let _ = write!(
         html,
-        "<p class=\"muted\">rates over the last {} · discovery updates: {}</p>",
+        "<p class=\"muted\">as of {} · rates over the last {} · discovery updates: {}</p>",
+        escape(&row::hh_mm_ss(&view.as_of)),
         view.window_secs
             .map_or_else(|| "– (first sample)".to_string(), |s| format!("{s:.0} s")),
         view.discovery_updates,

@@ -79,6 +79,7 @@ pub fn build(sources: Sources<'_>, now: SystemTime, mono_now: Instant) -> Status
     }
     let totals = finish(&mut beamlines);
     StatusView {
+        as_of: prost_types::Timestamp::from(now).to_string(),
         window_secs: sources.rates.window_secs(mono_now),
         discovery_updates: sources.discovery_updates,
         totals,

@@ -14,6 +14,8 @@ use crate::fleet::catalog::natural_cmp;
 /// The whole page.
 #[derive(Debug, Serialize)]
 pub struct StatusView {
+    /// When the view was built (RFC 3339).
+    pub as_of: String,
     /// Seconds the rates are over (none until two samples exist).
     pub window_secs: Option<f64>,
     pub discovery_updates: u64,

@@ -125,6 +125,14 @@ fn hh_mm(rfc3339: &str) -> String {
     }
 }
 
+/// "2026-12-05T14:02:07.5Z" as "14:02:07 UTC"; other text as it is.
+pub(super) fn hh_mm_ss(rfc3339: &str) -> String {
+    match rfc3339.get(11..19) {
+        Some(time) if rfc3339.as_bytes().get(10) == Some(&b'T') => format!("{time} UTC"),
+        _ => rfc3339.to_string(),
+    }
+}
+
 fn instances_cell(html: &mut String, b: &BeamlineView) {
     let passing = b.passing();
     let class = if passing == b.instances.len() && passing > 0 {
@@ -201,7 +209,7 @@ fn card_cell(html: &mut String, b: &BeamlineView) {
 
 fn capabilities_cell(html: &mut String, b: &BeamlineView) {
     let Some(card) = &b.card else {
-        html.push_str("<span class=\"muted\">not learnt yet</span>");
+        html.push_str("<span class=\"muted\" title=\"no card learnt yet\">–</span>");
         return;
     };
     let actuating = card.capabilities.iter().filter(|c| c.actuating).count();

@@ -32,6 +32,7 @@ fn beamline(id: &str) -> BeamlineView {
 fn view(mut beamlines: Vec<BeamlineView>) -> StatusView {
     let totals = finish(&mut beamlines);
     StatusView {
+        as_of: "2026-12-05T14:02:07.250Z".into(),
         window_secs: Some(30.0),
         discovery_updates: 3,
         totals,
@@ -133,6 +134,7 @@ fn totals_lead_and_attention_rows_come_first() {
     assert!(at("data-beamline=\"2.1.1\"") < at("data-beamline=\"3.0.1\""));
     assert!(html.contains("sample on fire"));
     assert!(html.contains("<title>(1) beamline-mesh gateway</title>"));
+    assert!(html.contains("as of 14:02:07 UTC"), "{html}");
     assert!(html.contains("<span class=\"ok\">2/2</span> healthy"));
 }
 
