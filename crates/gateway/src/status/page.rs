@@ -180,25 +180,27 @@ fn rows(html: &mut String, view: &StatusView, filter: &str) {
          <th>Errors/s</th><th>Card · agent</th><th>Capabilities</th></tr></thead>\
          <tbody id=\"rows\">",
     );
-    let attention = view.totals.attention;
-    let rest = view.beamlines.len() - attention;
-    for (i, b) in view.beamlines.iter().enumerate() {
-        if i == 0 && attention > 0 {
-            group(html, "attention", &format!("Needs attention ({attention})"));
+    let (attention, rest) = view.beamlines.split_at(view.totals.attention);
+    for (id, label, rows) in [
+        ("attention", "Needs attention", attention),
+        ("ok", "OK", rest),
+    ] {
+        if rows.is_empty() {
+            continue;
         }
-        if i == attention && rest > 0 {
-            group(html, "ok", &format!("OK ({rest})"));
+        // A heading with no row left by the filter goes too (the script does the same).
+        let shown = (rows.iter()).any(|b| super::view::matches(&b.search_text(), filter));
+        let hidden = if shown { "" } else { " hidden" };
+        let _ = write!(
+            html,
+            "<tr class=\"group\" id=\"group-{id}\"{hidden}><th colspan=\"7\">{label} ({})</th></tr>",
+            rows.len()
+        );
+        for b in rows {
+            row(html, b, filter);
         }
-        row(html, b, filter);
     }
     html.push_str("</tbody></table>");
-}
-
-fn group(html: &mut String, id: &str, label: &str) {
-    let _ = write!(
-        html,
-        "<tr class=\"group\" id=\"group-{id}\"><th colspan=\"7\">{label}</th></tr>"
-    );
 }
 
 #[cfg(test)]

@@ -119,6 +119,13 @@ async fn a_filter_in_the_query_hides_the_rows_it_does_not_match() {
     };
     assert!(row("5.3.1").ends_with(" hidden"), "{}", row("5.3.1"));
     assert!(!row("10.0.1").contains("hidden"), "{}", row("10.0.1"));
+    // Both are unhealthy (no instances): the attention heading stays, and there is no other.
+    assert!(
+        html.contains("<tr class=\"group\" id=\"group-attention\"><th"),
+        "{html}"
+    );
+    let (_, html) = get(&router, "/?filter=nothing-matches", None).await;
+    assert!(html.contains("id=\"group-attention\" hidden>"), "{html}");
     // Odd queries are read as text, never refused (`get` asserts 200).
     get(&router, "/?filter=%FF%ZZ&filter&x=1", None).await;
 }

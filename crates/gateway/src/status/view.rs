@@ -182,7 +182,14 @@ impl BeamlineView {
 
     /// Why this row needs attention, from what it holds.
     pub fn needs(&self) -> Vec<Attention> {
+        // Halts and locks first: who stopped a beamline and why is what the control room reads.
         let mut why = Vec::new();
+        if self.halt.is_some() {
+            why.push(Attention::Halted);
+        }
+        if self.lock.is_some() {
+            why.push(Attention::Locked);
+        }
         let passing = self.passing();
         if self.is_pseudo() {
             // `_unknown`, `_other`: calls counted under no beamline have no instances to miss.
@@ -190,12 +197,6 @@ impl BeamlineView {
             why.push(Attention::Unhealthy);
         } else if self.state == state::NOT_ROUTABLE {
             why.push(Attention::Unroutable);
-        }
-        if self.halt.is_some() {
-            why.push(Attention::Halted);
-        }
-        if self.lock.is_some() {
-            why.push(Attention::Locked);
         }
         if self.errors_per_sec.is_some_and(|e| e > 0.0) {
             why.push(Attention::Erroring);

@@ -61,6 +61,11 @@ function apply(){
   var hit=words.every(function(w){return text.indexOf(w)>=0;});
   rows[i].hidden=!hit;if(hit)shown++;
  }
+ document.querySelectorAll('#rows tr.group').forEach(function(g){
+  var n=g.nextElementSibling,any=false;
+  for(;n&&!n.classList.contains('group');n=n.nextElementSibling)if(!n.hidden)any=true;
+  g.hidden=!any;
+ });
  var out=document.getElementById('shown');
  if(out)out.textContent=words.length?('showing '+shown+' of '+rows.length):'';
 }

@@ -151,3 +151,25 @@ fn the_filter_matches_every_word_without_case() {
     let ok = beamline("2.1.1", 2);
     assert!(matches(&ok.search_text(), "ok"));
 }
+
+#[test]
+fn halts_and_locks_lead_the_reasons() {
+    let mut b = beamline("5.3.1", 1);
+    b.errors_per_sec = Some(1.0);
+    b.halt = halt("alice");
+    b.lock = Some(LockView {
+        holder: "bob".into(),
+        note: "n".into(),
+        since: None,
+        expires: None,
+    });
+    assert_eq!(
+        b.needs(),
+        [
+            Attention::Halted,
+            Attention::Locked,
+            Attention::Unhealthy,
+            Attention::Erroring
+        ]
+    );
+}
