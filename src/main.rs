@@ -38,6 +38,9 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Read an API key on stdin and print its SHA-256 (for the gateway's --auth-file).
     HashKey(cli::hash_key::HashKeyArgs),
+    /// halt, resume, lock, unlock: the facility's stop button and beamline locks.
+    #[command(flatten)]
+    Control(cli::control::ControlCommand),
 }
 
 /// Logs to stderr. Servers (`background`) batch their lines through a writer thread (a gateway
@@ -93,5 +96,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Dev(args) => cli::dev::run(args).await,
         Command::Demo(args) => cli::demo::run(args).await,
         Command::HashKey(args) => cli::hash_key::run(args).await,
+        Command::Control(command) => cli::control::run(command).await,
     }
 }

@@ -18,6 +18,7 @@
 //!   clap's own usage errors also exit 2, before anything is called;
 //! - 130: interrupted by Ctrl-C (a running task keeps running; Cancel stops it).
 
+pub(super) mod dial;
 mod ops;
 mod output;
 mod target;
@@ -172,7 +173,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
 }
 
 /// `<Code>: <message>`, plus what the agent's `x-beamline-not-started` trailer means.
-fn describe_status(status: &tonic::Status) -> String {
+pub(super) fn describe_status(status: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let not_started = status
         .metadata()
@@ -187,7 +188,7 @@ fn describe_status(status: &tonic::Status) -> String {
 
 /// `e: cause: cause`, skipping causes the text already quotes (tonic's transport errors say
 /// little at the top level; some of our errors already include their source).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

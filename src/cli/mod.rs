@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod agents;
 pub mod call;
+pub mod control;
 pub mod demo;
 pub mod dev;
 pub mod gateway;

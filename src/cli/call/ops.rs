@@ -11,8 +11,9 @@ use beamline_mesh::proto::{
     CancelRequest, DescribeRequest, ExecuteRequest, GetTaskRequest, Task, TaskState,
 };
 
+use super::dial::bounded;
 use super::output::{state_name, JsonPrinter, ProgressView};
-use super::target::{bounded, Access, Agent, Target};
+use super::target::{Access, Agent, Target};
 use super::{CallArgs, Failure, Op};
 
 /// Runs the operation the flags name. `progress` and `running_task` belong to the caller so that

@@ -1,6 +1,5 @@
 //! Where a `call` goes and the connection to it: the target chosen from --addr, --gateway or
-//! --consul, the dialled (or meshed) client, the metadata every request carries, and the
-//! client-side deadline.
+//! --consul, the dialled (`dial`) or meshed client, and the metadata every request carries.
 //!
 //! Owns target selection and connecting; it must not know what an operation sends or print
 //! anything.
@@ -9,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tonic::body::Body;
-use tonic::transport::Endpoint;
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceExt};
 
@@ -18,10 +16,17 @@ use beamline_mesh::consul::ConsulConfig;
 use beamline_mesh::mesh::{Mesh, MeshSettings};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 
-use super::{error_chain, CallArgs, Failure};
+use super::dial::{bearer, dial, grpc_uri, DialError, DEADLINE_MARGIN, DEFAULT_GATEWAY};
+use super::{CallArgs, Failure};
 
-/// Where `call` goes when no target flag is given (the architecture's default front door).
-const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+impl From<DialError> for Failure {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Flags(e) => Failure::Other(e),
+            DialError::Unreachable(status) => Failure::Grpc(status),
+        }
+    }
+}
 
 pub(super) enum Target {
     /// A gRPC URI to dial as is.
@@ -61,23 +66,6 @@ impl Target {
     }
 }
 
-/// `host:port`, `http://host:port` or `https://host:port` → a gRPC URI.
-fn grpc_uri(addr: &str, flag: &str) -> anyhow::Result<String> {
-    let addr = addr.trim().trim_end_matches('/');
-    let uri = match addr.split_once("://") {
-        Some(("http" | "https", rest)) if !rest.is_empty() => addr.to_string(),
-        Some(_) => anyhow::bail!("{flag} {addr}: expected HOST:PORT or http://HOST:PORT"),
-        None if addr.is_empty() => anyhow::bail!("{flag} is empty"),
-        None => format!("http://{addr}"),
-    };
-    // Parse now so a typo is reported as a flag error, not as a connection failure.
-    uri.parse::<http::Uri>()
-        .ok()
-        .filter(|u| u.port_u16().is_some() && u.path() == "/")
-        .with_context(|| format!("{flag} {addr}: expected HOST:PORT or http://HOST:PORT"))?;
-    Ok(uri)
-}
-
 /// What the client calls through: a tonic channel to one address, or a mesh channel.
 type AgentService = BoxCloneService<http::Request<Body>, http::Response<Body>, BoxError>;
 
@@ -103,14 +91,7 @@ impl Agent {
         let timeout = access.timeout;
         // A beamline id is [A-Za-z0-9.-], so it is always valid ASCII metadata.
         let beamline = access.beamline.and_then(|b| b.as_str().parse().ok());
-        let authorization = match access.token {
-            None => None,
-            Some(token) => Some(
-                format!("Bearer {}", token.trim())
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--token is not valid ASCII metadata"))?,
-            ),
-        };
+        let authorization = bearer(access.token)?;
         let uri = match target {
             Target::Direct(uri) => uri.clone(),
             Target::Consul { addr, beamline: id } => {
@@ -129,38 +110,7 @@ impl Agent {
                 });
             }
         };
-        let mut endpoint = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("{uri} is not a valid address"))?
-            .connect_timeout(timeout);
-        if uri.starts_with("https://") {
-            let tls = match access.ca_cert {
-                Some(path) => {
-                    let pem = std::fs::read(path)
-                        .with_context(|| format!("--ca-cert {}", path.display()))?;
-                    tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
-                }
-                None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
-            };
-            endpoint = endpoint
-                .tls_config(tls)
-                .with_context(|| format!("TLS settings for {uri}"))?;
-        }
-        // connect_timeout bounds the TCP connect; the outer timeout bounds connect() as a whole.
-        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => {
-                return Err(Failure::Grpc(tonic::Status::unavailable(format!(
-                    "cannot connect to {uri}: {}",
-                    error_chain(&e)
-                ))))
-            }
-            Err(_) => {
-                return Err(Failure::Grpc(tonic::Status::unavailable(format!(
-                    "cannot connect to {uri}: no connection within {timeout:?}"
-                ))))
-            }
-        };
+        let channel = dial(&uri, access.ca_cert, timeout).await?;
         let service = channel.map_err(BoxError::from);
         Ok(Agent {
             client: BeamlineAgentClient::new(BoxCloneService::new(service)),
@@ -190,21 +140,4 @@ impl Agent {
         }
         request
     }
-}
-
-/// How much later than the client the server is told to give up (see [`Agent::request`]).
-const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
-
-/// `call` with a client-side deadline: `grpc-timeout` only tells the server, and a peer that
-/// accepted the TCP connection but never speaks HTTP/2 would otherwise hold us forever.
-pub(super) async fn bounded<T>(
-    deadline: Duration,
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    let expired =
-        || tonic::Status::deadline_exceeded(format!("no answer to {what} within {deadline:?}"));
-    tokio::time::timeout(deadline, call)
-        .await
-        .unwrap_or_else(|_| Err(expired()))
 }

@@ -10,6 +10,7 @@
 //! processes (`stack`) or read what the gateway reports (`metrics`, `access_log`).
 
 mod access_log;
+mod fleet;
 mod metrics;
 mod stack;
 
@@ -17,6 +18,8 @@ mod stack;
 // not warn.
 #[allow(unused_imports)]
 pub use access_log::*;
+#[allow(unused_imports)]
+pub use fleet::*;
 #[allow(unused_imports)]
 pub use metrics::*;
 #[allow(unused_imports)]
@@ -215,7 +218,14 @@ pub fn with_credential<T>(
     credential: Option<&str>,
     message: T,
 ) -> tonic::Request<T> {
-    let mut request = to(beamline, message);
+    with_bearer(to(beamline, message), credential)
+}
+
+/// `request` with `authorization: Bearer <credential>` (unchanged when `None`).
+pub fn with_bearer<T>(
+    mut request: tonic::Request<T>,
+    credential: Option<&str>,
+) -> tonic::Request<T> {
     if let Some(credential) = credential {
         request.metadata_mut().insert(
             "authorization",

@@ -41,7 +41,7 @@ impl Facility {
     /// Starts following the control state in `consul` and learning the catalog of `mesh`'s
     /// fleet (call inside a Tokio runtime).
     pub fn start(mesh: &Mesh, consul: ConsulConfig) -> Facility {
-        let control = Arc::new(Control::start(consul));
+        let control = Arc::new(Control::start(consul, mesh.clone()));
         let catalog = Arc::new(Catalog::start(mesh.clone(), control.subscribe()));
         Facility { catalog, control }
     }

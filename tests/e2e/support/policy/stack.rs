@@ -68,6 +68,16 @@ impl PolicyStack {
         stack
     }
 
+    /// The registry behind the stack (its KV holds the facility's halts and locks).
+    pub fn registry(&self) -> &Registry {
+        &self._registry
+    }
+
+    /// The registry, to stop or restart it.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self._registry
+    }
+
     /// A client to the gateway (over TLS when the stack has it).
     pub async fn client(&self) -> BeamlineAgentClient<Channel> {
         match &self.tls {
