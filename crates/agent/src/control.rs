@@ -18,6 +18,11 @@
 //! - A Cancel is never refused for a halt, nor for an unreadable state: stopping is what a halt
 //!   wants, and refusing it could keep hardware moving.
 //!
+//! `Agent::serve` wires it in; an agent that implements `BeamlineAgent` itself asks
+//! `AgentRuntime::control()` ([`Control::check_execute`], [`Control::check_cancel`],
+//! [`Control::enforce_halts`]), and only an agent that enforces it says so in its registration
+//! (`Meta.controls`).
+//!
 //! Owns those decisions — as functions of the view, the caller and `now` without I/O
 //! ([`execute_refusal`], [`cancel_refusal`], [`halt_of`]) — and the thin task that ends
 //! running actuating tasks when a halt arrives. It must not read Consul itself (the consul

@@ -191,3 +191,20 @@ fn under_a_halt_a_cancel_goes_on_even_against_a_lock() {
 }
 
 mod service;
+
+#[tokio::test]
+async fn an_unreachable_consul_does_not_hold_the_start_up_and_refuses_actuating_work() {
+    let config = beamline_consul::ConsulConfig::new("127.0.0.1:1").unwrap();
+    let client = ConsulClient::new(config);
+    let (_watch, control) = Control::follow(client.clone(), HERE, Locks::AtGateway);
+    let started = std::time::Instant::now();
+    assert!(!control.first_read(&client, Duration::from_secs(30)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let refused = control.check_execute(None).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("cannot be read"), "{refused:?}");
+}
