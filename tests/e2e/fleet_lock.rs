@@ -1,6 +1,7 @@
 //! Beamline locks through the gateway, and who may halt and resume: refusal for others, the
 //! holder allowed, expiry, the check-and-set race, safety breaking a lock, bad input and an
-//! unreachable KV changing nothing; the CLI's `halt`, `resume`, `lock` and `unlock` (in `cli`).
+//! unreachable KV changing nothing (`bad_input`); who may halt and resume (`halting`); the
+//! CLI's `halt`, `resume`, `lock` and `unlock` (`cli`).
 //!
 //! Real processes: a registry, the demo agents of 5.3.1 and 7.0.1, and a gateway with the
 //! standard auth file (`support::policy`): `team-531` and the JWT `planner` operate 5.3.1,
@@ -8,7 +9,9 @@
 //! call wrote is read back from the registry's KV. What a halt does to the data path is
 //! fleet_halt.rs's.
 
+mod bad_input;
 mod cli;
+mod halting;
 
 use std::time::Duration;
 
@@ -221,6 +224,9 @@ async fn two_callers_racing_for_a_lock_get_one_winner_every_time() {
     let s = stack().await;
     let planner_token = planner_token();
     let names = ["team-531", "planner"];
+    // Rounds where both read the lock free and the check-and-set decided (the others were
+    // decided by the loser reading the winner's lock): shown, not asserted (timing decides).
+    let mut by_cas = 0;
     for round in 0..8 {
         let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
         let mut planner = s.fleet_as(Some(&planner_token)).await;
@@ -241,6 +247,7 @@ async fn two_callers_racing_for_a_lock_get_one_winner_every_time() {
             winner.holder,
             loser.message()
         );
+        by_cas += usize::from(loser.message().starts_with("another caller locked"));
         let stored = control_record(s.registry(), &lock_key(LOCKED))
             .await
             .unwrap();
@@ -252,6 +259,7 @@ async fn two_callers_racing_for_a_lock_get_one_winner_every_time() {
         };
         holder.unlock(LOCKED).await.expect("the winner unlocks");
     }
+    eprintln!("lock race: {by_cas} of 8 rounds decided by the check-and-set");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,189 +282,4 @@ async fn safety_breaks_a_lock_but_may_not_take_one() {
         &["control-room", "safety", "Lock", "5.3.1"],
     );
     assert_eq!(control_record(s.registry(), &lock_key(LOCKED)).await, None);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_are_refused_and_change_nothing() {
-    let s = stack().await;
-    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
-    let mut ops = s.fleet_as(Some(OPS_KEY)).await;
-    team.lock(LOCKED, "aligning", None).await.unwrap();
-    team.halt(LOCKED, false, "checking the vacuum")
-        .await
-        .unwrap();
-    let before = control_records(s.registry()).await;
-    assert_eq!(before.len(), 2, "{before:?}");
-
-    let d = |seconds: i64| Some(prost_types::Duration { seconds, nanos: 0 });
-    let invalid = Code::InvalidArgument;
-    assert_status(
-        team.lock(LOCKED, "", None).await,
-        invalid,
-        &["note", "empty"],
-    );
-    assert_status(team.lock(LOCKED, "a\nb", None).await, invalid, &["note"]);
-    assert_status(
-        team.lock_raw(LOCKED, "long", d(25 * 3600)).await,
-        invalid,
-        &["25h", "24h"],
-    );
-    assert_status(
-        team.lock_raw(LOCKED, "none", d(0)).await,
-        invalid,
-        &["zero"],
-    );
-    assert_status(
-        team.lock_raw(LOCKED, "back", d(-5)).await,
-        invalid,
-        &["negative"],
-    );
-    assert_status(team.lock("5..3", "x", None).await, invalid, &["5..3"]);
-    assert_status(
-        team.lock("", "x", None).await,
-        invalid,
-        &["name a beamline"],
-    );
-    assert_status(
-        team.unlock("bad id").await,
-        invalid,
-        &["invalid beamline id"],
-    );
-    assert_status(
-        team.halt(LOCKED, false, " ").await,
-        invalid,
-        &["reason", "empty"],
-    );
-    assert_status(
-        team.halt(LOCKED, true, "both").await,
-        invalid,
-        &["not both"],
-    );
-    assert_status(
-        team.halt("", false, "neither").await,
-        invalid,
-        &["name a beamline"],
-    );
-    assert_status(team.resume(LOCKED, true).await, invalid, &["not both"]);
-    assert_status(
-        ops.lock("9.9.9", "nobody there", None).await,
-        Code::NotFound,
-        &["9.9.9", "not registered"],
-    );
-    assert_status(
-        ops.halt("9.9.9", false, "nobody there").await,
-        Code::NotFound,
-        &["9.9.9"],
-    );
-    assert_status(ops.unlock("9.9.9").await, Code::NotFound, &["9.9.9"]);
-    assert_status(ops.resume("9.9.9", false).await, Code::NotFound, &["9.9.9"]);
-    assert_eq!(control_records(s.registry()).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_kv_unreachable_writes_are_unavailable() {
-    let mut s = stack().await;
-    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
-    let safety_token = safety_token();
-    let mut safety = s.fleet_as(Some(&safety_token)).await;
-    s.registry_mut().kill9();
-    let unavailable = Code::Unavailable;
-    let parts = ["cannot lock beamline 5.3.1", "Consul"];
-    assert_status(
-        team.lock(LOCKED, "aligning", None).await,
-        unavailable,
-        &parts,
-    );
-    let parts = ["cannot unlock beamline 5.3.1", "Consul"];
-    assert_status(team.unlock(LOCKED).await, unavailable, &parts);
-    let parts = ["cannot halt beamline 5.3.1", "Consul"];
-    assert_status(team.halt(LOCKED, false, "x").await, unavailable, &parts);
-    let parts = ["cannot halt every beamline", "Consul"];
-    assert_status(safety.halt("", true, "x").await, unavailable, &parts);
-    let parts = ["cannot resume every beamline", "Consul"];
-    assert_status(safety.resume("", true).await, unavailable, &parts);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn who_may_halt_and_resume() {
-    let s = stack().await;
-    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
-    let mut ops = s.fleet_as(Some(OPS_KEY)).await;
-    let mut viewer = s.fleet_as(Some(VIEWER_KEY)).await;
-    let safety_token = safety_token();
-    let mut safety = s.fleet_as(Some(&safety_token)).await;
-    let denied = Code::PermissionDenied;
-
-    // An operator halts its beamline, not another's, and never all.
-    assert_status(
-        team.halt(OTHER, false, "not mine").await,
-        denied,
-        &["team-531", "operator", "Halt", "7.0.1"],
-    );
-    let halt = team
-        .halt(LOCKED, false, "checking the vacuum")
-        .await
-        .unwrap();
-    assert!(halt.halted && !halt.all);
-    assert_eq!(
-        (halt.by.as_str(), halt.reason.as_str()),
-        ("team-531", "checking the vacuum")
-    );
-    let stored = control_record(s.registry(), &halt_key(LOCKED))
-        .await
-        .unwrap();
-    assert_eq!(stored["by"], "team-531");
-    // Halting again replaces who and why.
-    let again = ops.halt(LOCKED, false, "vacuum alarm").await.unwrap();
-    assert_eq!(again.by, "ops-console");
-    let stored = control_record(s.registry(), &halt_key(LOCKED))
-        .await
-        .unwrap();
-    assert_eq!(stored["reason"], "vacuum alarm");
-    for caller in [&mut team, &mut ops] {
-        assert_status(
-            caller.halt("", true, "everything").await,
-            denied,
-            &["Halt", "every beamline"],
-        );
-        assert_status(
-            caller.resume("", true).await,
-            denied,
-            &["Resume", "every beamline"],
-        );
-    }
-    assert_status(
-        viewer.halt(LOCKED, false, "x").await,
-        denied,
-        &["viewer", "observer"],
-    );
-    assert_status(
-        viewer.resume(LOCKED, false).await,
-        denied,
-        &["viewer", "observer"],
-    );
-
-    // Safety halts everything (whatever its beamlines); resuming one beamline then says the
-    // fleet-wide halt still holds it.
-    let all = safety.halt("", true, "fire drill").await.unwrap();
-    assert!(all.halted && all.all);
-    assert_eq!(all.by, "control-room");
-    let stored = control_record(s.registry(), "beamline-mesh/halt/_all")
-        .await
-        .unwrap();
-    assert_eq!(stored["reason"], "fire drill");
-    let resumed = team.resume(LOCKED, false).await.unwrap();
-    assert!(resumed.halted && resumed.all, "{resumed:?}");
-    assert_eq!(resumed.reason, "fire drill");
-    assert_eq!(control_record(s.registry(), &halt_key(LOCKED)).await, None);
-    let resumed = safety.resume("", true).await.unwrap();
-    assert!(!resumed.halted && resumed.all);
-    assert!(control_records(s.registry()).await.is_empty());
-    // Resuming what is not halted answers halted: false.
-    let resumed = team.resume(LOCKED, false).await.unwrap();
-    assert!(!resumed.halted && !resumed.all);
-    // Safety halts and resumes one beamline too.
-    safety.halt(OTHER, false, "beam dump").await.unwrap();
-    safety.resume(OTHER, false).await.unwrap();
-    assert!(control_records(s.registry()).await.is_empty());
 }

@@ -1,0 +1,92 @@
+//! Who may halt and resume: an operator its own beamlines, never all; `safety` any beamline
+//! and all; observers nothing. What a halt does to calls is fleet_halt.rs's.
+
+use tonic::Code;
+
+use crate::support::policy::*;
+
+use super::{assert_status, halt_key, stack, LOCKED, OTHER};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_halt_and_resume() {
+    let s = stack().await;
+    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
+    let mut ops = s.fleet_as(Some(OPS_KEY)).await;
+    let mut viewer = s.fleet_as(Some(VIEWER_KEY)).await;
+    let safety_token = safety_token();
+    let mut safety = s.fleet_as(Some(&safety_token)).await;
+    let denied = Code::PermissionDenied;
+
+    // An operator halts its beamline, not another's, and never all.
+    assert_status(
+        team.halt(OTHER, false, "not mine").await,
+        denied,
+        &["team-531", "operator", "Halt", "7.0.1"],
+    );
+    let halt = team
+        .halt(LOCKED, false, "checking the vacuum")
+        .await
+        .unwrap();
+    assert!(halt.halted && !halt.all);
+    assert_eq!(
+        (halt.by.as_str(), halt.reason.as_str()),
+        ("team-531", "checking the vacuum")
+    );
+    let stored = control_record(s.registry(), &halt_key(LOCKED))
+        .await
+        .unwrap();
+    assert_eq!(stored["by"], "team-531");
+    // Halting again replaces who and why.
+    let again = ops.halt(LOCKED, false, "vacuum alarm").await.unwrap();
+    assert_eq!(again.by, "ops-console");
+    let stored = control_record(s.registry(), &halt_key(LOCKED))
+        .await
+        .unwrap();
+    assert_eq!(stored["reason"], "vacuum alarm");
+    for caller in [&mut team, &mut ops] {
+        assert_status(
+            caller.halt("", true, "everything").await,
+            denied,
+            &["Halt", "every beamline"],
+        );
+        assert_status(
+            caller.resume("", true).await,
+            denied,
+            &["Resume", "every beamline"],
+        );
+    }
+    assert_status(
+        viewer.halt(LOCKED, false, "x").await,
+        denied,
+        &["viewer", "observer"],
+    );
+    assert_status(
+        viewer.resume(LOCKED, false).await,
+        denied,
+        &["viewer", "observer"],
+    );
+
+    // Safety halts everything (whatever its beamlines); resuming one beamline then says the
+    // fleet-wide halt still holds it.
+    let all = safety.halt("", true, "fire drill").await.unwrap();
+    assert!(all.halted && all.all);
+    assert_eq!(all.by, "control-room");
+    let stored = control_record(s.registry(), "beamline-mesh/halt/_all")
+        .await
+        .unwrap();
+    assert_eq!(stored["reason"], "fire drill");
+    let resumed = team.resume(LOCKED, false).await.unwrap();
+    assert!(resumed.halted && resumed.all, "{resumed:?}");
+    assert_eq!(resumed.reason, "fire drill");
+    assert_eq!(control_record(s.registry(), &halt_key(LOCKED)).await, None);
+    let resumed = safety.resume("", true).await.unwrap();
+    assert!(!resumed.halted && resumed.all);
+    assert!(control_records(s.registry()).await.is_empty());
+    // Resuming what is not halted answers halted: false.
+    let resumed = team.resume(LOCKED, false).await.unwrap();
+    assert!(!resumed.halted && !resumed.all);
+    // Safety halts and resumes one beamline too.
+    safety.halt(OTHER, false, "beam dump").await.unwrap();
+    safety.resume(OTHER, false).await.unwrap();
+    assert!(control_records(s.registry()).await.is_empty());
+}
