@@ -128,46 +128,48 @@ fn banners(html: &mut String, view: &StatusView) {
 }
 
 fn totals(html: &mut String, t: &Totals) {
-    let tile = |html: &mut String, class: &str, id: &str, value: String, label: &str| {
+    let alert = |bad: bool| if bad { "alert" } else { "" };
+    let tiles = [
+        ("", "beamlines", t.beamlines.to_string(), "beamlines"),
+        (
+            alert(t.attention > 0),
+            "attention",
+            t.attention.to_string(),
+            "need attention",
+        ),
+        (
+            alert(t.instances_passing < t.instances),
+            "instances",
+            format!("{}/{}", t.instances_passing, t.instances),
+            "instances healthy",
+        ),
+        ("", "calls", rate(t.calls_per_sec), "calls/s"),
+        (
+            alert(t.errors_per_sec.is_some_and(|e| e > 0.0)),
+            "errors",
+            rate(t.errors_per_sec),
+            "errors/s",
+        ),
+        (
+            alert(t.halted > 0),
+            "halted",
+            t.halted.to_string(),
+            "halted",
+        ),
+        (
+            if t.locked > 0 { "lockd" } else { "" },
+            "locked",
+            t.locked.to_string(),
+            "locked",
+        ),
+    ];
+    html.push_str("<section class=\"totals\" id=\"totals\">");
+    for (class, id, value, label) in tiles {
         let _ = write!(
             html,
             "<div class=\"tile {class}\" id=\"total-{id}\"><b>{value}</b><span>{label}</span></div>"
         );
-    };
-    html.push_str("<section class=\"totals\" id=\"totals\">");
-    tile(html, "", "beamlines", t.beamlines.to_string(), "beamlines");
-    let alert = |bad: bool| if bad { "alert" } else { "" };
-    tile(
-        html,
-        alert(t.attention > 0),
-        "attention",
-        t.attention.to_string(),
-        "need attention",
-    );
-    tile(
-        html,
-        alert(t.instances_passing < t.instances),
-        "instances",
-        format!("{}/{}", t.instances_passing, t.instances),
-        "instances healthy",
-    );
-    tile(html, "", "calls", rate(t.calls_per_sec), "calls/s");
-    tile(
-        html,
-        alert(t.errors_per_sec.is_some_and(|e| e > 0.0)),
-        "errors",
-        rate(t.errors_per_sec),
-        "errors/s",
-    );
-    tile(
-        html,
-        alert(t.halted > 0),
-        "halted",
-        t.halted.to_string(),
-        "halted",
-    );
-    let locked = if t.locked > 0 { "lockd" } else { "" };
-    tile(html, locked, "locked", t.locked.to_string(), "locked");
+    }
     html.push_str("</section>");
 }
 
