@@ -169,6 +169,16 @@ enum Check {
     Cancel(Refusal),
 }
 
+/// Nothing halted or locked anywhere, and the state readable: the usual case, decided with no
+/// lookup and no clock.
+fn is_clear(view: &ControlView) -> bool {
+    let state = &view.state;
+    view.unreadable.is_none()
+        && state.all.is_none()
+        && state.halts.is_empty()
+        && state.locks.is_empty()
+}
+
 /// The check of `rpc` by `caller` on `beamline` under `view`; `now` is asked only when a lock
 /// may apply. I/O-free.
 fn check(
@@ -179,12 +189,7 @@ fn check(
     now: impl FnOnce() -> SystemTime,
 ) -> Check {
     let state = &view.state;
-    // The usual case, with no lookup and no clock: nothing halted or locked anywhere.
-    if view.unreadable.is_none()
-        && state.all.is_none()
-        && state.halts.is_empty()
-        && state.locks.is_empty()
-    {
+    if is_clear(view) {
         return Check::Pass;
     }
     match rpc {
@@ -210,23 +215,28 @@ fn check(
 }
 
 impl<S> Enforce<S> {
-    /// The check of `request` (Pass for every RPC but Execute and Cancel, and for a request
-    /// without a valid beamline: the router answers that).
-    fn check(&self, request: &mut http::Request<Body>) -> (Check, Option<BeamlineId>) {
-        let Some(rpc @ (Rpc::Execute | Rpc::Cancel)) = Rpc::of_path(request.uri().path()) else {
-            return (Check::Pass, None);
+    /// The check of `request`, when it is not a plain pass: None for every RPC but Execute and
+    /// Cancel, for every request while nothing is halted, locked or unreadable (asked first, so
+    /// that the usual call reads nothing more), and for a request without a valid beamline (the
+    /// router answers that).
+    fn check(&self, request: &mut http::Request<Body>) -> Option<(Check, BeamlineId)> {
+        let rpc @ (Rpc::Execute | Rpc::Cancel) = Rpc::of_path(request.uri().path())? else {
+            return None;
         };
-        let Ok(beamline) = crate::beamline_of(request) else {
-            return (Check::Pass, None);
-        };
+        // Borrowed, not cloned, and released before anything awaits.
+        let view = self.rules.view.borrow();
+        if is_clear(&view) {
+            return None;
+        }
+        let beamline = crate::beamline_of(request).ok()?;
         let caller = request
             .extensions()
             .get::<Caller>()
             .map(|c| c.name.as_str());
-        // Borrowed, not cloned, and released before anything awaits.
-        let view = self.rules.view.borrow();
-        let check = check(&view, rpc, beamline.as_str(), caller, SystemTime::now);
-        (check, Some(beamline))
+        match check(&view, rpc, beamline.as_str(), caller, SystemTime::now) {
+            Check::Pass => None,
+            check => Some((check, beamline)),
+        }
     }
 }
 
@@ -312,8 +322,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let (check, beamline) = self.check(&mut request);
-        let (Some(beamline), false) = (beamline, check == Check::Pass) else {
+        let Some((check, beamline)) = self.check(&mut request) else {
             return Either::Left(self.inner.call(request));
         };
         // The clone that was driven to readiness serves this call (tower's rule).

@@ -2,6 +2,9 @@
 //! beamline, method, capability, task id, instance, gRPC code, duration and start time as
 //! structured fields (`--log-format json` is the subscriber's choice), and last `refused`: why
 //! the gateway refused an actuating call (`halt`, `lock`, `unreadable`; empty otherwise).
+//! Fleet RPCs are logged by name (`Halt`, `Lock`, …); for Halt, Resume, Lock and Unlock the
+//! beamline is the one their message names (`*` for every beamline), or empty when it could not
+//! be read in passing.
 //!
 //! Owns the line's fields and their spelling; what a call's facts are is the observer's
 //! (`record`), and when lines are written off the call's path is the queue's (`line_queue`).

@@ -11,11 +11,13 @@
 //!
 //! Owns what is recorded of a call and when; the pieces live beside it: the metric families
 //! and their recording (`metrics`), a scrape's text (`exposition`), the log line (`access_log`)
-//! and its queue (`line_queue`), one call's record and body (`record`). It must not refuse or
-//! change a call: it only watches.
+//! and its queue (`line_queue`), one call's record and body (`record`), the beamline a Fleet
+//! control RPC names in its message (`fleet_scope`). It must not refuse or change a call: it
+//! only watches.
 
 mod access_log;
 mod exposition;
+mod fleet_scope;
 mod line_queue;
 mod metrics;
 mod record;

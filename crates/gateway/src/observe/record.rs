@@ -17,6 +17,7 @@ use tonic::body::Body;
 use tonic::Code;
 
 use super::access_log::AccessLine;
+use super::fleet_scope::{self, Scope};
 use super::metrics::{CallEnd, GatewayMetrics};
 use super::LogTo;
 use crate::caller::{method_of, Caller};
@@ -46,6 +47,8 @@ pub(super) struct CallRecord {
     instance: Option<Arc<str>>,
     code: Code,
     refused: Option<RefusedBy>,
+    /// The beamline a Fleet control RPC names in its message (the call has no `x-beamline`).
+    scope: Option<Scope>,
 }
 
 impl CallRecord {
@@ -76,6 +79,7 @@ impl CallRecord {
             instance: None,
             code: Code::Cancelled,
             refused: None,
+            scope: fleet_scope::watch(request),
         }
     }
 
@@ -117,10 +121,14 @@ impl Drop for CallRecord {
         let Some(log) = &self.log else {
             return;
         };
+        let mut beamline = std::mem::take(&mut self.beamline);
+        if let Some(named) = self.scope.as_ref().and_then(|scope| scope.get()) {
+            beamline = named.clone();
+        }
         let line = AccessLine {
             started: self.started,
             caller: self.caller.take(),
-            beamline: std::mem::take(&mut self.beamline),
+            beamline,
             method: std::mem::take(&mut self.method),
             capability: self.facts.capability.take(),
             task_id: self.facts.task_id.take(),

@@ -56,3 +56,6 @@ pub(super) fn decode<M: prost::Message + Default>(frame: &[u8]) -> Result<Option
 pub(super) fn replay(bytes: Bytes) -> Body {
     Body::new(http_body_util::Full::new(bytes))
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,3 +96,40 @@ async fn fleet_rpcs_are_logged_and_counted_by_their_names() {
         r#"beamline_gateway_calls_total{beamline="",method="Halt",capability="",code="OK"}"#;
     assert_eq!(value(&text, halts), Some(1.0), "{text}");
 }
+
+#[tokio::test]
+async fn a_halt_is_logged_with_the_beamline_its_message_names() {
+    use http_body_util::BodyExt;
+    use prost::Message;
+
+    let (captured, _guard) = capture();
+    // The Fleet service reads the message before it answers.
+    let fleet = tower::service_fn(|request: http::Request<Body>| async move {
+        request.into_body().collect().await.unwrap();
+        Ok::<_, Infallible>(Status::ok("").into_http())
+    });
+    let message = beamline_contract::proto::HaltRequest {
+        beamline: "5.3.1".into(),
+        reason: "vacuum".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::builder()
+        .uri("/beamline.v1.Fleet/Halt")
+        .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+            frame,
+        ))))
+        .unwrap();
+    ObserveLayer::new()
+        .with_access_log()
+        .layer(fleet)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let fields = &captured.lines()[0]["fields"];
+    assert_eq!(fields["method"], "Halt");
+    assert_eq!(fields["beamline"], "5.3.1");
+}
