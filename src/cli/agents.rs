@@ -10,6 +10,9 @@
 //! `[{"beamline": "5.3.1", "service": "beamline-5-3-1", "instances": [{"id": "…", "address":
 //! "host:port", "status": "passing"}]}]`, sorted by beamline (numeric parts as numbers), then
 //! by instance id.
+//!
+//! With `--capabilities` it prints the gateway's fleet catalog instead (`catalog`): cards,
+//! halts and locks live there, not in Consul.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -19,6 +22,8 @@ use std::io::Write as _;
 use anyhow::Context;
 use serde::Serialize;
 
+mod catalog;
+
 use beamline_mesh::beamline::AGENT_TAG;
 use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntry};
 
@@ -26,11 +31,27 @@ use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntr
 pub struct AgentsArgs {
     /// Consul's HTTP address (default: $CONSUL_HTTP_ADDR, else 127.0.0.1:8500; the token, if
     /// any, comes from $CONSUL_HTTP_TOKEN).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "capabilities")]
     consul: Option<String>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (with --capabilities: the catalog as proto3 JSON).
     #[arg(long)]
     json: bool,
+    /// Print the fleet catalog from the gateway: per beamline its instances, halt and lock, and
+    /// each capability (actuating or read-only) with its description.
+    #[arg(long)]
+    capabilities: bool,
+    /// With --capabilities: the gateway (a gRPC URL, http(s)://HOST:PORT; default
+    /// http://127.0.0.1:8080, as for `call`).
+    #[arg(long, value_name = "URL", requires = "capabilities")]
+    gateway: Option<String>,
+    /// With --capabilities: the credential for a gateway with authentication (an API key or a
+    /// JWT), sent as `authorization: Bearer …`.
+    #[arg(long, env = "BEAMLINE_MESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// With --capabilities: PEM CA certificate(s) to trust for an https:// gateway (default:
+    /// the public web roots).
+    #[arg(long, value_name = "FILE", requires = "capabilities")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 /// One beamline: the instances registered with this `Meta.beamline` under `service`.
@@ -62,6 +83,24 @@ impl Beamline {
 }
 
 pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
+    if args.capabilities {
+        let access = catalog::Access {
+            gateway: args.gateway.as_deref(),
+            token: args.token.as_deref(),
+            ca_cert: args.ca_cert.as_deref(),
+        };
+        // As `call` and `halt` report a gateway's answer: one line, exit 1.
+        let snapshot = catalog::fetch(access).await.unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::exit(1)
+        });
+        let text = if args.json {
+            catalog::json(&snapshot)?
+        } else {
+            catalog::text(&snapshot)
+        };
+        return print(&text);
+    }
     let config = ConsulConfig::from_env_or(args.consul.as_deref())
         .context("Consul client configuration (--consul and CONSUL_* variables)")?;
     let beamlines = list(&config).await?;
@@ -77,6 +116,10 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
     } else {
         table(&beamlines)
     };
+    print(&text)
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;

@@ -456,3 +456,64 @@ async fn a_caller_sees_only_the_beamlines_its_policy_allows() {
     );
     assert!(beamline_change(&event, "5.3.1", FleetChange::Halt).is_some());
 }
+
+/// `beamline-mesh agents --capabilities --gateway <gateway> <extra…>`, which must exit 0; its
+/// stdout.
+async fn agents_capabilities(gateway: &GatewayProc, extra: &[&str]) -> String {
+    let mut args: Vec<String> = ["agents", "--capabilities", "--gateway"]
+        .map(String::from)
+        .to_vec();
+    args.push(gateway.endpoint());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_ok(args, secs(30)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_capabilities_prints_the_catalog_from_the_gateway() {
+    let registry = Registry::start();
+    let (_a, a_id, _) = start_agent(&registry, "5.3.1").await;
+    let gateway = GatewayProc::builder(&registry).start();
+    let mut client = fleet_client(&gateway).await;
+    list_until(&mut client, None, "5.3.1's card", |s| has_card(s, "5.3.1")).await;
+
+    let table = agents_capabilities(&gateway, &[]).await;
+    for needle in [
+        "5.3.1",
+        a_id.as_str(),
+        "move_motor",
+        "actuating",
+        "read_pv",
+        "read-only",
+    ] {
+        assert!(table.contains(needle), "{needle:?} in:\n{table}");
+    }
+
+    let json: serde_json::Value =
+        serde_json::from_str(&agents_capabilities(&gateway, &["--json"]).await)
+            .expect("--json prints one JSON document");
+    assert_eq!(json["beamlines"][0]["beamline"], "5.3.1");
+    assert_eq!(
+        json["beamlines"][0]["instances"][0]["instanceId"],
+        a_id.as_str()
+    );
+    let capabilities = json["beamlines"][0]["card"]["capabilities"]
+        .as_array()
+        .expect("the card's capabilities");
+    assert!(capabilities
+        .iter()
+        .any(|c| c["name"] == "move_motor" && c["actuating"] == true));
+
+    // No gateway there: a clear error, exit 1; --gateway without --capabilities: a usage error.
+    let down = run_to_exit(
+        &["agents", "--capabilities", "--gateway", "127.0.0.1:1"],
+        secs(30),
+    );
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(
+        down.stderr.contains("cannot connect to http://127.0.0.1:1"),
+        "{down:?}"
+    );
+    let usage = run_to_exit(&["agents", "--gateway", &gateway.endpoint()], secs(30));
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    assert!(usage.stderr.contains("--capabilities"), "{usage:?}");
+}

@@ -12,6 +12,7 @@ mod calls;
 mod oneshot;
 mod registration;
 mod sdk;
+mod succeeding;
 
 // Tests reach these as `support::agent::NAME`; a binary that uses none of one file's items must
 // not warn.
@@ -23,6 +24,8 @@ pub use oneshot::*;
 pub use registration::*;
 #[allow(unused_imports)]
 pub use sdk::*;
+#[allow(unused_imports)]
+pub use succeeding::*;
 
 use std::fs::File;
 use std::net::SocketAddr;
