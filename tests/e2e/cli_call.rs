@@ -14,11 +14,12 @@ use serde_json::Value;
 
 const BEAMLINE: &str = "5.3.1";
 
-/// An agent on its own (Consul pointed at a closed port: these tests do not need discovery).
-fn lone_agent() -> AgentProc {
-    AgentProc::builder(BEAMLINE)
-        .consul(closed_port_addr())
-        .start()
+/// An agent called directly, with a registry of its own: these tests need no discovery, but an
+/// agent refuses actuating work until it has read the halt state there (fail closed).
+fn lone_agent() -> (Registry, AgentProc) {
+    let registry = Registry::start();
+    let agent = AgentProc::builder(BEAMLINE).registry(&registry).start();
+    (registry, agent)
 }
 
 /// `call --addr <agent> <args…>`.
@@ -55,7 +56,7 @@ fn task_id_in_progress_line(line: &str) -> String {
 
 #[test]
 fn describe_prints_the_agent_card_as_proto3_json() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
     let out = call_agent(&agent, &["describe"]).expect_code(0);
     let card = out.json();
     assert_eq!(card["beamline"], BEAMLINE, "{card}");
@@ -87,7 +88,7 @@ fn describe_prints_the_agent_card_as_proto3_json() {
 
 #[test]
 fn execute_status_prints_the_completed_task_and_get_reads_it_back() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
     let out = call_agent(&agent, &["execute", "status"]).expect_code(0);
     let task = out.json();
     assert_eq!(task["state"], "TASK_STATE_COMPLETED", "{task}");
@@ -116,7 +117,7 @@ fn execute_status_prints_the_completed_task_and_get_reads_it_back() {
 
 #[test]
 fn execute_with_params_and_events_prints_one_json_line_per_event() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
     let out = call_agent(
         &agent,
         &[
@@ -168,7 +169,7 @@ fn execute_with_params_and_events_prints_one_json_line_per_event() {
 
 #[test]
 fn agent_errors_print_the_grpc_code_and_exit_non_zero() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
 
     let out = call_agent(&agent, &["execute", "no_such_capability"]).expect_code(1);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
@@ -228,7 +229,7 @@ fn unreachable_agent_is_unavailable_and_quick() {
 
 #[test]
 fn a_task_that_ends_cancelled_prints_it_and_exits_2() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
     let addr = agent.addr.to_string();
     // 8000 → 2000 eV at 1000 eV/s: six seconds, time enough to cancel it.
     let (running, task_id) = moving_energy(&addr, 2000);
@@ -247,7 +248,7 @@ fn a_task_that_ends_cancelled_prints_it_and_exits_2() {
 
 #[test]
 fn ctrl_c_stops_waiting_but_not_the_task() {
-    let agent = lone_agent();
+    let (_registry, agent) = lone_agent();
     let addr = agent.addr.to_string();
     // 8000 → 12000 eV: four seconds.
     let (running, task_id) = moving_energy(&addr, 12000);

@@ -42,7 +42,6 @@ use crate::tasks::{codes, TaskTable};
 use beamline_consul::control::{ControlView, ControlWatch, FollowSettings};
 use beamline_consul::ConsulClient;
 use beamline_contract::control::Refusal;
-use beamline_contract::wire::kv;
 
 /// Whether this agent enforces locks itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,19 +150,18 @@ impl Control {
         (watch, control)
     }
 
-    /// Waits, at most `within`, for the follower's first read of the state through `consul`;
-    /// whether it came (until then actuating work is refused anyway). Returns at once when
-    /// Consul cannot be reached: the follower publishes nothing for a Consul unreachable from
-    /// the start, so one probe of its own tells that apart, and an agent whose Consul is down
-    /// starts without waiting (it serves reads meanwhile).
-    pub(crate) async fn first_read(&self, consul: &ConsulClient, within: Duration) -> bool {
+    /// Waits, at most `within`, for the follower's first word: the state read, or why it
+    /// cannot be read (the follower publishes the first failure too, so an agent whose Consul
+    /// is down starts without waiting and serves reads meanwhile). Whether the state was read
+    /// (until it is, actuating work is refused anyway).
+    pub(crate) async fn first_read(&self, within: Duration) -> bool {
         let mut view = self.shared.view.clone();
         let starting = ControlView::starting();
         let read = async {
-            if consul.kv_list(kv::PREFIX, 0, Duration::ZERO).await.is_err() {
-                return false;
+            match view.wait_for(|v| **v != starting).await {
+                Ok(v) => v.unreadable.is_none(),
+                Err(_) => false,
             }
-            view.wait_for(|v| **v != starting).await.is_ok()
         };
         tokio::time::timeout(within, read).await.unwrap_or(false)
     }

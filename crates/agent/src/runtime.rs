@@ -112,7 +112,7 @@ impl AgentRuntime {
         };
         let (control_watch, control) =
             Control::follow(consul.clone(), instance.beamline.to_string(), locks);
-        if !control.first_read(&consul, FIRST_CONTROL_READ).await {
+        if !control.first_read(FIRST_CONTROL_READ).await {
             warn!("the control state (halts, locks) is not read yet: actuating work is refused until it is");
         }
         Ok(AgentRuntime {

@@ -81,6 +81,8 @@ pub struct Follow {
     index: u64,
     backoff: Backoff,
     failing: bool,
+    /// The index of the last answer, as Consul sent it (None before the first).
+    last: Option<u64>,
 }
 
 /// What an answer asks of the loop.
@@ -97,7 +99,8 @@ impl Follow {
         Follow {
             index: 0,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
-            failing: true,
+            failing: false,
+            last: None,
         }
     }
 
@@ -111,17 +114,18 @@ impl Follow {
     pub fn on_answer(&mut self, index: u64) -> Answered {
         self.backoff.reset();
         let was_failing = std::mem::replace(&mut self.failing, false);
-        let previous = self.index;
-        self.index = if index < previous { 0 } else { index.max(1) };
-        if was_failing || index != previous {
+        let last = self.last.replace(index);
+        self.index = if index < self.index { 0 } else { index.max(1) };
+        if was_failing || last != Some(index) {
             Answered::Publish
         } else {
             Answered::Unchanged
         }
     }
 
-    /// The query failed: whether this starts an outage (publish the unreadable view, log
-    /// once), and the pause before asking again (from index 0: anything may have changed).
+    /// The query failed: whether this starts an outage (publish the unreadable view with the
+    /// cause, log once; the first failure before any answer too), and the pause before asking
+    /// again (from index 0: anything may have changed).
     pub fn on_error(&mut self, jitter: f64) -> (bool, Duration) {
         let started = !std::mem::replace(&mut self.failing, true);
         self.index = 0;

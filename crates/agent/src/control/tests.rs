@@ -198,7 +198,7 @@ async fn an_unreachable_consul_does_not_hold_the_start_up_and_refuses_actuating_
     let client = ConsulClient::new(config);
     let (_watch, control) = Control::follow(client.clone(), HERE, Locks::AtGateway);
     let started = std::time::Instant::now();
-    assert!(!control.first_read(&client, Duration::from_secs(30)).await);
+    assert!(!control.first_read(Duration::from_secs(30)).await);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -22,6 +22,18 @@ fn the_first_answer_publishes_and_an_unchanged_index_does_not() {
 }
 
 #[test]
+fn a_failure_before_the_first_answer_starts_an_outage_and_the_answer_publishes() {
+    let mut f = Follow::new(&settings());
+    let (started, _) = f.on_error(0.0);
+    assert!(started, "the view must say why, not 'not answered yet'");
+    assert!(!f.on_error(0.0).0);
+    assert_eq!(f.on_answer(0), Answered::Publish, "even at index 0");
+    assert_eq!(f.index(), 1, "0 is never blocked on");
+    assert_eq!(f.on_answer(1), Answered::Publish, "1 is news after 0");
+    assert_eq!(f.on_answer(1), Answered::Unchanged);
+}
+
+#[test]
 fn an_index_that_went_backwards_starts_again_from_zero_and_zero_is_never_blocked_on() {
     let mut f = Follow::new(&settings());
     f.on_answer(100);
