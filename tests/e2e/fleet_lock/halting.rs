@@ -4,8 +4,9 @@
 use tonic::Code;
 
 use crate::support::policy::*;
+use crate::support::{poll_until, secs};
 
-use super::{assert_status, halt_key, stack, LOCKED, OTHER};
+use super::{assert_status, halt_key, move_as, stack, LOCKED, OTHER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_may_halt_and_resume() {
@@ -89,4 +90,47 @@ async fn who_may_halt_and_resume() {
     safety.halt(OTHER, false, "beam dump").await.unwrap();
     safety.resume(OTHER, false).await.unwrap();
     assert!(control_records(s.registry()).await.is_empty());
+}
+
+/// From Halt returning, this gateway refuses the next actuating Execute itself, with no
+/// polling (the Fleet service answers once its own control view has read the write): each
+/// refusal's access-log line says `refused=halt` and names no instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_halt_returning_the_next_actuating_execute_is_refused_by_the_gateway() {
+    let s = PolicyStack::start(&[LOCKED, OTHER], false, |b| {
+        b.global_arg("--log-format", "json")
+    })
+    .await;
+    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
+    let mut agents = s.client().await;
+    for trial in 0..10 {
+        let reason = format!("trial {trial}");
+        team.halt(LOCKED, false, &reason).await.unwrap();
+        assert_status(
+            move_as(&mut agents, LOCKED, TEAM_531_KEY, "sample_x").await,
+            Code::FailedPrecondition,
+            &["5.3.1", "halted", "team-531", &reason],
+        );
+        team.resume(LOCKED, false).await.unwrap();
+    }
+    let refusals = poll_until(
+        secs(10),
+        "the access-log lines of the 10 refused moves",
+        async || {
+            access_lines(&s.gateway.stderr())
+                .into_iter()
+                .filter(|l| log_text(l, "capability").as_deref() == Some("move_motor"))
+                .collect::<Vec<_>>()
+        },
+        |lines| lines.len() >= 10,
+    )
+    .await;
+    for line in refusals {
+        assert_eq!(
+            log_text(&line, "refused").as_deref(),
+            Some("halt"),
+            "{line}"
+        );
+        assert_eq!(log_text(&line, "instance").as_deref(), Some(""), "{line}");
+    }
 }
