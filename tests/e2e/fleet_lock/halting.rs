@@ -3,8 +3,9 @@
 
 use tonic::Code;
 
+use crate::support::gateway::{start_agent, GatewayProc};
 use crate::support::policy::*;
-use crate::support::{poll_until, secs};
+use crate::support::{poll_for, poll_until, secs, Registry};
 
 use super::{assert_status, halt_key, move_as, stack, LOCKED, OTHER};
 
@@ -133,4 +134,34 @@ async fn from_halt_returning_the_next_actuating_execute_is_refused_by_the_gatewa
         );
         assert_eq!(log_text(&line, "instance").as_deref(), Some(""), "{line}");
     }
+}
+
+/// A gateway without authentication has no caller: every control RPC is allowed and recorded
+/// as by "anonymous".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_authentication_writes_are_by_anonymous() {
+    let registry = Registry::start();
+    let _agent = start_agent(&registry, LOCKED).await;
+    let gateway = GatewayProc::builder(&registry).start();
+    let mut anyone = FleetCaller::new(gateway.channel().await, None);
+    let halt = poll_for(
+        secs(10),
+        "the gateway's discovery to know 5.3.1",
+        async || anyone.halt(LOCKED, false, "no auth here").await.ok(),
+    )
+    .await;
+    assert_eq!(halt.by, "anonymous");
+    let stored = control_record(&registry, &halt_key(LOCKED)).await.unwrap();
+    assert_eq!(stored["by"], "anonymous");
+    assert_eq!(
+        anyone.halt("", true, "all of it").await.unwrap().by,
+        "anonymous"
+    );
+    anyone.resume("", true).await.unwrap();
+    anyone.resume(LOCKED, false).await.unwrap();
+    let lock = anyone.lock(LOCKED, "by hand", None).await.unwrap();
+    assert_eq!(lock.holder, "anonymous");
+    let unlocked = anyone.unlock(LOCKED).await.unwrap();
+    assert_eq!(unlocked.holder, "anonymous");
+    assert!(control_records(&registry).await.is_empty());
 }

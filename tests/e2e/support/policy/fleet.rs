@@ -43,10 +43,7 @@ pub struct FleetCaller {
 impl PolicyStack {
     /// A Fleet client calling as `credential`.
     pub async fn fleet_as(&self, credential: Option<&str>) -> FleetCaller {
-        FleetCaller {
-            client: FleetClient::new(self.gateway.channel().await),
-            credential: credential.map(str::to_string),
-        }
+        FleetCaller::new(self.gateway.channel().await, credential)
     }
 }
 
@@ -63,6 +60,14 @@ async fn bounded<T>(
 }
 
 impl FleetCaller {
+    /// A Fleet client over `channel` (to any gateway) calling as `credential`.
+    pub fn new(channel: Channel, credential: Option<&str>) -> FleetCaller {
+        FleetCaller {
+            client: FleetClient::new(channel),
+            credential: credential.map(str::to_string),
+        }
+    }
+
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         with_bearer(tonic::Request::new(message), self.credential.as_deref())
     }
