@@ -276,7 +276,7 @@ async fn list_beamlines_is_a_snapshot_in_natural_order_with_cards_halts_and_lock
         holder: "alice".into(),
         note: "aligning the beam by hand".into(),
         since: now,
-        expires: now + Duration::from_secs(3),
+        expires: now + Duration::from_secs(5),
     };
     put(&registry, &kv::lock_key(&id("10.1.1")), lock.to_json()).await;
     let (event, _) = watch
@@ -339,6 +339,38 @@ async fn list_beamlines_is_a_snapshot_in_natural_order_with_cards_halts_and_lock
             .unwrap()
             .locked,
         "expired: free"
+    );
+
+    // The fleet-wide halt is an event of its own; each beamline's own halt stays as it was.
+    let all = Halt {
+        by: "safety-officer".into(),
+        reason: "evacuation drill".into(),
+        since: SystemTime::now(),
+    };
+    put(&registry, kv::HALT_ALL, all.to_json()).await;
+    let (event, _) = watch
+        .until(
+            "the fleet-wide halt",
+            |e| matches!(&e.event, Some(Event::FleetHalt(h)) if h.halted),
+        )
+        .await;
+    let Some(Event::FleetHalt(state)) = event.event else {
+        unreachable!()
+    };
+    assert!(state.all);
+    assert_eq!(
+        (state.by.as_str(), state.reason.as_str()),
+        ("safety-officer", "evacuation drill")
+    );
+    let listed = list(&mut client, None).await;
+    assert!(listed.fleet_halt.as_ref().unwrap().halted);
+    assert!(
+        !entry(&listed, "10.1.1")
+            .unwrap()
+            .halt
+            .as_ref()
+            .unwrap()
+            .halted
     );
 }
 
@@ -418,9 +450,12 @@ async fn a_caller_sees_only_the_beamlines_its_policy_allows() {
         &claims("planner", "observer", &["5.3.1"]),
     );
 
-    list_until(&mut client, Some(VIEWER_KEY), "both beamlines", |s| {
-        ids(s) == ["5.3.1", "7.0.1"]
-    })
+    list_until(
+        &mut client,
+        Some(VIEWER_KEY),
+        "both beamlines and cards",
+        |s| ids(s) == ["5.3.1", "7.0.1"] && has_card(s, "5.3.1") && has_card(s, "7.0.1"),
+    )
     .await;
     let only = list(&mut client, Some(&observer)).await;
     assert_eq!(
@@ -450,8 +485,13 @@ async fn a_caller_sees_only_the_beamlines_its_policy_allows() {
             beamline_change(e, "5.3.1", FleetChange::Halt).is_some()
         })
         .await;
+    let of_7_0_1 = |e: &FleetEvent| match &e.event {
+        Some(Event::Beamline(b)) => b.beamline == "7.0.1",
+        Some(Event::Removed(id)) => id == "7.0.1",
+        _ => false,
+    };
     assert!(
-        before.is_empty(),
+        !before.iter().any(of_7_0_1),
         "nothing of 7.0.1 reached the watcher: {before:#?}"
     );
     assert!(beamline_change(&event, "5.3.1", FleetChange::Halt).is_some());
