@@ -9,7 +9,6 @@
 mod calls;
 mod cluster;
 mod consul_env;
-mod control;
 mod load;
 mod raw;
 
@@ -19,8 +18,6 @@ mod raw;
 pub use calls::*;
 #[allow(unused_imports)]
 pub use cluster::*;
-#[allow(unused_imports)]
-pub use control::*;
 #[allow(unused_imports)]
 pub use load::*;
 #[allow(unused_imports)]

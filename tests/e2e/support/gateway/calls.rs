@@ -72,3 +72,27 @@ pub async fn describe(
         ))),
     }
 }
+
+/// An Execute through the gateway: the task id of its first event, or the status of the call
+/// or of its stream; each bounded by [`CALL_BOUND`]. The task runs on (the stream is dropped).
+pub async fn first_task(
+    client: &mut BeamlineAgentClient<Channel>,
+    request: tonic::Request<beamline_mesh::proto::ExecuteRequest>,
+) -> Result<String, tonic::Status> {
+    let bounded = |what: &str| {
+        tonic::Status::deadline_exceeded(format!("TEST: no {what} within {CALL_BOUND:?}"))
+    };
+    let mut stream = tokio::time::timeout(CALL_BOUND, client.execute(request))
+        .await
+        .map_err(|_| bounded("answer"))??
+        .into_inner();
+    match tokio::time::timeout(CALL_BOUND, stream.message()).await {
+        Ok(Ok(Some(event))) => event
+            .task
+            .map(|task| task.task_id)
+            .ok_or_else(|| tonic::Status::unknown("TEST: an event without a task")),
+        Ok(Ok(None)) => Err(tonic::Status::unknown("TEST: the stream ended at once")),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(bounded("first event")),
+    }
+}
