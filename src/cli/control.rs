@@ -290,24 +290,27 @@ fn time(ts: &Option<prost_types::Timestamp>) -> String {
         .map_or_else(|| "?".to_string(), |t| t.to_string())
 }
 
-/// `halted 5.3.1 (by alice at 2026-12-05T14:00:00Z): sample on fire`.
-fn halted_line(scope: &Scope, state: &HaltState) -> String {
+/// `(by alice at 2026-12-05T14:00:00Z): sample on fire`.
+fn halt_detail(state: &HaltState) -> String {
     format!(
-        "halted {scope} (by {} at {}): {}",
+        "(by {} at {}): {}",
         state.by,
         time(&state.since),
         state.reason
     )
 }
 
+/// `halted 5.3.1 (by alice at 2026-12-05T14:00:00Z): sample on fire`.
+fn halted_line(scope: &Scope, state: &HaltState) -> String {
+    format!("halted {scope} {}", halt_detail(state))
+}
+
 /// `resumed 5.3.1`, saying so when the fleet-wide halt still stops it.
 fn resumed_line(scope: &Scope, state: &HaltState) -> String {
     if state.halted {
         format!(
-            "resumed {scope}; every beamline is still halted (by {} at {}): {}",
-            state.by,
-            time(&state.since),
-            state.reason
+            "resumed {scope}; every beamline is still halted {}",
+            halt_detail(state)
         )
     } else {
         format!("resumed {scope}")
@@ -337,3 +340,6 @@ fn unlocked_line(id: &BeamlineId, state: &LockState) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;
