@@ -3,10 +3,11 @@
 //! the control state in Consul KV (`control`: halts and locks, read by one fail-closed watch and
 //! written with check-and-set).
 //!
-//! Owns the Fleet RPCs' authorization (ListBeamlines and WatchFleet as Describe; halting,
-//! resuming and locking a beamline for its operators; `--all` and breaking locks for `safety`)
-//! and their mapping to gRPC statuses; how the catalog is learnt and how KV is written are the
-//! submodules'. The refusal of actuating calls on the data path is `enforce`'s layer.
+//! Owns the tonic service and what ListBeamlines and WatchFleet show a caller (the beamlines it
+//! may Describe); who may halt, resume, lock and unlock (an operator its beamlines; `--all` and
+//! breaking locks `safety`), the statuses of those RPCs and how KV is written are `control`'s,
+//! how the catalog is learnt `catalog`'s. The refusal of actuating calls on the data path is
+//! `enforce`'s layer.
 
 pub mod catalog;
 pub mod control;
