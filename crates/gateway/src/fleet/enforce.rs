@@ -4,14 +4,16 @@
 //!
 //! Per request it reads one thing: the control view, borrowed from the watch the facility
 //! follows (no clone, no allocation), and only for Execute and Cancel. When no halt, lock or
-//! outage applies, the request goes on untouched: its body is not read. Only then is the
-//! request's one message read (bounded by the mesh's message limit) to learn what it is for:
+//! outage applies, the request goes on untouched: its body is not read. Only when one applies
+//! is the request's one message read (bounded by the mesh's message limit) to learn what it is
+//! for:
 //! - Execute: the capability, which the catalog says actuates or not. Actuating (or not known:
 //!   fail closed) is refused FAILED_PRECONDITION with the refusal's words (who halted, when and
 //!   why; the lock's holder, note and expiry); read-only goes on with the body as read.
-//! - Cancel: refused only by a lock held by someone else (a halt stops work, so cancels go on),
-//!   and only when the task's capability actuates: the task is read with a GetTask through the
-//!   mesh.
+//! - Cancel: refused only by a lock held by someone else (a halt or an outage stops work, so
+//!   cancels go on), and only when the task's capability actuates (or cannot be learnt): the
+//!   task is read with a GetTask through the mesh; a task the agent does not have goes on, for
+//!   the agent to answer NOT_FOUND.
 //!
 //! A refused response carries a [`Refused`] extension for the observer (access log, metrics).
 //! Owns that decision and its wire handling; the refusal rule and its words are the contract's,
