@@ -74,7 +74,8 @@ pub async fn run(
         if let Some(view) = state.take_view() {
             published.publish(view, state.take_changes());
         }
-        let wake = next_wake(&state);
+        // A retry that is due but finds every slot taken waits for a Describe to end instead.
+        let wake = next_wake(&state, describing.len() < settings.concurrent);
         tokio::select! {
             changed = fleet.changed() => {
                 if changed.is_err() {
@@ -101,8 +102,9 @@ pub async fn run(
     }
 }
 
-/// The earlier of the next lock expiry and the next retry, as a monotonic instant.
-fn next_wake(state: &CatalogState) -> Option<Instant> {
+/// The earlier of the next lock expiry and (when a Describe could start) the next retry, as a
+/// monotonic instant.
+fn next_wake(state: &CatalogState, can_describe: bool) -> Option<Instant> {
     let wall = SystemTime::now();
     // Past the expiry, never at it: a lock holds while `now < expires`. A day at most: an
     // unreadable lock record never expires, and the wake costs nothing.
@@ -110,7 +112,8 @@ fn next_wake(state: &CatalogState) -> Option<Instant> {
         let left = at.duration_since(wall).unwrap_or_default();
         Instant::now() + left.min(MAX_SLEEP) + Duration::from_millis(1)
     });
-    match (expiry, state.next_retry()) {
+    let retry = state.next_retry().filter(|_| can_describe);
+    match (expiry, retry) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
