@@ -166,7 +166,7 @@ impl Control {
             .await
             .map_err(|e| unavailable(&what, &e))?;
         if !written {
-            return Err(self.lost_race(&id, &key, &what).await);
+            return Err(self.lost_race(&id, holder, &key, &what).await);
         }
         self.caught_up().await;
         match &plan {
@@ -273,18 +273,19 @@ impl Control {
             .remove(id.as_str()))
     }
 
-    /// The FAILED_PRECONDITION of a check-and-set that lost: who won, as read now.
-    async fn lost_race(&self, id: &BeamlineId, key: &str, what: &str) -> Status {
+    /// The FAILED_PRECONDITION of a check-and-set by `holder` that lost: who won, as read now.
+    async fn lost_race(&self, id: &BeamlineId, holder: &str, key: &str, what: &str) -> Status {
         match self.read_lock(id, key, what).await {
-            Ok(Some(held)) => {
+            Ok(Some(held)) if held.lock.holder != holder => {
                 let status = held_by_another(id, &held.lock);
                 Status::failed_precondition(format!(
                     "another caller locked beamline {id} first: {}",
                     status.message()
                 ))
             }
-            Ok(None) => Status::failed_precondition(format!(
-                "the lock on beamline {id} changed while it was being taken (it is free now); retry"
+            Ok(_) => Status::failed_precondition(format!(
+                "the lock on beamline {id} changed while it was being taken (by another request \
+                 of the same caller, or released meanwhile); retry"
             )),
             Err(status) => status,
         }
