@@ -13,7 +13,14 @@
 //!    without a client certificate and then with a gateway certificate from another CA — both
 //!    must fail in the TLS handshake — while the same Describe through the gateway is answered.
 //!
-//! Without `--mtls` the stack is plaintext on loopback, and the demo says so.
+//! 6. the stop button: a scan and a `monitor_pv` stream on one beamline, the control room halts
+//!    it, the scan ends CANCELLED within a second while the monitor keeps streaming (`control`);
+//! 7. a lock: a scientist locks a beamline, the planner's motor move is refused naming the
+//!    holder, the scientist's own goes through.
+//!
+//! Without `--mtls` the stack is plaintext on loopback, and the demo says so. The demo's
+//! gateway authenticates callers (`callers`: a policy file with fresh keys for a planner, a
+//! scientist and the control room, over plaintext on loopback only).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use beamline_mesh::consul::{ConsulClient, ConsulConfig};
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
@@ -29,7 +36,12 @@ use beamline_mesh::proto::{DescribeRequest, ExecuteRequest, TaskState};
 
 use super::stack::{Stack, StackConfig};
 
+mod callers;
+mod control;
 mod forged;
+
+use callers::DemoCallers;
+use control::AgentClient;
 
 /// Describe calls in the failover burst.
 const BURST_CALLS: usize = 200;
@@ -55,8 +67,10 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let callers = DemoCallers::generate().context("cannot make the demo's callers")?;
     let config = StackConfig {
         mtls: args.mtls,
+        auth_file: Some(callers.file.clone()),
         ..StackConfig::on_free_ports()
     };
     let mut stack = Stack::new(config)?;
@@ -67,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         result = async {
             stack.start().await?;
-            tour(&mut stack).await
+            tour(&mut stack, &callers).await
         } => Some(result),
         _ = &mut stop => None,
     };
@@ -101,14 +115,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The scripted tour; returns the summary line.
-async fn tour(stack: &mut Stack) -> anyhow::Result<String> {
+async fn tour(stack: &mut Stack, callers: &DemoCallers) -> anyhow::Result<String> {
     let gateway = stack.gateway.clone().context("no gateway")?;
     let channel = Endpoint::from_shared(format!("http://{gateway}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("cannot connect to the gateway at {gateway}"))?;
-    let client = BeamlineAgentClient::new(channel);
+    let client = BeamlineAgentClient::with_interceptor(channel.clone(), callers.planner.bearer());
 
     // 1. Describe.
     println!();
@@ -203,10 +217,18 @@ async fn tour(stack: &mut Stack) -> anyhow::Result<String> {
         ""
     };
 
+    // 6 and 7. The stop button and a lock.
+    println!();
+    let halt_ms = control::stop_button(&channel, callers).await?;
+    println!();
+    control::lock(&channel, callers).await?;
+
     let failed = result.failed.len();
     let summary = format!(
         "{} beamlines described; a {points}-point scan completed ({updates} progress updates); \
-         {} of {} calls succeeded while an instance was killed, {failed} failed{forged}",
+         {} of {} calls succeeded while an instance was killed, {failed} failed{forged}; a halt \
+         stopped a running scan in {halt_ms:.0} ms while monitor_pv streamed; a lock refused a \
+         second caller",
         beamlines.len(),
         result.ok,
         result.calls
@@ -232,10 +254,7 @@ fn request<T>(beamline: &str, message: T) -> tonic::Request<T> {
 }
 
 /// Runs a short scan, printing each point's progress; returns (points, progress updates).
-async fn scan(
-    client: &BeamlineAgentClient<Channel>,
-    beamline: &str,
-) -> anyhow::Result<(usize, usize)> {
+async fn scan(client: &AgentClient, beamline: &str) -> anyhow::Result<(usize, usize)> {
     let params = serde_json::json!({
         "motor": "sample_x", "start": -1.0, "stop": 1.0, "steps": 5, "dwell_ms": 100,
     });
@@ -334,10 +353,7 @@ struct BurstResult {
 
 /// [`BURST_CALLS`] Describe calls to `beamline`, paced evenly over [`BURST_DURATION`], at most
 /// [`BURST_CONCURRENCY`] in flight.
-async fn burst(
-    client: &BeamlineAgentClient<Channel>,
-    beamline: &str,
-) -> anyhow::Result<BurstResult> {
+async fn burst(client: &AgentClient, beamline: &str) -> anyhow::Result<BurstResult> {
     let next = Arc::new(AtomicUsize::new(0));
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let start = tokio::time::Instant::now();

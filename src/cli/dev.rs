@@ -41,6 +41,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         agent_args: Vec::new(),
         mtls: args.mtls,
         forward_logs: true,
+        auth_file: None,
     };
     let mut stack = Stack::new(config)?;
     // Listen for signals before the first child starts, so an early Ctrl-C still stops in order.

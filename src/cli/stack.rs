@@ -29,6 +29,7 @@ mod config;
 mod process;
 
 pub use certs::{impostor_client, MeshCerts};
+pub(in crate::cli) use certs::{new_private_dir, write_file};
 pub use config::{Listen, StackConfig, DEMO_AGENTS};
 pub use process::Proc;
 
@@ -141,10 +142,18 @@ impl Stack {
             &addr.to_string(),
             "--consul",
             &consul,
-            "--insecure-no-auth",
         ]
         .map(str::to_string)
         .to_vec();
+        match &self.config.auth_file {
+            // On loopback only: the credentials never leave the machine.
+            Some(file) => args.extend([
+                "--auth-file".to_string(),
+                path_arg(file)?,
+                "--allow-plaintext".into(),
+            ]),
+            None => args.push("--insecure-no-auth".into()),
+        }
         if let Some(certs) = &self.certs {
             args.extend([
                 "--upstream-ca".to_string(),

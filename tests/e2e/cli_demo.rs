@@ -86,6 +86,13 @@ fn demo_runs_the_tour_with_no_failed_call_and_exits_0() {
         "BEAMLINE",
         "critical",
         ", 0 failed",
+        // The stop button and the lock (the demo fails itself when a promise is broken).
+        "scan CANCELLED",
+        "(HALTED: beamline 12.3.1 is halted by \"control-room\"",
+        "monitor_pv kept streaming",
+        "move_motor refused: FAILED_PRECONDITION: beamline 12.3.1 is halted",
+        "planner's move_motor refused: FAILED_PRECONDITION: beamline 7.0.1 is locked by \"scientist\"",
+        "scientist's own move_motor COMPLETED",
     ] {
         assert!(out.stdout.contains(needle), "no {needle:?}\n{report}");
     }

@@ -279,9 +279,12 @@ pub mod rfc3339 {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// `time` as RFC 3339 in UTC.
+    /// `time` as RFC 3339 in UTC, to the second (people read it; a halt or a lock is not
+    /// timed to the nanosecond).
     pub fn format(time: SystemTime) -> String {
-        prost_types::Timestamp::from(time).to_string()
+        let mut stamp = prost_types::Timestamp::from(time);
+        stamp.nanos = 0;
+        stamp.to_string()
     }
 
     /// RFC 3339 text as a time.

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use beamline_mesh::beamline::BeamlineId;
 use beamline_mesh::causes::chain;
@@ -23,10 +23,7 @@ use super::{request, CALL_TIMEOUT, FORGED_TARGET};
 /// Step 5: Describe straight to [`FORGED_TARGET`]'s agent, bypassing the gateway and claiming
 /// to be an operator, with no client certificate and then with one from another CA (each must
 /// fail, and says why), then the same call through the gateway (must be answered).
-pub(super) async fn forged_call(
-    stack: &Stack,
-    gateway: &BeamlineAgentClient<Channel>,
-) -> anyhow::Result<()> {
+pub(super) async fn forged_call(stack: &Stack, gateway: &super::AgentClient) -> anyhow::Result<()> {
     let certs = stack.certs.as_ref().context("no certificates")?;
     let agent = stack
         .agents

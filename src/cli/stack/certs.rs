@@ -58,7 +58,7 @@ impl MeshCerts {
     }
 
     fn generate_in(parent: &Path, ids: &BTreeMap<String, BeamlineId>) -> anyhow::Result<MeshCerts> {
-        let dir = new_private_dir(parent)?;
+        let dir = new_private_dir(parent, "mtls")?;
         // From here on, dropping `certs` (an error below) removes the directory.
         let mut certs = MeshCerts {
             ca: dir.join("ca.pem"),
@@ -167,11 +167,11 @@ fn issue(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// A new directory `beamline-mesh-mtls-<pid>-<random>` under `parent`, owner-only; never an
+/// A new directory `beamline-mesh-<what>-<pid>-<random>` under `parent`, owner-only; never an
 /// existing one.
-fn new_private_dir(parent: &Path) -> anyhow::Result<PathBuf> {
+pub(in crate::cli) fn new_private_dir(parent: &Path, what: &str) -> anyhow::Result<PathBuf> {
     let dir = parent.join(format!(
-        "beamline-mesh-mtls-{}-{:016x}",
+        "beamline-mesh-{what}-{}-{:016x}",
         std::process::id(),
         rand::random::<u64>()
     ));
@@ -185,7 +185,7 @@ fn new_private_dir(parent: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Writes a new file (never an existing one); a `secret` is readable by its owner only.
-fn write_file(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
+pub(in crate::cli) fn write_file(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

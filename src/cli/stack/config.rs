@@ -80,6 +80,9 @@ pub struct StackConfig {
     /// Copy the children's stderr (their logs) to ours, each line prefixed with the child's
     /// name; otherwise only the last lines are kept, for error reports.
     pub forward_logs: bool,
+    /// The gateway's policy file (`--auth-file`, with `--allow-plaintext`: the stack is on
+    /// loopback); without one the gateway runs `--insecure-no-auth`.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl StackConfig {
@@ -93,6 +96,7 @@ impl StackConfig {
             agent_args: Vec::new(),
             mtls: false,
             forward_logs: false,
+            auth_file: None,
         }
     }
 }
