@@ -118,6 +118,9 @@ async fn a_lock_refuses_others_and_lets_its_holder_act_until_it_is_released() {
         .expect("the lock is in KV");
     assert_eq!(stored["holder"], "team-531");
     assert_eq!(stored["note"], "aligning the beam by hand");
+    // The answer is what is stored (times to the second, as refusals print them).
+    assert_eq!(stored["expires"], expiry(&lock));
+    assert_eq!(stored["since"], lock.since.unwrap().to_string());
 
     // Another operator of the beamline: refused, with who, why and until when.
     let until = expiry(&lock);

@@ -88,7 +88,7 @@ impl Control {
         let halt = Halt {
             by: actor(caller).to_string(),
             reason: request.reason,
-            since: SystemTime::now(),
+            since: to_the_second(SystemTime::now()),
         };
         let key = halt_key(&scope);
         self.client
@@ -152,7 +152,7 @@ impl Control {
         let what = format!("lock beamline {id}");
         let holder = actor(caller);
         let held = self.read_lock(&id, &key, &what).await?;
-        let now = SystemTime::now();
+        let now = to_the_second(SystemTime::now());
         let plan = plan_lock(&id, holder, held.as_ref(), now)?;
         let lock = Lock {
             holder: holder.to_string(),
@@ -324,6 +324,15 @@ fn halt_key(scope: &Scope) -> String {
 /// UNAVAILABLE: Consul could not be read or written; `what` the RPC was doing.
 fn unavailable(what: &str, error: &ConsulError) -> Status {
     Status::unavailable(format!("cannot {what}: {error}"))
+}
+
+/// `time` without its fraction of a second: records are stored and refusals print times to the
+/// second, and the answer must say what is stored (and a lock's expiry what refusals say).
+fn to_the_second(time: SystemTime) -> SystemTime {
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs())
 }
 
 fn rfc3339(time: SystemTime) -> String {
