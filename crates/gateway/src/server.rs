@@ -199,14 +199,10 @@ pub async fn serve(
         .service(FleetServer::new(FleetService::new(
             options.facility.clone(),
         )));
-    // The mesh's message limit as the layer's bound on a message it reads. The gateway's
-    // `--max-message-bytes` does not reach here yet (GatewayOptions has no field for it): a
-    // larger configured limit still passes calls no refusal applies to, unread.
-    let enforce = EnforceLayer::new(
-        &options.facility,
-        mesh.clone(),
-        beamline_mesh_client::DEFAULT_MAX_MESSAGE_BYTES,
-    );
+    // The mesh's message limit (`--max-message-bytes`) bounds a message the layer reads, so a
+    // read-only Execute it lets through while a refusal applies is refused by nothing else.
+    let max_message_bytes = mesh.max_message_bytes();
+    let enforce = EnforceLayer::new(&options.facility, mesh.clone(), max_message_bytes);
     let front = ServiceBuilder::new()
         .option_layer(observe)
         .option_layer(auth)

@@ -210,6 +210,12 @@ impl Mesh {
         Ok(route)
     }
 
+    /// The largest request message a call may carry (`MeshSettings::max_message_bytes`): what
+    /// a layer in front of the mesh that reads a message must bound its read by.
+    pub fn max_message_bytes(&self) -> usize {
+        self.inner.settings.max_message_bytes
+    }
+
     /// Whether `beamline` is registered, as far as discovery knows (before Consul has answered
     /// once, every id might be).
     pub fn is_known(&self, beamline: &str) -> bool {
