@@ -125,6 +125,7 @@ struct Report {
     watch: Vec<Duration>,
     refused: Vec<Duration>,
     cancelled: Vec<Duration>,
+    cancelled_from_sent: Vec<Duration>,
     halt_rpc: Vec<Duration>,
 }
 
@@ -193,16 +194,17 @@ async fn run() -> Result<Report> {
 
     let (list, list_bytes) = measure_list(&channel).await?;
     let watch = measure_watch(&channel, &http, &base).await?;
-    let (halt_rpc, refused, cancelled) = measure_halts(&channel)
+    let halts = measure_halts(&channel)
         .await
         .with_context(|| format!("gateway stderr:\n{}", gateway.stderr_tail()))?;
     Ok(Report {
         list,
         list_bytes,
         watch,
-        refused,
-        cancelled,
-        halt_rpc,
+        refused: halts.refused,
+        cancelled: halts.cancelled,
+        cancelled_from_sent: halts.cancelled_from_sent,
+        halt_rpc: halts.rpc,
     })
 }
 
@@ -402,10 +404,24 @@ async fn until_cancelled(mut events: Events) -> Result<Instant> {
     }
 }
 
-async fn measure_halts(channel: &Channel) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
+/// Each trial's times, sorted.
+#[derive(Default)]
+struct Halts {
+    /// The Halt RPC itself.
+    rpc: Vec<Duration>,
+    /// From Halt returning to the refusal of an actuating Execute sent then.
+    refused: Vec<Duration>,
+    /// From Halt returning to the last running scan's CANCELLED (0 when the agents were first).
+    cancelled: Vec<Duration>,
+    /// The same from Halt being sent (the agents follow KV themselves, so they may cancel
+    /// before the gateway's answer comes back).
+    cancelled_from_sent: Vec<Duration>,
+}
+
+async fn measure_halts(channel: &Channel) -> Result<Halts> {
     let mut agent = BeamlineAgentClient::new(channel.clone());
     let mut fleet = FleetClient::new(channel.clone());
-    let (mut rpc, mut refused, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
+    let mut h = Halts::default();
     for _ in 0..HALT_TRIALS {
         let mut scans = Vec::new();
         for motor in SCANS {
@@ -428,7 +444,7 @@ async fn measure_halts(channel: &Channel) -> Result<(Vec<Duration>, Vec<Duration
             )?)
             .await?;
         let halted = Instant::now();
-        rpc.push(halted - asked);
+        h.rpc.push(halted - asked);
         let refusal = agent
             .execute(request(
                 OPERATOR_KEY,
@@ -444,16 +460,17 @@ async fn measure_halts(channel: &Channel) -> Result<(Vec<Duration>, Vec<Duration
             .await;
         match refusal {
             Err(status) if status.code() == Code::FailedPrecondition => {
-                refused.push(halted.elapsed())
+                h.refused.push(halted.elapsed())
             }
             Err(status) => bail!("move_motor after Halt: {status}"),
             Ok(_) => bail!("move_motor was accepted after Halt returned"),
         }
-        let mut last = halted;
+        let mut last = asked;
         for wait in waits {
             last = last.max(wait.await??);
         }
-        cancelled.push(last - halted);
+        h.cancelled.push(last.saturating_duration_since(halted));
+        h.cancelled_from_sent.push(last - asked);
         fleet
             .resume(request(
                 SAFETY_KEY,
@@ -465,10 +482,15 @@ async fn measure_halts(channel: &Channel) -> Result<(Vec<Duration>, Vec<Duration
             )?)
             .await?;
     }
-    rpc.sort();
-    refused.sort();
-    cancelled.sort();
-    Ok((rpc, refused, cancelled))
+    for times in [
+        &mut h.rpc,
+        &mut h.refused,
+        &mut h.cancelled,
+        &mut h.cancelled_from_sent,
+    ] {
+        times.sort();
+    }
+    Ok(h)
 }
 
 fn ms(d: Duration) -> String {
@@ -500,6 +522,10 @@ impl Report {
         line(
             "Halt returned → every running scan CANCELLED",
             &self.cancelled,
+        );
+        line(
+            "Halt sent → every running scan CANCELLED",
+            &self.cancelled_from_sent,
         );
         let p99_refused = percentile(&self.refused, 99.0);
         let p99_cancelled = percentile(&self.cancelled, 99.0);
