@@ -14,7 +14,6 @@
 //! With `--capabilities` it prints the gateway's fleet catalog instead (`catalog`): cards,
 //! halts and locks live there, not in Consul.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -24,7 +23,7 @@ use serde::Serialize;
 
 mod catalog;
 
-use beamline_mesh::beamline::AGENT_TAG;
+use beamline_mesh::beamline::{natural_cmp, AGENT_TAG};
 use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntry};
 
 #[derive(clap::Args)]
@@ -170,7 +169,7 @@ pub async fn list(config: &ConsulConfig) -> anyhow::Result<Vec<Beamline>> {
         })
         .collect();
     beamlines.sort_by(|a, b| {
-        beamline_order(&a.beamline, &b.beamline).then_with(|| a.service.cmp(&b.service))
+        natural_cmp(&a.beamline, &b.beamline).then_with(|| a.service.cmp(&b.service))
     });
     Ok(beamlines)
 }
@@ -200,27 +199,6 @@ fn worst_status(entry: &ServiceEntry) -> CheckStatus {
         .map(|c| c.status)
         .max()
         .unwrap_or(CheckStatus::Passing)
-}
-
-/// `5.3.1` < `7.0.1` < `12.3.1`: dot- or dash-separated parts compared as numbers when both are
-/// numbers, as text otherwise; ties broken by the plain text.
-pub fn beamline_order(a: &str, b: &str) -> Ordering {
-    let parts = |s: &str| {
-        s.split(['.', '-'])
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-    };
-    let (pa, pb) = (parts(a), parts(b));
-    for (x, y) in pa.iter().zip(pb.iter()) {
-        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(nx), Ok(ny)) => nx.cmp(&ny),
-            _ => x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()),
-        };
-        if ord != Ordering::Equal {
-            return ord;
-        }
-    }
-    pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
 }
 
 /// The human table: one line per instance, the beamline's columns on its first line only.

@@ -128,7 +128,7 @@ async fn tour(stack: &mut Stack, callers: &DemoCallers) -> anyhow::Result<String
     println!();
     println!("1. Describe every beamline through the gateway (routed by x-beamline)");
     let mut beamlines: Vec<String> = stack.agents.iter().map(|a| a.beamline.clone()).collect();
-    beamlines.sort_by(|a, b| super::agents::beamline_order(a, b));
+    beamlines.sort_by(|a, b| beamline_mesh::beamline::natural_cmp(a, b));
     beamlines.dedup();
     for beamline in &beamlines {
         let card = client

@@ -91,5 +91,8 @@ impl std::str::FromStr for BeamlineId {
     }
 }
 
+mod order;
+pub use order::natural_cmp;
+
 #[cfg(test)]
 mod tests;

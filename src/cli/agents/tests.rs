@@ -1,12 +1,12 @@
 use super::*;
 
 #[test]
-fn beamlines_sort_numerically() {
+fn beamlines_sort_naturally() {
     let mut ids = vec!["12.3.1", "5.3.1", "7.0.1", "5.3", "5-3-1", "BL2", "BL10"];
-    ids.sort_by(|a, b| beamline_order(a, b));
+    ids.sort_by(|a, b| natural_cmp(a, b));
     assert_eq!(
         ids,
-        vec!["5.3", "5-3-1", "5.3.1", "7.0.1", "12.3.1", "BL10", "BL2"]
+        vec!["5-3-1", "5.3", "5.3.1", "7.0.1", "12.3.1", "BL2", "BL10"]
     );
 }
 

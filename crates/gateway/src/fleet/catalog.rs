@@ -13,7 +13,6 @@
 
 mod entry;
 mod learner;
-mod order;
 mod state;
 mod stream;
 mod view;
@@ -29,7 +28,6 @@ use beamline_contract::proto::{FleetEvent, FleetSnapshot};
 use beamline_mesh_client::Mesh;
 
 pub use learner::LearnSettings;
-pub use order::natural_cmp;
 pub use state::Retry;
 pub use view::View;
 

@@ -21,7 +21,7 @@ use super::view::{
     finish, state, BeamlineView, CapabilityView, CardView, HaltView, InstanceView, LockView,
     StatusView,
 };
-use crate::fleet::catalog::natural_cmp;
+use beamline_contract::beamline::natural_cmp;
 
 /// Everything a view is built from.
 pub struct Sources<'a> {

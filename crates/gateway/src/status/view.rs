@@ -3,13 +3,13 @@
 //! attention first, then the rest, each group in natural order of ids).
 //!
 //! Owns the model, why a beamline needs attention, the totals and the order (natural order is
-//! the catalog's `natural_cmp`, so the page and ListBeamlines agree); it must not read its
+//! the contract's `natural_cmp`, so the page and ListBeamlines agree); it must not read its
 //! sources (`sources` builds rows from the mesh, the catalog and the control state) nor render
 //! (`page`).
 
 use serde::Serialize;
 
-use crate::fleet::catalog::natural_cmp;
+use beamline_contract::beamline::natural_cmp;
 
 /// The whole page.
 #[derive(Debug, Serialize)]

@@ -26,8 +26,8 @@ use beamline_contract::proto::{
 use beamline_mesh_client::discovery::Fleet;
 
 use super::entry::{self, CardKey};
-use super::order::natural_cmp;
 use super::view::{CardKinds, Change, View};
+use beamline_contract::beamline::natural_cmp;
 
 /// The machine's settings: the backoff of failed Describes.
 #[derive(Debug, Clone, Copy)]

@@ -1,9 +1,10 @@
-//! The catalog's order of beamline ids: natural, so `2.1.1` comes before `10.1.1`. An id is cut
+//! The order of beamline ids people read: natural, so `2.1.1` comes before `10.1.1`. An id is cut
 //! into runs of digits and runs of anything else; digit runs compare as numbers (of any length),
 //! other runs as text ignoring case, and ids that still tie compare as plain text, so the order
 //! is total.
 //!
-//! Owns the comparison only; the catalog sorts its entries with it once per change.
+//! Owns the comparison only. The gateway's catalog and status page and the CLI's tables sort
+//! with it, so every list of beamlines reads the same.
 
 use std::cmp::Ordering;
 
