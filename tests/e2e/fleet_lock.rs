@@ -21,8 +21,8 @@ use serde_json::json;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::support::agent::{execute_request, task_of};
-use crate::support::gateway::{to_with_timeout, CALL_BOUND};
+use crate::support::agent::execute_request;
+use crate::support::gateway::{first_task, to_with_timeout, CALL_BOUND};
 use crate::support::policy::*;
 use crate::support::*;
 
@@ -85,13 +85,7 @@ async fn move_as(
         "authorization",
         format!("Bearer {credential}").parse().unwrap(),
     );
-    let mut stream = client.execute(request).await?.into_inner();
-    match tokio::time::timeout(CALL_BOUND, stream.message()).await {
-        Ok(Ok(Some(event))) => Ok(task_of(&event).task_id.clone()),
-        Ok(Ok(None)) => Err(tonic::Status::unknown("TEST: the stream ended at once")),
-        Ok(Err(status)) => Err(status),
-        Err(_) => Err(tonic::Status::deadline_exceeded("TEST: no first event")),
-    }
+    first_task(client, request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

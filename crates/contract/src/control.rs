@@ -235,7 +235,7 @@ impl std::fmt::Display for Refusal {
                     f,
                     "{scope} by {:?} since {}: {}",
                     halt.by,
-                    rfc3339::format(halt.since),
+                    rfc3339::format_seconds(halt.since),
                     halt.reason
                 )
             }
@@ -243,8 +243,8 @@ impl std::fmt::Display for Refusal {
                 f,
                 "beamline {beamline} is locked by {:?} until {} (since {}): {}",
                 lock.holder,
-                rfc3339::format(lock.expires),
-                rfc3339::format(lock.since),
+                rfc3339::format_seconds(lock.expires),
+                rfc3339::format_seconds(lock.since),
                 lock.note
             ),
             Refusal::Unreadable { reason } => write!(
@@ -279,9 +279,13 @@ pub mod rfc3339 {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// `time` as RFC 3339 in UTC, to the second (people read it; a halt or a lock is not
-    /// timed to the nanosecond).
+    /// `time` as RFC 3339 in UTC, as precise as it is (what is stored).
     pub fn format(time: SystemTime) -> String {
+        prost_types::Timestamp::from(time).to_string()
+    }
+
+    /// `time` as RFC 3339 in UTC to the second, as refusals show it to people.
+    pub fn format_seconds(time: SystemTime) -> String {
         let mut stamp = prost_types::Timestamp::from(time);
         stamp.nanos = 0;
         stamp.to_string()
