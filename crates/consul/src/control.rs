@@ -17,6 +17,11 @@ use super::{ConsulClient, ConsulError};
 use beamline_contract::control::{ControlState, Record, Refusal};
 use beamline_contract::wire::kv;
 
+/// Why an answer Consul filtered by ACLs cannot be trusted.
+const FILTERED: &str = "Consul hid keys under beamline-mesh/ from this token \
+    (X-Consul-Results-Filtered-By-ACLs): it needs key_prefix \"beamline-mesh/\" read \
+    (check CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE)";
+
 /// The control state as last read, and whether it can be trusted now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlView {
@@ -178,8 +183,16 @@ async fn follow(
         {
             Ok(answer) => {
                 if machine.on_answer(answer.index) == Answered::Publish {
-                    if tx.borrow().unreadable.is_some() {
-                        tracing::info!("control state (halts, locks) read");
+                    // Real Consul answers a token that may not read the prefix with the keys it
+                    // may read (none) and this flag, not a 403: that is not "nothing halted".
+                    let unreadable = answer.filtered_by_acls.then(|| FILTERED.to_string());
+                    let was = tx.borrow().unreadable.clone();
+                    match (&was, &unreadable) {
+                        (_, Some(why)) if was.as_ref() != Some(why) => {
+                            tracing::warn!("control state (halts, locks) unreadable: {why}; actuating work is refused")
+                        }
+                        (Some(_), None) => tracing::info!("control state (halts, locks) read"),
+                        _ => {}
                     }
                     let state = ControlState::from_records(answer.value.iter().map(|e| Record {
                         key: &e.key,
@@ -188,7 +201,7 @@ async fn follow(
                     }));
                     tx.send_replace(Arc::new(ControlView {
                         state,
-                        unreadable: None,
+                        unreadable,
                         index: answer.index,
                     }));
                 }

@@ -24,13 +24,10 @@ use tower::{Layer, Service};
 use super::caller::{method_of, Beamlines, Caller, Role};
 use super::config::{is_caller_name, ConfigError, PolicyConfig};
 use beamline_contract::beamline::BeamlineId;
-use beamline_contract::wire::{header, Rpc};
+use beamline_contract::wire::{header, FleetRpc, Rpc};
 
 mod jwt;
 use jwt::{looks_like_jwt, JwtVerifier};
-
-/// The path prefix of `beamline.v1.Fleet`'s methods.
-const FLEET_PATH_PREFIX: &str = "/beamline.v1.Fleet/";
 
 /// Whether `role` may call `rpc`: an observer reads only, an operator also acts on the beamline;
 /// `safety` is an observer on the agents' RPCs (its powers are the Fleet service's: halting,
@@ -252,7 +249,7 @@ impl<S> Auth<S> {
             .auth
             .authenticate(request.headers())
             .map_err(|status| (status, None))?;
-        if request.uri().path().starts_with(FLEET_PATH_PREFIX) {
+        if request.uri().path().starts_with(FleetRpc::PATH_PREFIX) {
             // The Fleet service names its beamlines in the request message: it authorizes each
             // RPC itself, from the caller this layer established.
             request.headers_mut().remove(AUTHORIZATION);
