@@ -30,6 +30,7 @@ use tower::{Layer, Service};
 use super::caller::Caller;
 use super::config::{Limit, LimitsConfig};
 use super::observe::GatewayMetrics;
+use beamline_contract::wire::FleetRpc;
 
 /// The caller name of calls without an authenticated caller (`--insecure-no-auth`).
 pub const ANONYMOUS: &str = "anonymous";
@@ -95,8 +96,9 @@ impl Buckets {
         self.per_beamline.is_none() && self.per_caller.is_none() && self.overrides.is_empty()
     }
 
-    /// Takes a token for the call, or says which limit refused it.
-    fn admit(&self, beamline: &str, caller: &str) -> Result<(), (Scope, Status)> {
+    /// Takes a token for the call, or says which limit refused it. A Fleet call names no
+    /// beamline in its metadata (`beamline` None): only the caller's limit applies to it.
+    fn admit(&self, beamline: Option<&str>, caller: &str) -> Result<(), (Scope, Status)> {
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
@@ -109,6 +111,9 @@ impl Buckets {
                 return Err((Scope::Caller, Status::resource_exhausted(message)));
             }
         }
+        let Some(beamline) = beamline else {
+            return Ok(());
+        };
         let refused = |limit| {
             let message = format!(
                 "rate limit of beamline {beamline} exceeded ({})",
@@ -205,15 +210,22 @@ where
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         if !self.buckets.is_empty() {
-            // Without a valid beamline the inner service answers INVALID_ARGUMENT.
-            if let Ok(beamline) = super::beamline_of(&mut request) {
+            // A Fleet call (halts, locks, the catalog) counts against its caller's limit; an
+            // agent call without a valid beamline is answered INVALID_ARGUMENT further in.
+            let beamline = if request.uri().path().starts_with(FleetRpc::PATH_PREFIX) {
+                Some(None)
+            } else {
+                super::beamline_of(&mut request).ok().map(Some)
+            };
+            if let Some(beamline) = beamline {
                 let caller = request
                     .extensions()
                     .get::<Caller>()
                     .map_or(ANONYMOUS, |c| c.name.as_str());
-                if let Err((scope, status)) = self.buckets.admit(beamline.as_str(), caller) {
+                let beamline = beamline.as_ref().map(|b| b.as_str());
+                if let Err((scope, status)) = self.buckets.admit(beamline, caller) {
                     if let Some(metrics) = &self.metrics {
-                        metrics.rate_limited(beamline.as_str(), scope);
+                        metrics.rate_limited(beamline.unwrap_or(""), scope);
                     }
                     return Either::Right(futures::future::ready(Ok(status.into_http())));
                 }

@@ -196,6 +196,8 @@ pub async fn serve(
     let fleet = ServiceBuilder::new()
         .option_layer(observe.clone())
         .option_layer(auth.clone())
+        // The caller's rate limit (a Fleet call names no beamline in its metadata).
+        .option_layer(limits.clone())
         .service(FleetServer::new(FleetService::new(
             options.facility.clone(),
         )));

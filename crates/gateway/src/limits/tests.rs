@@ -180,3 +180,42 @@ async fn refusals_are_counted_by_beamline_and_scope() {
         "{text}"
     );
 }
+
+/// A Fleet call (no `x-beamline`) as `caller`.
+async fn call_fleet(layer: &RateLimitLayer, caller: &str) -> Status {
+    let agent = tower::service_fn(|_: http::Request<Body>| async {
+        Ok::<_, Infallible>(Status::ok("agent").into_http())
+    });
+    let mut request = http::Request::builder()
+        .uri(format!("{}WatchFleet", FleetRpc::PATH_PREFIX))
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(Caller {
+        name: caller.to_string(),
+        role: Role::Observer,
+        beamlines: Beamlines::All,
+    });
+    let response = layer.layer(agent).oneshot(request).await.unwrap();
+    Status::from_header_map(response.headers()).expect("a trailers-only status")
+}
+
+#[tokio::test]
+async fn fleet_calls_count_against_their_callers_limit_only() {
+    let layer = RateLimitLayer::new(&LimitsConfig {
+        per_beamline: limit(1),
+        per_caller: limit(2),
+        ..Default::default()
+    });
+    assert!(admitted(&call_fleet(&layer, "watcher").await));
+    assert!(admitted(&call_fleet(&layer, "watcher").await));
+    let refused = call_fleet(&layer, "watcher").await;
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("caller watcher"), "{refused:?}");
+    // Another caller's bucket is its own; no beamline bucket is taken by Fleet calls.
+    assert!(admitted(&call_fleet(&layer, "desk").await));
+    assert!(admitted(&call(&layer, Some("5.3.1"), Some("ops")).await));
+}
