@@ -10,7 +10,8 @@
 //! - once ListBeamlines shows all 100 beamlines with their cards:
 //!
 //! 1. **ListBeamlines**: `LIST_CALLS` calls one after another: p50 and p99 time, and the size of
-//!    the encoded answer.
+//!    the encoded answer; the gateway's RSS then (the catalog has Described, so routed, every
+//!    beamline) and at the end.
 //! 2. **WatchFleet**: `WATCH_TRIALS` times, a new beamline `8.0.<n>` is registered through the
 //!    registry's Consul API with a TTL check and the check set passing; measured from the pass
 //!    answer returning to the WatchFleet event that shows the instance healthy.
@@ -122,6 +123,8 @@ fn request<T>(key: &str, beamline: Option<&str>, message: T) -> Result<Request<T
 struct Report {
     list: Vec<Duration>,
     list_bytes: usize,
+    /// The gateway's RSS once the catalog is complete, and at the end.
+    gateway_rss: (u64, u64),
     watch: Vec<Duration>,
     refused: Vec<Duration>,
     cancelled: Vec<Duration>,
@@ -192,6 +195,7 @@ async fn run() -> Result<Report> {
             .sum::<usize>()
     );
 
+    let rss_complete = gateway.rss()?;
     let (list, list_bytes) = measure_list(&channel).await?;
     let watch = measure_watch(&channel, &http, &base).await?;
     let halts = measure_halts(&channel)
@@ -205,6 +209,7 @@ async fn run() -> Result<Report> {
         cancelled: halts.cancelled,
         cancelled_from_sent: halts.cancelled_from_sent,
         halt_rpc: halts.rpc,
+        gateway_rss: (rss_complete, gateway.rss()?),
     })
 }
 
@@ -515,6 +520,12 @@ impl Report {
             "ListBeamlines answer size",
             self.list_bytes,
             self.list_bytes as f64 / 1024.0
+        );
+        println!(
+            "  {:<44} {:.1} MB with the catalog complete, {:.1} MB at the end",
+            "gateway RSS (every beamline routed)",
+            self.gateway_rss.0 as f64 / 1e6,
+            self.gateway_rss.1 as f64 / 1e6
         );
         line("WatchFleet: instance passing → event", &self.watch);
         line("Halt RPC (KV write + the gateway's view)", &self.halt_rpc);
