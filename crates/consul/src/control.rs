@@ -63,7 +63,11 @@ impl ControlView {
 /// How the follower asks.
 #[derive(Debug, Clone)]
 pub struct FollowSettings {
-    /// `?wait=` of the blocking query.
+    /// `?wait=` of the blocking query. It bounds how long a silently dead connection to Consul
+    /// (a peer gone without a reset: a crashed host, a dropped NAT entry) can hide a halt: the
+    /// view stays readable, and stale, until the query's timeout (this wait plus Consul's jitter
+    /// and the client timeout) ends it. 30 s by default, not Consul's 5 min; the client's TCP
+    /// keepalive (`ConsulClient::new`) usually notices sooner.
     pub wait: Duration,
     /// Pauses after failures: short, since actuating work is refused meanwhile.
     pub min_backoff: Duration,
@@ -73,7 +77,7 @@ pub struct FollowSettings {
 impl Default for FollowSettings {
     fn default() -> Self {
         FollowSettings {
-            wait: Duration::from_secs(300),
+            wait: Duration::from_secs(30),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
         }

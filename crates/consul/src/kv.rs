@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine;
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
 use super::{path_segment, ConsulClient, ConsulError, Indexed};
@@ -58,6 +59,25 @@ fn decode(what: &str, wire: Vec<WireEntry>) -> Result<Vec<KvEntry>, ConsulError>
             })
         })
         .collect()
+}
+
+/// What a KV read's answer (200 or 404) says in `X-Consul-Index`. Consul (and the embedded
+/// registry) always sends it; an answer without it is not Consul's KV API — a proxy or a load
+/// balancer answering 404 for the path, say. Taken for "nothing there, index 0" it would make
+/// a follower of the prefix ask again at once, forever, and call the state readable.
+fn kv_answer_index(what: &str, status: u16, headers: &HeaderMap) -> Result<u64, ConsulError> {
+    headers
+        .get("x-consul-index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ConsulError::Status {
+            what: what.to_string(),
+            status,
+            body: "the answer has no valid X-Consul-Index header: the server at \
+                   CONSUL_HTTP_ADDR does not answer as Consul's KV API does (a proxy or load \
+                   balancer in front of it?)"
+                .to_string(),
+        })
 }
 
 impl ConsulClient {
@@ -157,6 +177,7 @@ impl ConsulClient {
     }
 
     /// A blocking GET where 404 means "nothing there" (KV), with the index Consul still sends.
+    /// A 200 or 404 without `X-Consul-Index` is an error ([`kv_answer_index`]).
     async fn blocking_get_or_missing<T: serde::de::DeserializeOwned>(
         &self,
         what: String,
@@ -166,8 +187,14 @@ impl ConsulClient {
         wait: Duration,
     ) -> Result<Indexed<Option<T>>, ConsulError> {
         let response = self.blocking_send(&what, path, query, index, wait).await?;
-        let (index, filtered_by_acls) = Self::index_headers(&response);
-        if response.status() == StatusCode::NOT_FOUND {
+        let status = response.status();
+        let (_, filtered_by_acls) = Self::index_headers(&response);
+        let index = if status == StatusCode::OK || status == StatusCode::NOT_FOUND {
+            kv_answer_index(&what, status.as_u16(), response.headers())?
+        } else {
+            0
+        };
+        if status == StatusCode::NOT_FOUND {
             return Ok(Indexed {
                 value: None,
                 index,
@@ -187,5 +214,7 @@ impl ConsulClient {
     }
 }
 
+/// Its canned-server helper (`answering`) is the crate's, for any test of an answer Consul
+/// may or may not give.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

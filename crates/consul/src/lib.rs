@@ -120,7 +120,14 @@ pub struct ConsulClient {
 
 impl ConsulClient {
     pub fn new(config: ConsulConfig) -> ConsulClient {
-        let mut builder = reqwest::Client::builder().connect_timeout(config.timeout);
+        // Keepalive probes end a connection whose peer vanished without a reset within about
+        // 10 s + 3 × 5 s, instead of leaving a blocking query (the control state's follower)
+        // waiting on it until its timeout. Set here, not left to reqwest's defaults.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .tcp_keepalive(Duration::from_secs(10))
+            .tcp_keepalive_interval(Duration::from_secs(5))
+            .tcp_keepalive_retries(3);
         if let Some(tls) = &config.tls {
             builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(tls));
         }
