@@ -310,6 +310,22 @@ async fn over_mutual_tls_a_lock_lets_its_holder_through_the_gateway_alone() {
     let mut peer = dial((&peer_cert, &peer_key)).await;
     until_started(&mut gateway, "move_motor", small_move(), Some("bob")).await;
 
+    // Over mutual TLS it enforces locks too, and its registration says so.
+    let card = gateway
+        .describe(DescribeRequest {})
+        .await
+        .expect("Describe")
+        .into_inner();
+    let service = BeamlineId::parse(HALTED).unwrap().service_name();
+    let entry = wait_passing(&registry, &service, &card.instance_id, secs(10)).await;
+    let registered = &entry["Service"]["Meta"];
+    assert_eq!(
+        registered[meta::CONTROLS],
+        meta::CONTROLS_ENFORCED,
+        "{registered}"
+    );
+    assert_eq!(meta::CONTROLS_ENFORCED, "halt,lock");
+
     let now = SystemTime::now();
     let lock = Lock {
         holder: "alice".into(),
@@ -373,7 +389,7 @@ async fn over_mutual_tls_a_lock_lets_its_holder_through_the_gateway_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_registration_says_the_cards_revision_and_that_the_agent_enforces_halts_and_locks() {
+async fn the_registration_says_the_cards_revision_and_that_a_plaintext_agent_enforces_halts() {
     let registry = Registry::start();
     let agent = AgentProc::start(HALTED, &registry);
     let card = agent.card().await;
@@ -386,12 +402,13 @@ async fn the_registration_says_the_cards_revision_and_that_the_agent_enforces_ha
         card.card_revision,
         "{registered}"
     );
+    // In plaintext the agent cannot tell who calls: locks are the gateway's, halts its own.
     assert_eq!(
         registered[meta::CONTROLS],
-        meta::CONTROLS_ENFORCED,
+        meta::CONTROLS_HALT_ONLY,
         "{registered}"
     );
-    assert_eq!(meta::CONTROLS_ENFORCED, "halt,lock");
+    assert_eq!(meta::CONTROLS_HALT_ONLY, "halt");
 
     // The framework's keys cannot be set with --meta.
     for reserved in [meta::CARD_REVISION, meta::CONTROLS] {

@@ -19,8 +19,8 @@
 //!   wants, and refusing it could keep hardware moving.
 //!
 //! `Agent::serve` wires it in; an agent that implements `BeamlineAgent` itself asks
-//! `AgentRuntime::control()` ([`Control::check_execute`], [`Control::check_cancel`],
-//! [`Control::enforce_halts`]), and only an agent that enforces it says so in its registration
+//! `AgentRuntime::control()` ([`Control::check_execute`] as the check of
+//! `TaskTable::execute_checked`, [`Control::check_cancel`], [`Control::enforce_halts`]), and only an agent that enforces it says so in its registration
 //! (`Meta.controls`).
 //!
 //! Owns those decisions — as functions of the view, the caller and `now` without I/O
@@ -42,6 +42,7 @@ use crate::tasks::{codes, TaskTable};
 use beamline_consul::control::{ControlView, ControlWatch, FollowSettings};
 use beamline_consul::ConsulClient;
 use beamline_contract::control::Refusal;
+use beamline_contract::wire::meta;
 
 /// Whether this agent enforces locks itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +182,19 @@ impl Control {
         self.shared.enforced.load(Ordering::SeqCst)
     }
 
+    /// What the registration says this agent enforces (`Meta.controls`): halts and locks over
+    /// mutual TLS, halts alone when locks are the gateway's, nothing when no service enforces
+    /// the state.
+    pub fn advertised(&self) -> Option<&'static str> {
+        if !self.is_enforced() {
+            return None;
+        }
+        Some(match self.shared.locks {
+            Locks::Enforced => meta::CONTROLS_ENFORCED,
+            Locks::AtGateway => meta::CONTROLS_HALT_ONLY,
+        })
+    }
+
     /// Ok when an Execute of an actuating capability by `caller` may start now; otherwise
     /// FAILED_PRECONDITION with the refusal's text. It never says "not started, send it
     /// elsewhere": every instance of the beamline refuses alike.
@@ -208,8 +222,10 @@ impl Control {
     }
 
     /// Ends the running tasks of `tasks` that `actuating` names if the beamline is halted now;
-    /// how many. Called after an actuating task starts, so that one started as a halt arrived
-    /// is not missed by [`Control::enforce_halts`] (which may have swept just before).
+    /// how many (the sweep [`Control::enforce_halts`] runs on each new view). To start an
+    /// actuating task, check with [`Control::check_execute`] inside
+    /// `TaskTable::execute_checked`, not before `TaskTable::execute`: a halt landing between
+    /// the two is missed by the sweep, and the work starts before this could end it.
     pub fn cancel_if_halted(&self, tasks: &TaskTable, actuating: &Actuating) -> usize {
         match halt_of(&self.view(), &self.shared.beamline) {
             Some(halt) => cancel_halted(tasks, actuating, &halt),

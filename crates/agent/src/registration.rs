@@ -91,22 +91,21 @@ pub fn registration(
 
 /// Adds what the agent serves to `registration`'s Meta: its AgentCard's `card_revision` (the
 /// gateway's catalog Describes the beamline again only when it changes) and, when `controls`,
-/// that it enforces the control state itself (`Meta.controls`: halts and locks).
+/// what it enforces of the control state itself (`Meta.controls`: `Control::advertised`).
 pub fn advertise(
     registration: &mut ServiceRegistration,
     card_revision: Option<&str>,
-    controls: bool,
+    controls: Option<&str>,
 ) {
     if let Some(revision) = card_revision {
         registration
             .meta
             .insert(meta::CARD_REVISION.to_string(), revision.to_string());
     }
-    if controls {
-        registration.meta.insert(
-            meta::CONTROLS.to_string(),
-            meta::CONTROLS_ENFORCED.to_string(),
-        );
+    if let Some(controls) = controls {
+        registration
+            .meta
+            .insert(meta::CONTROLS.to_string(), controls.to_string());
     }
 }
 

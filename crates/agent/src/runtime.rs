@@ -263,7 +263,7 @@ impl AgentRuntime {
         registration::advertise(
             &mut registration,
             card_revision.as_deref(),
-            control.is_enforced(),
+            control.advertised(),
         );
         let stop_keepalive = CancellationToken::new();
         let keepalive = tokio::spawn(registration::keep_registered(

@@ -120,19 +120,18 @@ impl AgentService {
                 }
             }
         };
-        let actuating = (self.actuating)(capability);
-        if let (true, Some(control)) = (actuating, &self.control) {
-            // After admission, so that the call's own faults (a position past a motor's limit)
-            // are said first; the admitted work is dropped unrun, as when the table refuses it
-            // (draining, --max-tasks).
-            control.check_execute(caller)?;
-        }
-        let started = self.tasks.execute(capability, params, key, work);
-        if let (true, Ok(_), Some(control)) = (actuating, &started, &self.control) {
-            // A halt that arrived since the check may have been swept before this task existed.
-            control.cancel_if_halted(&self.tasks, &self.actuating);
-        }
-        started
+        let control = self
+            .control
+            .as_ref()
+            .filter(|_| (self.actuating)(capability));
+        // After admission, so that the call's own faults (a position past a motor's limit) are
+        // said first; the admitted work is dropped unrun, as when the table refuses it
+        // (draining, --max-tasks). Under the table's lock, where the halt's sweep looks: a
+        // halt landing between a check made here and the task's insertion would be missed by
+        // the sweep, and the work would start (and move hardware) before anything cancelled it.
+        let check = || control.map_or(Ok(()), |control| control.check_execute(caller));
+        self.tasks
+            .execute_checked(capability, params, key, check, work)
     }
 }
 

@@ -126,12 +126,33 @@ impl TaskTable {
     /// the Execute stream (first event: the new task; then progress; ends after the terminal
     /// event). A repeated non-empty `idempotency_key` returns a stream over the existing task
     /// instead (same params) or ALREADY_EXISTS (other params). Dropping the stream does not
-    /// cancel the task.
+    /// cancel the task. A task ended before its work starts (a halt, a drain) never starts it.
     pub fn execute<F, Fut>(
         &self,
         capability: &str,
         params: Struct,
         idempotency_key: &str,
+        work: F,
+    ) -> Result<TaskEventStream, Status>
+    where
+        F: FnOnce(TaskHandle) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.execute_checked(capability, params, idempotency_key, || Ok(()), work)
+    }
+
+    /// [`TaskTable::execute`], asking `check` first under the table's lock, after a repeated
+    /// idempotency key was answered and before anything else: its refusal is Execute's, and
+    /// no task exists. Whatever ends tasks in bulk ([`TaskTable::cancel_running`]) takes the
+    /// same lock, so a check that passes and the task it admits are one step for it: a halt
+    /// published before the check is refused by it, one published after finds the task in
+    /// the table (and the work, if not started yet, never starts).
+    pub fn execute_checked<F, Fut>(
+        &self,
+        capability: &str,
+        params: Struct,
+        idempotency_key: &str,
+        check: impl FnOnce() -> Result<(), Status>,
         work: F,
     ) -> Result<TaskEventStream, Status>
     where
@@ -146,6 +167,7 @@ impl TaskTable {
         if let Some(existing) = st.existing(capability, &params, idempotency_key) {
             return existing;
         }
+        check()?;
         let key = (!idempotency_key.is_empty()).then(|| idempotency_key.to_string());
 
         if inner.refusing.load(std::sync::atomic::Ordering::SeqCst) {
@@ -190,7 +212,14 @@ impl TaskTable {
         drop(st);
 
         let inner = inner.clone();
-        runtime.spawn(work(TaskHandle::new(inner, cell)));
+        runtime.spawn(async move {
+            // Ended between here and now (a halt's sweep, a drain's deadline): the work, which
+            // may move hardware before it looks at its cancellation, is dropped unrun.
+            if is_terminal(cell.task().state) {
+                return;
+            }
+            work(TaskHandle::new(inner, cell)).await
+        });
         Ok(stream)
     }
 

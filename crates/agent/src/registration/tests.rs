@@ -81,9 +81,15 @@ fn the_card_revision_and_the_controls_enforced_are_advertised_and_win_over_the_t
         &[],
         &extra,
     );
-    advertise(&mut r, Some("00ff00ff00ff00ff"), true);
+    advertise(
+        &mut r,
+        Some("00ff00ff00ff00ff"),
+        Some(meta::CONTROLS_ENFORCED),
+    );
     assert_eq!(r.meta[meta::CARD_REVISION], "00ff00ff00ff00ff");
     assert_eq!(r.meta[meta::CONTROLS], meta::CONTROLS_ENFORCED);
+    advertise(&mut r, None, Some(meta::CONTROLS_HALT_ONLY));
+    assert_eq!(r.meta[meta::CONTROLS], "halt");
 
     // An agent that enforces nothing (a service served without the control state) does not
     // claim to, and a card that could not be read is not made up.
@@ -95,7 +101,7 @@ fn the_card_revision_and_the_controls_enforced_are_advertised_and_win_over_the_t
         &[],
         &BTreeMap::new(),
     );
-    advertise(&mut r, None, false);
+    advertise(&mut r, None, None);
     assert!(!r.meta.contains_key(meta::CARD_REVISION), "{:?}", r.meta);
     assert!(!r.meta.contains_key(meta::CONTROLS), "{:?}", r.meta);
 }

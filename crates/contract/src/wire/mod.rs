@@ -69,6 +69,9 @@ pub mod meta {
     pub const CONTROLS: &str = "controls";
     /// The value of [`CONTROLS`] this SDK writes: it watches halts and locks.
     pub const CONTROLS_ENFORCED: &str = "halt,lock";
+    /// The value of [`CONTROLS`] an agent writes that halts itself but leaves locks to the
+    /// gateway (it cannot tell who calls: plaintext, or TLS without client certificates).
+    pub const CONTROLS_HALT_ONLY: &str = "halt";
 
     /// Every key the framework writes; `--meta` refuses them.
     pub const RESERVED: &[&str] = &[

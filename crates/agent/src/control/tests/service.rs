@@ -242,3 +242,108 @@ async fn a_task_started_as_a_halt_arrives_is_cancelled_too() {
     );
     assert!(f.control.is_enforced());
 }
+
+#[tokio::test]
+async fn the_registration_says_halt_alone_unless_the_agent_enforces_locks() {
+    for (locks, advertised) in [
+        (
+            Locks::AtGateway,
+            beamline_contract::wire::meta::CONTROLS_HALT_ONLY,
+        ),
+        (
+            Locks::Enforced,
+            beamline_contract::wire::meta::CONTROLS_ENFORCED,
+        ),
+    ] {
+        let f = fixture(view(ControlState::default()), locks);
+        assert_eq!(f.control.advertised(), Some(advertised), "{locks:?}");
+    }
+    // A handle no service enforces claims nothing.
+    let (_publish, rx) = watch::channel(Arc::new(view(ControlState::default())));
+    assert_eq!(Control::new(rx, HERE, Locks::Enforced).advertised(), None);
+}
+
+/// An agent of [`HERE`] whose one capability, `move` (actuating), records that its work body
+/// ran before doing anything else (where a real one would start a motor).
+fn recording_fixture() -> (Fixture, Arc<std::sync::atomic::AtomicUsize>) {
+    let instance = Instance::new(BeamlineId::parse(HERE).unwrap(), "1.0.0");
+    let tasks = TaskTable::new(instance.instance_id.clone(), TaskTableConfig::default());
+    let (publish, rx) = watch::channel(Arc::new(view(ControlState::default())));
+    let control = Control::new(rx, HERE, Locks::AtGateway);
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = ran.clone();
+    let service = Agent::new("1.0.0")
+        .capability(
+            "move",
+            "Moves",
+            ActuatingEffect,
+            move |_: NoParams, task: TaskHandle| {
+                let body = body.clone();
+                async move {
+                    body.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    task.cancelled().await;
+                    task.cancelled_done();
+                }
+            },
+        )
+        .service(&instance, tasks)
+        .unwrap()
+        .with_control(control.clone());
+    let f = Fixture {
+        service,
+        publish,
+        control,
+    };
+    (f, ran)
+}
+
+/// The halt lands after the check admitted the task and before its work started (on this
+/// single-threaded runtime the spawned work runs only when the test yields), and the sweep
+/// ends the task first: the work body never runs. Before the fix it ran, with its task
+/// already CANCELLED, and could move hardware before looking at its token.
+#[tokio::test]
+async fn no_actuating_work_starts_once_a_halt_landed_after_its_check() {
+    let (f, ran) = recording_fixture();
+    let mut events = f
+        .service
+        .execute(request("move", None))
+        .await
+        .expect("not halted at the check")
+        .into_inner();
+    f.publish.send_replace(Arc::new(halted(HERE)));
+    let actuating: Actuating = Arc::new(|c: &str| c == "move");
+    assert_eq!(f.control.cancel_if_halted(f.service.tasks(), &actuating), 1);
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        last = event.unwrap().task;
+    }
+    let task = last.expect("a terminal event");
+    assert_eq!(task.state, TaskState::Cancelled as i32, "{task:?}");
+    assert_eq!(task.error.expect("why").code, codes::HALTED);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the work of a task ended before it started never runs"
+    );
+    assert_eq!(f.service.tasks().running(), 0);
+}
+
+/// The halt is in the view when the table is about to insert the task (the check runs under
+/// the table's lock, where the sweep looks): refused, nothing inserted, nothing run, even
+/// though no sweep ran yet.
+#[tokio::test]
+async fn a_halt_in_the_view_at_insertion_refuses_before_any_task_exists() {
+    let (f, ran) = recording_fixture();
+    f.publish.send_replace(Arc::new(halted(HERE)));
+    let refused = match f.service.execute(request("move", None)).await {
+        Ok(_) => panic!("halted: refused"),
+        Err(status) => status,
+    };
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    tokio::task::yield_now().await;
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(f.service.tasks().running(), 0);
+}
