@@ -22,9 +22,11 @@ use anyhow::Context;
 use serde::Serialize;
 
 mod catalog;
+pub(crate) mod printable;
 
 use beamline_mesh::beamline::{natural_cmp, AGENT_TAG};
 use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntry};
+use printable::printable;
 
 #[derive(clap::Args)]
 pub struct AgentsArgs {
@@ -90,7 +92,7 @@ pub async fn run(args: AgentsArgs) -> anyhow::Result<()> {
         };
         // As `call` and `halt` report a gateway's answer: one line, exit 1.
         let snapshot = catalog::fetch(access).await.unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             std::process::exit(1)
         });
         let text = if args.json {
@@ -202,6 +204,7 @@ fn worst_status(entry: &ServiceEntry) -> CheckStatus {
 }
 
 /// The human table: one line per instance, the beamline's columns on its first line only.
+/// What Consul holds is anyone's who may register: printed with its control characters escaped.
 pub fn table(beamlines: &[Beamline]) -> String {
     let headers = [
         "BEAMLINE", "SERVICE", "HEALTHY", "INSTANCE", "ADDRESS", "STATUS",
@@ -211,24 +214,19 @@ pub fn table(beamlines: &[Beamline]) -> String {
         let healthy = format!("{}/{}", b.healthy(), b.instances.len());
         for (i, inst) in b.instances.iter().enumerate() {
             let first = i == 0;
+            let once = |text: &str| {
+                if first {
+                    printable(text).into_owned()
+                } else {
+                    String::new()
+                }
+            };
             rows.push([
-                if first {
-                    b.beamline.clone()
-                } else {
-                    String::new()
-                },
-                if first {
-                    b.service.clone()
-                } else {
-                    String::new()
-                },
-                if first {
-                    healthy.clone()
-                } else {
-                    String::new()
-                },
-                inst.id.clone(),
-                inst.address.clone(),
+                once(&b.beamline),
+                once(&b.service),
+                once(&healthy),
+                printable(&inst.id).into_owned(),
+                printable(&inst.address).into_owned(),
                 inst.status.to_string(),
             ]);
         }

@@ -21,6 +21,7 @@ use beamline_mesh::proto::{
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
+use super::agents::printable::printable;
 use super::call::dial::{bearer, bounded, dial, grpc_uri, DialError, DEADLINE_MARGIN};
 use super::call::{describe_status, error_chain};
 use super::duration_flag;
@@ -149,8 +150,9 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// The gateway's message may quote a reason another tool wrote to KV: printed escaped.
 fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", printable(message));
     std::process::exit(1)
 }
 
@@ -290,13 +292,14 @@ fn time(ts: &Option<prost_types::Timestamp>) -> String {
         .map_or_else(|| "?".to_string(), |t| t.to_string())
 }
 
-/// `(by alice at 2026-12-05T14:00:00Z): sample on fire`.
+/// `(by alice at 2026-12-05T14:00:00Z): sample on fire`. Who and why come back from KV, which
+/// another tool may have written: their control characters are escaped (`printable`).
 fn halt_detail(state: &HaltState) -> String {
     format!(
         "(by {} at {}): {}",
-        state.by,
+        printable(&state.by),
         time(&state.since),
-        state.reason
+        printable(&state.reason)
     )
 }
 
@@ -321,9 +324,9 @@ fn resumed_line(scope: &Scope, state: &HaltState) -> String {
 fn locked_line(id: &BeamlineId, state: &LockState) -> String {
     format!(
         "locked {id} for {} until {}: {}",
-        state.holder,
+        printable(&state.holder),
         time(&state.expires),
-        state.note
+        printable(&state.note)
     )
 }
 
@@ -334,9 +337,9 @@ fn unlocked_line(id: &BeamlineId, state: &LockState) -> String {
     } else {
         format!(
             "unlocked {id} (was held by {} until {}: {})",
-            state.holder,
+            printable(&state.holder),
             time(&state.expires),
-            state.note
+            printable(&state.note)
         )
     }
 }

@@ -21,6 +21,7 @@ use beamline_mesh::proto::{
     BeamlineEntry, FleetSnapshot, HaltState, ListBeamlinesRequest, LockState,
 };
 
+use super::printable::printable;
 use crate::cli::call::dial::{bearer, bounded, dial, grpc_uri, DialError, DEFAULT_GATEWAY};
 use crate::cli::call::{describe_status, error_chain};
 
@@ -81,7 +82,9 @@ pub fn json(snapshot: &FleetSnapshot) -> anyhow::Result<String> {
 }
 
 /// The catalog for people: the fleet-wide halt first, then per beamline a header line (health,
-/// halt, lock), its instances, and its capabilities.
+/// halt, lock), its instances, and its capabilities. Every text the gateway passes on (agents'
+/// cards and addresses, reasons and notes from KV) is printed with its control characters
+/// escaped (`printable`).
 pub fn text(snapshot: &FleetSnapshot) -> String {
     let mut out = String::new();
     if let Some(all) = snapshot.fleet_halt.as_ref().filter(|h| h.halted) {
@@ -104,7 +107,7 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
     let healthy = entry.instances.iter().filter(|i| i.healthy).count();
     let mut header = format!(
         "{}  {healthy}/{} healthy",
-        entry.beamline,
+        printable(&entry.beamline),
         entry.instances.len()
     );
     if let Some(halt) = entry.halt.as_ref().filter(|h| h.halted) {
@@ -117,8 +120,8 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
     for instance in &entry.instances {
         let mut line = format!(
             "  instance {}  {}  {}",
-            instance.instance_id,
-            instance.address,
+            printable(&instance.instance_id),
+            printable(&instance.address),
             if instance.healthy {
                 "healthy"
             } else {
@@ -126,10 +129,10 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
             }
         );
         if !instance.sdk_version.is_empty() {
-            let _ = write!(line, "  sdk {}", instance.sdk_version);
+            let _ = write!(line, "  sdk {}", printable(&instance.sdk_version));
         }
         if !instance.card_revision.is_empty() {
-            let _ = write!(line, "  card {}", instance.card_revision);
+            let _ = write!(line, "  card {}", printable(&instance.card_revision));
         }
         if !instance.enforces_halt {
             line.push_str("  (too old to halt itself: only the gateway stops it)");
@@ -137,7 +140,7 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
         let _ = writeln!(out, "{line}");
     }
     if !entry.card_error.is_empty() {
-        let _ = writeln!(out, "  card unavailable: {}", entry.card_error);
+        let _ = writeln!(out, "  card unavailable: {}", printable(&entry.card_error));
     }
     let Some(card) = &entry.card else {
         if entry.card_error.is_empty() {
@@ -148,7 +151,7 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
     let width = card
         .capabilities
         .iter()
-        .map(|c| c.name.chars().count())
+        .map(|c| printable(&c.name).chars().count())
         .max()
         .unwrap_or(0);
     for capability in &card.capabilities {
@@ -159,7 +162,8 @@ fn beamline(out: &mut String, entry: &BeamlineEntry) {
         };
         let line = format!(
             "  {:<width$}  {kind:<9}  {}",
-            capability.name, capability.description
+            printable(&capability.name),
+            printable(&capability.description)
         );
         let _ = writeln!(out, "{}", line.trim_end());
     }
@@ -187,7 +191,12 @@ fn words(
     at: &Option<prost_types::Timestamp>,
     why: &str,
 ) -> String {
-    format!("{what} by {who} {when} {}: {why}", time(at))
+    format!(
+        "{what} by {} {when} {}: {}",
+        printable(who),
+        time(at),
+        printable(why)
+    )
 }
 
 #[cfg(test)]

@@ -37,3 +37,21 @@ fn the_table_aligns_columns() {
     let col = lines[0].find("INSTANCE").unwrap();
     assert_eq!(lines[2].find('b'), Some(col));
 }
+
+#[test]
+fn the_table_escapes_what_consul_holds() {
+    let rows = vec![Beamline {
+        beamline: "5.3.1\u{1b}[2J".into(),
+        service: "beamline-5-3-1".into(),
+        instances: vec![InstanceRow {
+            id: "a\rforged".into(),
+            address: "127.0.0.1:1\u{1b}]0;title\u{7}".into(),
+            status: CheckStatus::Passing,
+        }],
+    }];
+    let text = table(&rows);
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    assert!(text.contains("5.3.1\\u{1b}[2J"), "{text}");
+    assert!(text.contains("a\\rforged"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+}

@@ -63,3 +63,35 @@ fn lock_and_unlock_lines() {
         "5.3.1 was not locked"
     );
 }
+
+#[test]
+fn what_kv_says_is_printed_escaped() {
+    // Reasons and notes come back from KV, where any tool may have written them.
+    let halt = HaltState {
+        halted: true,
+        by: "alice\u{1b}[8m".into(),
+        reason: "fire\r\u{1b}[2Kall clear".into(),
+        since: at(1_796_479_200),
+        all: true,
+    };
+    let one = Scope::Beamline(id("5.3.1"));
+    assert_eq!(
+        halted_line(&one, &halt),
+        "halted 5.3.1 (by alice\\u{1b}[8m at 2026-12-05T14:00:00Z): fire\\r\\u{1b}[2Kall clear"
+    );
+    assert!(!resumed_line(&one, &halt).contains('\u{1b}'));
+    let lock = LockState {
+        locked: true,
+        holder: "bob\u{9b}0m".into(),
+        note: "mine\nlocked 5.3.1 for you".into(),
+        since: at(1_796_479_200),
+        expires: at(1_796_486_400),
+    };
+    let b = id("5.3.1");
+    assert_eq!(
+        locked_line(&b, &lock),
+        "locked 5.3.1 for bob\\u{9b}0m until 2026-12-05T16:00:00Z: mine\\nlocked 5.3.1 for you"
+    );
+    let unlocked = unlocked_line(&b, &lock);
+    assert!(!unlocked.chars().any(char::is_control), "{unlocked:?}");
+}

@@ -103,3 +103,35 @@ fn json_is_canonical_proto_json() {
         "Describe failed: Unavailable: down"
     );
 }
+
+#[test]
+fn the_text_escapes_what_agents_and_kv_supplied() {
+    let mut snapshot = snapshot();
+    let entry = &mut snapshot.beamlines[0];
+    entry.card.as_mut().unwrap().capabilities[0].description =
+        "Moves\u{1b}[2J\u{1b}]0;pwned\u{7}".into();
+    entry.card.as_mut().unwrap().capabilities[1].name = "read\rpv".into();
+    entry.halt.as_mut().unwrap().reason = "fire\n2.1.1  1/1 healthy".into();
+    entry.halt.as_mut().unwrap().by = "\u{9b}31malice".into();
+    entry.instances[0].address = "127.0.0.1:7001\u{202e}".into();
+    snapshot.beamlines[1].card_error = "down\u{1b}[1A".into();
+    let text = text(&snapshot);
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("Moves\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HALTED by \\u{9b}31malice since ?: fire\\n2.1.1"),
+        "{text}"
+    );
+    assert!(text.contains("read\\rpv"), "{text}");
+    assert!(text.contains("127.0.0.1:7001\\u{202e}"), "{text}");
+    assert!(text.contains("card unavailable: down\\u{1b}[1A"), "{text}");
+    assert_eq!(text.lines().count(), 8, "no line forged: {text}");
+}
