@@ -140,11 +140,32 @@ async fn a_lock_refuses_others_and_lets_its_holder_act_until_it_is_released() {
         Code::PermissionDenied,
         &["viewer", "observer", "Lock", "7.0.1"],
     );
-    assert_status(
-        viewer.unlock(LOCKED).await,
-        Code::PermissionDenied,
-        &["viewer", "observer", "Unlock"],
-    );
+    // Who may not unlock learns nothing of the lock: denied by role and beamline before the
+    // lock is read, so the answer names neither the holder nor the note.
+    let other_token = other_operator_token();
+    let mut elsewhere = s.fleet_as(Some(&other_token)).await;
+    let denials = [
+        assert_status(
+            viewer.unlock(LOCKED).await,
+            Code::PermissionDenied,
+            &["viewer", "observer", "Unlock"],
+        ),
+        assert_status(
+            elsewhere.unlock(LOCKED).await,
+            Code::PermissionDenied,
+            &[
+                "bl701-team",
+                "operator",
+                "Unlock",
+                "not one of its beamlines",
+            ],
+        ),
+    ];
+    for message in denials {
+        for secret in ["team-531", "aligning the beam by hand", until.as_str()] {
+            assert!(!message.contains(secret), "leaks {secret:?}: {message}");
+        }
+    }
     // An operator of another beamline may not lock this one.
     assert_status(
         team.lock(OTHER, "not mine", None).await,

@@ -36,6 +36,48 @@ pub struct Halt {
     pub since: SystemTime,
 }
 
+/// A halt record as the gateway writes it: the [`Halt`] and the role of whoever placed it
+/// (`wire::role`), so that the control room's halt is lifted or replaced by the control room only.
+/// Stored flat, `role` beside `by` (`{"by":…,"reason":…,"since":…,"role":"safety"}`): readers that
+/// only refuse calls read it as a [`Halt`] and ignore the role, and a record without one (written
+/// before roles were stored, or anonymously) reads with an empty role, an operator's.
+///
+/// The role is a field of this record rather than of [`Halt`] so that every reader and literal
+/// of `Halt` stays as it is; the gateway's Halt and Resume read it whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltRecord {
+    #[serde(flatten)]
+    pub halt: Halt,
+    /// The role of `halt.by` when it halted; empty: an operator's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+}
+
+impl HaltRecord {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The record stored at `key`; one that cannot be read fails closed: a halt by "unknown"
+    /// saying why, placed as if by the control room (only `safety` lifts or replaces what
+    /// nobody can tell the origin of).
+    pub fn read(key: &str, value: &[u8]) -> HaltRecord {
+        serde_json::from_slice::<HaltRecord>(value).unwrap_or_else(|e| HaltRecord {
+            halt: Halt {
+                by: "unknown".to_string(),
+                reason: format!("the halt record {key} cannot be read ({e})"),
+                since: SystemTime::UNIX_EPOCH,
+            },
+            role: crate::wire::role::SAFETY.to_string(),
+        })
+    }
+
+    /// Whether the control room (the `safety` role) placed it.
+    pub fn by_safety(&self) -> bool {
+        self.role == crate::wire::role::SAFETY
+    }
+}
+
 /// A lock as stored (`beamline-mesh/lock/<beamline>`); past `expires` it counts as free.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
@@ -120,11 +162,7 @@ impl ControlState {
         let mut state = ControlState::default();
         for record in records {
             if let Some(name) = record.key.strip_prefix(kv::HALT_PREFIX) {
-                let halt = serde_json::from_slice::<Halt>(record.value).unwrap_or_else(|e| Halt {
-                    by: "unknown".to_string(),
-                    reason: format!("the halt record {} cannot be read ({e})", record.key),
-                    since: SystemTime::UNIX_EPOCH,
-                });
+                let halt = HaltRecord::read(record.key, record.value).halt;
                 if record.key == kv::HALT_ALL {
                     state.all = Some(halt);
                 } else if BeamlineId::parse(name).is_ok() {

@@ -42,6 +42,21 @@ async fn bad_requests_are_refused_and_change_nothing() {
         invalid,
         &["negative"],
     );
+    // Crafted durations are refused, not a panic of the gateway (it answers the next request).
+    let raw = |seconds: i64, nanos: i32| Some(prost_types::Duration { seconds, nanos });
+    for (duration, part) in [
+        (raw(i64::MIN, 0), "negative"),
+        (raw(i64::MIN, -999_999_999), "negative"),
+        (raw(i64::MAX, 999_999_999), "over the maximum"),
+        (raw(1, 1_000_000_000), "out of range"),
+        (raw(-1, i32::MIN), "out of range"),
+    ] {
+        assert_status(
+            team.lock_raw(LOCKED, "crafted", duration).await,
+            invalid,
+            &[part],
+        );
+    }
     assert_status(team.lock("5..3", "x", None).await, invalid, &["5..3"]);
     assert_status(
         team.lock("", "x", None).await,

@@ -120,3 +120,41 @@ fn reasons_must_say_something_short_and_printable() {
     assert!(check_text("note", &"x".repeat(MAX_TEXT_BYTES + 1)).is_err());
     assert!(check_text("note", "a\nb").is_err());
 }
+
+#[test]
+fn a_halt_record_stores_the_role_flat_and_reads_without_one() {
+    let record = HaltRecord {
+        halt: halt("control-room"),
+        role: "safety".to_string(),
+    };
+    let text = String::from_utf8(record.to_json()).unwrap();
+    assert!(text.contains("\"role\":\"safety\""), "{text}");
+    assert!(text.contains("\"by\":\"control-room\""), "flat: {text}");
+    let read = HaltRecord::read(kv::HALT_ALL, text.as_bytes());
+    assert_eq!(read, record);
+    assert!(read.by_safety());
+    // Readers of a plain Halt (agents, the catalog) read it and ignore the role.
+    assert_eq!(
+        serde_json::from_str::<Halt>(&text).unwrap(),
+        halt("control-room")
+    );
+    // A record written before roles were stored: an operator's; an anonymous one stores none.
+    let old = HaltRecord::read(kv::HALT_ALL, &halt("alice").to_json());
+    assert_eq!((&old.halt, old.role.as_str()), (&halt("alice"), ""));
+    assert!(!old.by_safety());
+    let anonymous = HaltRecord {
+        halt: halt("anonymous"),
+        role: String::new(),
+    };
+    let text = String::from_utf8(anonymous.to_json()).unwrap();
+    assert!(!text.contains("role"), "{text}");
+}
+
+#[test]
+fn an_unreadable_halt_record_is_the_control_rooms() {
+    let read = HaltRecord::read("beamline-mesh/halt/5.3.1", b"not json");
+    assert!(read.by_safety());
+    assert!(read.halt.reason.contains("cannot be read"), "{read:?}");
+    let s = state(&[("beamline-mesh/halt/5.3.1", b"not json".to_vec())]);
+    assert_eq!(s.halts["5.3.1"], read.halt);
+}

@@ -4,12 +4,18 @@
 //!
 //! Owns the order of each write (check the request, authorize, read, decide, write, wait until
 //! the gateway's own view shows it) and the mapping of KV failures to gRPC statuses; who may
-//! do what is `rules`', the check-and-set decisions `plan`'s, the values' shape and the refusal
-//! rule `beamline_contract::control`'s.
+//! do what is `rules`', the check-and-set decisions `halts`' (Halt, Resume) and `plan`'s (Lock,
+//! Unlock), the values' shape and the refusal rule `beamline_contract::control`'s.
 //!
 //! Semantics worth knowing:
 //! - Halting a halted beamline replaces who, why and when (the latest halt is the one people
-//!   need to read); resuming one that is not halted answers `halted: false` and writes nothing.
+//!   need to read), except the control room's (`safety`) halt, which only `safety` replaces or
+//!   lifts: anyone else's Halt answers it and writes nothing. Resuming one that is not halted
+//!   answers `halted: false` and writes nothing.
+//! - Every write is a check-and-set on what was read: a halt written meanwhile is never erased
+//!   or overwritten unseen (Resume answers FAILED_PRECONDITION naming it; Halt answers it).
+//! - Lock needs authentication (FAILED_PRECONDITION without); Unlock authorizes by role and
+//!   beamline before it reads the lock, so who may not unlock learns nothing of it.
 //! - A well-formed beamline discovery does not know is NOT_FOUND for Halt and Lock; Resume and
 //!   Unlock of it still remove a record that is there (a beamline that left Consul must not
 //!   stay halted for good when it comes back).
@@ -17,6 +23,7 @@
 //!   [`CATCH_UP`]), so the next actuating Execute through this gateway already meets the halt.
 //! - Consul unreachable: UNAVAILABLE with the cause; a write that failed changed nothing.
 
+mod halts;
 mod plan;
 mod rules;
 
@@ -37,11 +44,16 @@ use beamline_contract::wire::kv;
 use beamline_mesh_client::Mesh;
 
 use crate::caller::Caller;
+use halts::{HaltPlan, ResumePlan, StoredHalt};
 use plan::{held_by_another, plan_lock, plan_unlock, LockPlan, UnlockPlan};
 use rules::{actor, authorize, Act, Scope};
 
 /// How long a write waits for the gateway's own view to show it before answering anyway.
 pub const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// How often Halt decides and writes again when its check-and-set lost to a halt it must
+/// replace, or to a resume, before answering FAILED_PRECONDITION.
+const WRITE_ATTEMPTS: usize = 3;
 
 /// The control state as the gateway follows and writes it.
 pub struct Control {
@@ -73,7 +85,8 @@ impl Control {
         self.watch.subscribe()
     }
 
-    /// Halts one beamline or all of them (replacing any halt there); answers the halt stored.
+    /// Halts one beamline or all of them (replacing any halt there, but the control room's for
+    /// anyone else); answers the halt that stands.
     pub async fn halt(
         &self,
         caller: Option<&Caller>,
@@ -85,23 +98,52 @@ impl Control {
         if let Scope::Beamline(id) = &scope {
             self.known(id)?;
         }
-        let halt = Halt {
-            by: actor(caller).to_string(),
-            reason: request.reason,
-            since: to_the_second(SystemTime::now()),
-        };
         let key = halt_key(&scope);
-        self.client
-            .kv_put(&key, &halt.to_json(), None)
-            .await
-            .map_err(|e| unavailable(&format!("halt {scope}"), &e))?;
-        self.caught_up().await;
-        tracing::info!(by = %halt.by, %scope, reason = %halt.reason, "halted");
-        Ok(halt.to_proto(scope == Scope::All))
+        let what = format!("halt {scope}");
+        let all = scope == Scope::All;
+        let mut stored = self.read_halt(&key, &what).await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let cas = match halts::plan_halt(caller, stored.as_ref()) {
+                HaltPlan::Stands(standing) => {
+                    tracing::info!(by = actor(caller), %scope, halted_by = %standing.by,
+                        "halt not replaced: the control room's halt stands");
+                    return Ok(standing.to_proto(all));
+                }
+                HaltPlan::Write { cas } => cas,
+            };
+            let halt = Halt {
+                by: actor(caller).to_string(),
+                reason: request.reason.clone(),
+                since: to_the_second(SystemTime::now()),
+            };
+            let written = self
+                .client
+                .kv_put(
+                    &key,
+                    &halts::record(caller, halt.clone()).to_json(),
+                    Some(cas),
+                )
+                .await
+                .map_err(|e| unavailable(&what, &e))?;
+            if written {
+                self.caught_up().await;
+                tracing::info!(by = %halt.by, %scope, reason = %halt.reason, "halted");
+                return Ok(halt.to_proto(all));
+            }
+            stored = self.read_halt(&key, &what).await?;
+            if let Some(standing) = halts::after_lost_halt(caller, stored.as_ref()) {
+                tracing::info!(by = actor(caller), %scope, halted_by = %standing.by,
+                    "halt not written: another halt was written first");
+                return Ok(standing.to_proto(all));
+            }
+        }
+        Err(Status::failed_precondition(format!(
+            "the halt on {scope} kept changing while it was being written; look again and retry"
+        )))
     }
 
-    /// Resumes one beamline or all of them. Answers the halt that still applies to the
-    /// beamline (the fleet-wide one) or `halted: false`.
+    /// Resumes one beamline or all of them (the control room's halt only for `safety`). Answers
+    /// the halt that still applies to the beamline (the fleet-wide one) or `halted: false`.
     pub async fn resume(
         &self,
         caller: Option<&Caller>,
@@ -111,15 +153,20 @@ impl Control {
         authorize(caller, Act::Resume, &scope)?;
         let key = halt_key(&scope);
         let what = format!("resume {scope}");
-        let entry = self.read(&key, &what).await?;
-        match (&entry, &scope) {
-            (None, Scope::Beamline(id)) => self.known(id)?,
-            (None, Scope::All) => {}
-            (Some(_), _) => {
-                self.client
-                    .kv_delete(&key, None)
+        let stored = self.read_halt(&key, &what).await?;
+        match (halts::plan_resume(&scope, caller, stored.as_ref())?, &scope) {
+            (ResumePlan::NotHalted, Scope::Beamline(id)) => self.known(id)?,
+            (ResumePlan::NotHalted, Scope::All) => {}
+            (ResumePlan::Delete { cas }, _) => {
+                let deleted = self
+                    .client
+                    .kv_delete(&key, Some(cas))
                     .await
                     .map_err(|e| unavailable(&what, &e))?;
+                if !deleted {
+                    let now = self.read_halt(&key, &what).await?;
+                    halts::after_lost_resume(&scope, now.as_ref())?;
+                }
                 self.caught_up().await;
                 tracing::info!(by = actor(caller), %scope, "resumed");
             }
@@ -194,6 +241,8 @@ impl Control {
         request: UnlockRequest,
     ) -> Result<LockState, Status> {
         let id = rules::beamline_id(&request.beamline)?;
+        // Before the lock is read: who may not unlock it learns nothing of it.
+        authorize(caller, Act::Unlock, &Scope::Beamline(id.clone()))?;
         let key = kv::lock_key(&id);
         let what = format!("unlock beamline {id}");
         let held = self.read_lock(&id, &key, &what).await?;
@@ -250,6 +299,11 @@ impl Control {
             .kv_get(key)
             .await
             .map_err(|e| unavailable(what, &e))
+    }
+
+    /// The halt record at `key` with its ModifyIndex.
+    async fn read_halt(&self, key: &str, what: &str) -> Result<Option<StoredHalt>, Status> {
+        Ok(self.read(key, what).await?.as_ref().map(StoredHalt::read))
     }
 
     /// The lock record of `id` with its ModifyIndex, read as the watch reads it (an unreadable

@@ -1,6 +1,6 @@
 //! Callers of the gateway's `beamline.v1.Fleet` control RPCs (Halt, Resume, Lock, Unlock) with
-//! the standard policy's credentials plus two JWT callers it admits (a `safety` caller and a
-//! second operator of 5.3.1), and the control state read straight from the registry's KV, to
+//! the standard policy's credentials plus JWT callers it admits (a `safety` caller, a second
+//! operator of 5.3.1 and an operator of 7.0.1 only), and the control state read straight from the registry's KV, to
 //! check what a call wrote or left alone.
 //!
 //! Owns those callers and reads; it must not start processes (`stack`) nor write KV itself.
@@ -31,6 +31,14 @@ pub fn planner_token() -> String {
     jwt_hs256(
         JWT_SECRET.as_bytes(),
         &claims("planner", "operator", &["5.3.1"]),
+    )
+}
+
+/// `bl701-team`: an operator of 7.0.1 only (not of 5.3.1), by JWT.
+pub fn other_operator_token() -> String {
+    jwt_hs256(
+        JWT_SECRET.as_bytes(),
+        &claims("bl701-team", "operator", &["7.0.1"]),
     )
 }
 

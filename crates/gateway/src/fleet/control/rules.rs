@@ -94,18 +94,29 @@ pub fn text(field: &str, text: &str) -> Result<(), Status> {
 }
 
 /// A Lock's duration: [`DEFAULT_LOCK`] when absent, otherwise positive and at most
-/// [`MAX_LOCK`].
+/// [`MAX_LOCK`]. Checked by hand before anything reads it as a duration: prost's own conversion
+/// and Display negate `seconds`, which overflows (a panic in debug builds) on `i64::MIN`, and
+/// only a value checked here is ever formatted.
 pub fn lock_duration(duration: Option<prost_types::Duration>) -> Result<Duration, Status> {
-    let Some(duration) = duration else {
+    const NANOS_PER_SECOND: i32 = 1_000_000_000;
+    let Some(prost_types::Duration { seconds, nanos }) = duration else {
         return Ok(DEFAULT_LOCK);
     };
-    let shown = duration.to_string();
-    let Ok(duration) = Duration::try_from(duration) else {
+    if nanos <= -NANOS_PER_SECOND || nanos >= NANOS_PER_SECOND {
         return Err(Status::invalid_argument(format!(
-            "lock duration {shown} is negative or out of range: give a positive duration of at most {}",
+            "lock duration has {nanos} nanoseconds, out of range (a Duration's nanos are less \
+             than a second): give a positive duration of at most {}",
             human(MAX_LOCK)
         )));
-    };
+    }
+    if seconds < 0 || nanos < 0 {
+        return Err(Status::invalid_argument(format!(
+            "lock duration is negative: give a positive duration of at most {}",
+            human(MAX_LOCK)
+        )));
+    }
+    // Both are non-negative and nanos under a second: a valid std Duration.
+    let duration = Duration::new(seconds.unsigned_abs(), nanos.unsigned_abs());
     if duration.is_zero() {
         return Err(Status::invalid_argument(
             "lock duration is zero: give a positive duration",
@@ -135,11 +146,22 @@ pub fn human(duration: Duration) -> String {
     }
 }
 
-/// Whether `caller` may `act` on `scope` by its role and beamlines (for Unlock: whether it may
-/// unlock a lock it does not hold, or release a free one; the holder always may).
+/// Whether `caller` may `act` on `scope` by its role and beamlines. For Unlock this comes
+/// first, before the lock is read (a caller who may not unlock learns nothing of the lock);
+/// whether it holds the lock or may break it is `plan::plan_unlock`'s.
+///
+/// Without authentication (no caller) every act is allowed but Lock, FAILED_PRECONDITION: a
+/// lock refuses everyone but its holder, and a gateway that cannot tell callers apart has no
+/// holder to let through (it would refuse its own taker).
 pub fn authorize(caller: Option<&Caller>, act: Act, scope: &Scope) -> Result<(), Status> {
     let Some(caller) = caller else {
-        return Ok(());
+        return match act {
+            Act::Lock => Err(Status::failed_precondition(
+                "locks need callers the gateway can tell apart; this gateway runs with \
+                 --insecure-no-auth (give it an --auth-file to use locks)",
+            )),
+            Act::Halt | Act::Resume | Act::Unlock => Ok(()),
+        };
     };
     let denied = |why: &str| {
         Status::permission_denied(format!(

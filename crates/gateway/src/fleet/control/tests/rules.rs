@@ -46,9 +46,9 @@ fn the_authorization_table() {
         (Some(&viewer), Lock, &own, false),
         (Some(&viewer), Unlock, &own, false),
         (Some(&viewer), Halt, &Scope::All, false),
-        // Without authentication there is no caller: everything goes.
+        // Without authentication there is no caller: everything goes but Lock (below).
         (None, Halt, &Scope::All, true),
-        (None, Lock, &other, true),
+        (None, Resume, &other, true),
         (None, Unlock, &other, true),
     ];
     for (who, act, scope, allowed) in table {
@@ -71,6 +71,17 @@ fn the_authorization_table() {
             }
             (got, _) => panic!("{label}: {got:?}, expected allowed={allowed}"),
         }
+    }
+}
+
+/// A lock lets only its holder through, and without authentication nobody is anyone: the
+/// taker itself would be refused. So Lock needs callers the gateway can tell apart.
+#[test]
+fn without_authentication_lock_is_a_failed_precondition() {
+    let status = authorize(None, Act::Lock, &bl("5.3.1")).unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    for part in ["locks need callers", "--insecure-no-auth"] {
+        assert!(status.message().contains(part), "{}", status.message());
     }
 }
 
@@ -123,6 +134,18 @@ fn lock_durations_are_positive_and_at_most_a_day() {
         (d(0, -5), "negative"),
         (d(25 * 3600, 0), "25h is over the maximum of 24h"),
         (d(24 * 3600, 1), "over the maximum of 24h"),
+        // Crafted values: answered, never a panic (prost's Display and conversion negate
+        // seconds, which overflows on i64::MIN), and nanos beyond a second are refused.
+        (d(i64::MIN, 0), "negative"),
+        (d(i64::MIN, -999_999_999), "negative"),
+        (d(i64::MIN, 999_999_999), "negative"),
+        (d(i64::MAX, 0), "over the maximum of 24h"),
+        (d(i64::MAX, 999_999_999), "over the maximum of 24h"),
+        (d(0, 1_000_000_000), "out of range"),
+        (d(1, i32::MAX), "out of range"),
+        (d(i64::MAX, i32::MAX), "out of range"),
+        (d(i64::MIN, i32::MIN), "out of range"),
+        (d(-1, -1_000_000_000), "out of range"),
     ] {
         let status = lock_duration(bad).unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
