@@ -22,11 +22,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 mod catalog;
-pub(crate) mod printable;
 
+use super::printable::printable;
 use beamline_mesh::beamline::{natural_cmp, AGENT_TAG};
 use beamline_mesh::consul::{CheckStatus, ConsulClient, ConsulConfig, ServiceEntry};
-use printable::printable;
 
 #[derive(clap::Args)]
 pub struct AgentsArgs {

@@ -29,6 +29,7 @@ use std::time::Duration;
 use beamline_mesh::beamline::BeamlineId;
 
 use super::duration_flag;
+use super::printable::printable;
 use ops::run_op;
 use output::ProgressView;
 
@@ -174,7 +175,8 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
 
 /// `<Code>: <message>`, plus what the agent's `x-beamline-not-started` trailer means.
 pub(super) fn describe_status(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
+    // The message is the server's words: printed on a person's terminal, escaped.
+    let mut text = format!("{:?}: {}", status.code(), printable(status.message()));
     let not_started = status
         .metadata()
         .get(beamline_mesh::wire::header::NOT_STARTED)

@@ -21,10 +21,10 @@ use beamline_mesh::proto::{
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
-use super::agents::printable::printable;
 use super::call::dial::{bearer, bounded, dial, grpc_uri, DialError, DEADLINE_MARGIN};
 use super::call::{describe_status, error_chain};
 use super::duration_flag;
+use super::printable::printable;
 
 /// The control subcommands, flattened into the top-level command.
 #[derive(clap::Subcommand)]

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod gateway;
 pub mod hash_key;
 pub mod log_writer;
+pub mod printable;
 pub mod registry;
 pub mod stack;
 

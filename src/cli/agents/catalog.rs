@@ -21,9 +21,9 @@ use beamline_mesh::proto::{
     BeamlineEntry, FleetSnapshot, HaltState, ListBeamlinesRequest, LockState,
 };
 
-use super::printable::printable;
 use crate::cli::call::dial::{bearer, bounded, dial, grpc_uri, DialError, DEFAULT_GATEWAY};
 use crate::cli::call::{describe_status, error_chain};
+use crate::cli::printable::printable;
 
 /// How long to wait for the connection, and for the answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -82,31 +82,16 @@ fn an_unreadable_view_refuses_actuating_work_and_a_known_halt_says_more() {
     assert_eq!(view.refusal("7.0.1", None, SystemTime::now()), None);
 }
 
-/// Serves Consul's answer to a recursive KV read by a token that may read none of the prefix
-/// (a 404 with the ACL-filtered flag and an index, as real Consul sends it), to every request.
-async fn consul_hiding_the_prefix() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let answer = "HTTP/1.1 404 Not Found\r\nX-Consul-Index: 7\r\n\
-                    X-Consul-Results-Filtered-By-ACLs: true\r\nContent-Length: 0\r\n\
-                    Connection: close\r\n\r\n";
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    format!("127.0.0.1:{}", addr.port())
-}
-
 #[tokio::test]
 async fn a_prefix_consul_hides_by_acls_is_unreadable_not_empty() {
-    let addr = consul_hiding_the_prefix().await;
-    let client = ConsulClient::new(crate::ConsulConfig::new(&addr).unwrap());
+    // Consul's answer to a recursive KV read by a token that may read none of the prefix: a
+    // 404 with the ACL-filtered flag and an index.
+    let client = crate::kv::tests::answering(
+        "HTTP/1.1 404 Not Found\r\nX-Consul-Index: 7\r\n\
+         X-Consul-Results-Filtered-By-ACLs: true\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
     let watch = spawn(client, settings());
     let mut view = watch.subscribe();
     let seen = tokio::time::timeout(Duration::from_secs(10), view.wait_for(|v| v.index == 7))

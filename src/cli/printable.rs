@@ -5,7 +5,7 @@
 //! overrides that reorder what is shown are written as Rust escapes (`\u{1b}`, `\n`).
 //!
 //! For the tables and lines people read (`agents`, `agents --capabilities`, `halt` and the
-//! other control commands); never for `--json`, where JSON's own escaping keeps values exact.
+//! other control commands, `call`'s error lines); never for `--json`, where JSON's own escaping keeps values exact.
 
 use std::borrow::Cow;
 
