@@ -248,3 +248,54 @@ async fn without_authentication_writes_are_by_anonymous_and_locks_are_refused() 
     assert_eq!(unlocked.holder, "team-531");
     assert!(control_records(s.registry()).await.is_empty());
 }
+
+/// An operator's Resume racing the control room's Halt never erases the control room's halt:
+/// Resume deletes only the halt it read (`cas`), so whatever the order, once both return the
+/// control room's halt is in KV. Rounds where Resume lost the check-and-set answer
+/// FAILED_PRECONDITION naming the halt now standing (counted, not asserted: timing decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_racing_the_control_rooms_halt_never_erases_it() {
+    let s = stack().await;
+    let mut team = s.fleet_as(Some(TEAM_531_KEY)).await;
+    let safety_token = safety_token();
+    let mut safety = s.fleet_as(Some(&safety_token)).await;
+    let mut by_cas = 0;
+    for round in 0..10 {
+        team.halt(LOCKED, false, "checking the vacuum")
+            .await
+            .unwrap();
+        let reason = format!("fire, round {round}");
+        let (resumed, halted) = tokio::join!(
+            team.resume(LOCKED, false),
+            safety.halt(LOCKED, false, &reason)
+        );
+        let halted = halted.expect("the control room always halts");
+        assert_eq!(halted.by, "control-room", "round {round}");
+        let stored = halt_record(&s).await;
+        assert_eq!(
+            (&stored["by"], &stored["reason"], &stored["role"]),
+            (
+                &"control-room".into(),
+                &reason.as_str().into(),
+                &"safety".into()
+            ),
+            "round {round}: the control room's halt stands (resume: {resumed:?})"
+        );
+        match resumed {
+            Ok(state) => assert!(!state.halted, "round {round}: {state:?}"),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                for part in ["halted again", "control-room", reason.as_str()] {
+                    assert!(status.message().contains(part), "{}", status.message());
+                }
+                by_cas += 1;
+            }
+            Err(status) => assert_eq!(
+                status.code(),
+                tonic::Code::PermissionDenied,
+                "round {round}: {status:?}"
+            ),
+        }
+        safety.resume(LOCKED, false).await.unwrap();
+    }
+    eprintln!("halt/resume race: {by_cas} of 10 rounds decided by the check-and-set");
+}
