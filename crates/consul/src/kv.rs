@@ -81,7 +81,7 @@ fn kv_answer_index(what: &str, status: u16, headers: &HeaderMap) -> Result<u64, 
 }
 
 impl ConsulClient {
-    /// GET /v1/kv/<prefix>?recurse as a blocking query (`index` 0 answers at once): every entry
+    /// `GET /v1/kv/<prefix>?recurse` as a blocking query (`index` 0 answers at once): every entry
     /// under `prefix`, none when there is none (Consul's 404 for an empty prefix).
     pub async fn kv_list(
         &self,
@@ -107,7 +107,7 @@ impl ConsulClient {
         })
     }
 
-    /// GET /v1/kv/<key>: the entry, or None.
+    /// `GET /v1/kv/<key>`: the entry, or None.
     pub async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, ConsulError> {
         let what = format!("read KV {key}");
         let answer = self
@@ -124,7 +124,7 @@ impl ConsulClient {
             .find(|e| e.key == key))
     }
 
-    /// PUT /v1/kv/<key>, with `?cas=` when given (0: only if the key does not exist). Whether
+    /// `PUT /v1/kv/<key>`, with `?cas=` when given (0: only if the key does not exist). Whether
     /// it was written: false when the check-and-set lost.
     pub async fn kv_put(
         &self,
@@ -142,7 +142,7 @@ impl ConsulClient {
         self.applied(&what, request).await
     }
 
-    /// DELETE /v1/kv/<key>, with `?cas=` when given. Whether it was applied (a delete of a
+    /// `DELETE /v1/kv/<key>`, with `?cas=` when given. Whether it was applied (a delete of a
     /// missing key without cas is applied).
     pub async fn kv_delete(&self, key: &str, cas: Option<u64>) -> Result<bool, ConsulError> {
         let what = format!("delete KV {key}");
