@@ -8,9 +8,10 @@
 //! demo agent over mutual TLS (`agent --beamline 5.3.2 --consul … --tls-cert … --tls-key …
 //! --client-ca … --health-listen 127.0.0.1:0`) and a third gateway dialling agents over mutual
 //! TLS (the bare gateway's flags plus `--upstream-ca … --upstream-cert … --upstream-key …`),
-//! plus a byte-copying TCP proxy to the first agent (this bench re-executed); waits (bounded)
-//! until both agents are passing, and then measures unary `Describe` side by side, in the same
-//! run, over six paths, the first five to the plaintext agent:
+//! plus a byte-copying TCP proxy to the first agent (this bench re-executed) and, when nginx is on
+//! the machine, two nginx (`support/nginx.rs`); waits (bounded) until both agents are passing,
+//! and then measures unary `Describe` side by side, in the same run, over eight paths, all but
+//! the sixth to the plaintext agent:
 //!
 //! 1. **direct**: a tonic `Channel` (one HTTP/2 connection) to the agent under the generated
 //!    `BeamlineAgentClient`;
@@ -37,6 +38,17 @@
 //!    from path 4 (same binary, same flags but the `--upstream-*` and `--tls-*` ones, one more
 //!    agent process of the same kind) is the cost of TLS on the gateway-to-agent hop: the
 //!    connection is long-lived, so a call pays encryption and decryption, not a handshake.
+//! 7. **nginx (no access log)**: a tonic `Channel` to nginx (`grpc_pass` to a static upstream of
+//!    the plaintext agent, h2c listener, `keepalive` upstream, `access_log off`), with the
+//!    gateway path's request (`x-beamline` included, which nginx passes on): what a proxy with
+//!    no discovery and no policy costs (issue 16's yardstick);
+//! 8. **nginx (access log)**: the same with one access-log line per call to a file.
+//!
+//! The nginx paths run when `nginx` is found (on `PATH` or in `/usr/sbin`); otherwise the bench
+//! says they were skipped and how to install it (`apt-get install nginx`). Each nginx has a config
+//! of its own in a temp dir (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`), one master and
+//! `worker_processes 1`, placed as the gateways are; its CPU and RSS are its master's plus its
+//! worker's.
 //!
 //! The policed gateway writes one access-log line per call to stderr; [`Proc`] sends every
 //! child's stderr to a log file of its own (never a pipe that could fill).
@@ -52,19 +64,24 @@
 //! with the agents and, on the gateway paths, with that gateway: at concurrency 64 the cores are
 //! saturated, so there latency is mostly queueing and throughput is bounded by the CPU that all
 //! processes of a path spend per call. The CPU time each process spent per call (from
-//! `/proc/<pid>/stat`) is reported beside the numbers for that reason. With
-//! `MESH_BENCH_GATEWAY_CPU=N` the gateways and the tcp proxy run on CPU N alone and every other
-//! process on the remaining CPUs (each runtime sizes itself to its CPUs), as when the gateway
+//! `/proc/<pid>/stat`) is reported beside the numbers for that reason, with the RSS of the
+//! gateway, proxy or nginx of the path at the end of each cell. With `MESH_BENCH_GATEWAY_CPU=N`
+//! the gateways, the tcp proxy and nginx run on CPU N alone and every other process on the
+//! remaining CPUs (each runtime sizes itself to its CPUs), as when the gateway
 //! has a node or a CPU limit of its own: then the gateway cells measure the hop, not a queue
 //! for shared cores.
 //!
 //! Goals: mesh ≥ 0.95 × direct throughput and ≤ 50 µs added p50; gateway ≤ 150 µs
 //! added p50 and ≤ 1 ms added p99; the policy layers add ≤ 20 µs p50 (policed gateway
 //! vs bare gateway). The TLS hop (path 6 vs path 4) has no goal yet: the report gives its
-//! added p50 and p99 and the CPU µs per call it adds to the gateway and to the agent.
+//! added p50 and p99 and the CPU µs per call it adds to the gateway and to the agent. Against
+//! nginx (issue 16's numbers, reported, not failed): the policed gateway (the default
+//! configuration: access log, metrics, auth, limits) at or under nginx without an access log in
+//! CPU per call at concurrency 1 and 64, its added p50 at concurrency 1 at or under nginx's, its
+//! throughput at concurrency 64 at or above nginx's.
 //!
 //! Bounded in every way: every process is killed and reaped on drop, every wait has a deadline,
-//! every cell a bound on its duration. The run takes about 220 s after the build (six paths).
+//! every cell a bound on its duration. The run takes about 300 s after the build (eight paths).
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
@@ -87,6 +104,7 @@ use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::DescribeRequest;
 use beamline_mesh::wire::header::BEAMLINE as ROUTING_KEY;
 
+use support::nginx::Nginx;
 use support::{cpu_of, load_average, median, percentile, verdict, Proc};
 
 const COMMAND: &str = "cargo bench --bench mesh";
@@ -111,8 +129,8 @@ const MEASURE: Duration = Duration::from_secs(3);
 const REPEATS: usize = 5;
 
 /// What one run measures. The defaults are the run in docs/benchmarks.md; `MESH_BENCH_PATHS`
-/// (`direct,mesh,proxy,gateway,policed,gateway-mtls`), `MESH_BENCH_CONCURRENCY` (`1,64`), `MESH_BENCH_SECONDS` and
-/// `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
+/// (`direct,mesh,proxy,gateway,policed,gateway-mtls,nginx,nginx-log`), `MESH_BENCH_CONCURRENCY`
+/// (`1,64`), `MESH_BENCH_SECONDS` and `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
 /// (`perf record -p PID`; the processes' pids are printed at the start).
 struct Plan {
     paths: Vec<Path>,
@@ -123,6 +141,8 @@ struct Plan {
     /// everything else (this process, the agents, the registry) on the other CPUs, as when the
     /// gateway has a node or a CPU limit of its own. Unset: every process may run on every CPU.
     gateway_cpu: Option<usize>,
+    /// The nginx executable, when the plan has an nginx path and the machine has nginx.
+    nginx: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -155,10 +175,22 @@ impl Plan {
                 Err(_) => Ok(default),
             }
         };
+        let mut paths = list("MESH_BENCH_PATHS", PATHS.to_vec(), |item| {
+            PATHS.into_iter().find(|p| p.key() == item)
+        })?;
+        let mut nginx = None;
+        if paths.iter().any(|p| p.is_nginx()) {
+            nginx = support::nginx::find();
+            if nginx.is_none() {
+                println!(
+                    "nginx paths skipped: no nginx on PATH or in /usr/sbin (install it with `{}`)",
+                    support::nginx::INSTALL
+                );
+                paths.retain(|p| !p.is_nginx());
+            }
+        }
         Ok(Plan {
-            paths: list("MESH_BENCH_PATHS", PATHS.to_vec(), |item| {
-                PATHS.into_iter().find(|p| p.key() == item)
-            })?,
+            paths,
             concurrency: list("MESH_BENCH_CONCURRENCY", CONCURRENCY.to_vec(), |item| {
                 item.parse().ok().filter(|n| *n > 0)
             })?,
@@ -170,6 +202,7 @@ impl Plan {
                 })?),
                 Err(_) => None,
             },
+            nginx,
         })
     }
 
@@ -178,8 +211,8 @@ impl Plan {
     fn place(&self) -> Result<String> {
         let Some(gateway_cpu) = self.gateway_cpu else {
             return Ok(
-                "load generator, in-process mesh, both agents, the three gateways and registry \
-                       all share them (loopback)"
+                "load generator, in-process mesh, both agents, the three gateways, nginx and \
+                 registry all share them (loopback)"
                     .to_string(),
             );
         };
@@ -195,7 +228,7 @@ impl Plan {
         );
         support::pin_self(&rest)?;
         Ok(format!(
-            "the three gateways and the tcp proxy on CPU {gateway_cpu} alone \
+            "the three gateways, the tcp proxy and nginx on CPU {gateway_cpu} alone \
              (MESH_BENCH_GATEWAY_CPU); load generator, in-process mesh, both agents and registry \
              on CPUs {rest:?} (loopback)"
         ))
@@ -225,6 +258,10 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let plan = Plan::from_env()?;
+    if plan.paths.is_empty() {
+        println!("mesh benchmark: nothing left to measure");
+        return Ok(());
+    }
     let placement = plan.place()?;
     support::print_header("mesh and gateway benchmark", COMMAND, &placement);
     println!(
@@ -234,6 +271,13 @@ fn main() -> Result<()> {
         plan.measure,
         plan.rounds,
     );
+    if let Some(nginx) = &plan.nginx {
+        println!(
+            "nginx: {} ({})",
+            nginx.display(),
+            support::nginx::version(nginx)
+        );
+    }
     println!("load average at the start: {}", load_average());
     let runtime = support::runtime()?;
     let cells = runtime.block_on(run(&plan))?;
@@ -284,7 +328,7 @@ async fn wait_passing(consul: &str, service: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The six paths
+// The eight paths
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,15 +339,21 @@ enum Path {
     Gateway,
     Policed,
     GatewayMtls,
+    /// nginx, `access_log off`.
+    Nginx,
+    /// nginx with an access log to a file.
+    NginxLog,
 }
 
-const PATHS: [Path; 6] = [
+const PATHS: [Path; 8] = [
     Path::Direct,
     Path::Mesh,
     Path::Proxy,
     Path::Gateway,
     Path::Policed,
     Path::GatewayMtls,
+    Path::Nginx,
+    Path::NginxLog,
 ];
 
 impl Path {
@@ -316,7 +366,18 @@ impl Path {
             Path::Gateway => "gateway",
             Path::Policed => "policed",
             Path::GatewayMtls => "gateway-mtls",
+            Path::Nginx => "nginx",
+            Path::NginxLog => "nginx-log",
         }
+    }
+
+    fn is_nginx(self) -> bool {
+        matches!(self, Path::Nginx | Path::NginxLog)
+    }
+
+    /// A process between the bench and the agent (its CPU and RSS are reported).
+    fn has_hop(self) -> bool {
+        !matches!(self, Path::Direct | Path::Mesh)
     }
 
     fn label(self) -> &'static str {
@@ -327,6 +388,8 @@ impl Path {
             Path::Gateway => "gateway",
             Path::Policed => "policed gateway",
             Path::GatewayMtls => "gateway (mTLS to agents)",
+            Path::Nginx => "nginx (no access log)",
+            Path::NginxLog => "nginx (access log)",
         }
     }
 }
@@ -340,6 +403,8 @@ enum Client {
     Policed(BeamlineAgentClient<Channel>),
     /// To the gateway that dials agents over mutual TLS; routed to the TLS agent.
     GatewayMtls(BeamlineAgentClient<Channel>),
+    /// To either nginx; the gateway path's request (nginx passes `x-beamline` on).
+    Nginx(BeamlineAgentClient<Channel>),
 }
 
 impl Client {
@@ -350,7 +415,7 @@ impl Client {
             Client::Direct(client) => client.describe(request).await.map(drop),
             Client::Mesh(client) => client.describe(request).await.map(drop),
             Client::Proxy(client) => client.describe(request).await.map(drop),
-            Client::Gateway(client) => {
+            Client::Gateway(client) | Client::Nginx(client) => {
                 request
                     .metadata_mut()
                     .insert(ROUTING_KEY, MetadataValue::from_static(BEAMLINE));
@@ -431,6 +496,8 @@ struct Cell {
     /// the agent of the path (the TLS one on the mTLS path) and the gateway or proxy of the
     /// path.
     cpu: [Duration; 3],
+    /// RSS of the gateway, proxy or nginx of the path at the end of the window, in KiB.
+    hop_rss_kib: u64,
 }
 
 impl Cell {
@@ -547,22 +614,62 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
         std::process::id(),
     );
 
+    // Paths 7 and 8: nginx to the agent the gateway paths reach.
+    let nginx = match &plan.nginx {
+        Some(exe) => {
+            let start = |name, access_log| {
+                Nginx::start(
+                    name,
+                    exe,
+                    &[agent.authority()],
+                    access_log,
+                    plan.gateway_cpu,
+                )
+            };
+            Some((start("nginx", false)?, start("nginx (access log)", true)?))
+        }
+        None => None,
+    };
+    if let Some((bare, logged)) = &nginx {
+        println!(
+            "nginx {} (master pid {}), nginx with access log {} (master pid {})",
+            bare.authority(),
+            bare.pid(),
+            logged.authority(),
+            logged.pid()
+        );
+    }
+
     let mesh = Mesh::new(ConsulConfig::new(&consul)?, MeshSettings::default());
-    let mut clients = [
-        Client::Direct(BeamlineAgentClient::new(channel(agent.authority()).await?)),
-        Client::Mesh(mesh.agent(BEAMLINE)?),
-        Client::Proxy(BeamlineAgentClient::new(channel(proxy.authority()).await?)),
-        Client::Gateway(BeamlineAgentClient::new(
-            channel(gateway.authority()).await?,
-        )),
-        Client::Policed(BeamlineAgentClient::new(
-            channel(policed.authority()).await?,
-        )),
-        Client::GatewayMtls(BeamlineAgentClient::new(
-            channel(mtls_gateway.authority()).await?,
-        )),
-    ];
-    for (client, path) in clients.iter_mut().zip(PATHS) {
+    let mut clients = Vec::new();
+    for path in plan.paths.iter().copied() {
+        let client = match path {
+            Path::Direct => {
+                Client::Direct(BeamlineAgentClient::new(channel(agent.authority()).await?))
+            }
+            Path::Mesh => Client::Mesh(mesh.agent(BEAMLINE)?),
+            Path::Proxy => {
+                Client::Proxy(BeamlineAgentClient::new(channel(proxy.authority()).await?))
+            }
+            Path::Gateway => Client::Gateway(BeamlineAgentClient::new(
+                channel(gateway.authority()).await?,
+            )),
+            Path::Policed => Client::Policed(BeamlineAgentClient::new(
+                channel(policed.authority()).await?,
+            )),
+            Path::GatewayMtls => Client::GatewayMtls(BeamlineAgentClient::new(
+                channel(mtls_gateway.authority()).await?,
+            )),
+            Path::Nginx | Path::NginxLog => {
+                let (bare, logged) = nginx.as_ref().context("nginx path without nginx")?;
+                let which = if path == Path::Nginx { bare } else { logged };
+                Client::Nginx(BeamlineAgentClient::new(channel(which.authority()).await?))
+            }
+        };
+        clients.push((path, client));
+    }
+    for (path, client) in &mut clients {
+        let path = *path;
         client
             .first_success(path.label())
             .await
@@ -577,6 +684,14 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
                     mtls_gateway.stderr_tail(),
                     tls_agent.stderr_tail()
                 ),
+                Path::Nginx | Path::NginxLog => match &nginx {
+                    Some((bare, logged)) => format!(
+                        "nginx error log:\n{}\nnginx (access log) error log:\n{}",
+                        bare.error_tail(),
+                        logged.error_tail()
+                    ),
+                    None => String::new(),
+                },
                 _ => format!("agent stderr:\n{}", agent.stderr_tail()),
             })?;
     }
@@ -585,26 +700,22 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
     for round in 0..plan.rounds {
         for &concurrency in &plan.concurrency {
             for i in 0..plan.paths.len() {
-                let path = plan.paths[(i + round) % plan.paths.len()];
-                let index = PATHS.iter().position(|p| *p == path).unwrap_or_default();
-                let hop = match path {
-                    Path::Policed => &policed,
-                    Path::Proxy => &proxy,
-                    Path::GatewayMtls => &mtls_gateway,
-                    _ => &gateway,
+                let (path, client) = &clients[(i + round) % clients.len()];
+                let path = *path;
+                let hop = match (path, &nginx) {
+                    (Path::Policed, _) => Hop::Proc(&policed),
+                    (Path::Proxy, _) => Hop::Proc(&proxy),
+                    (Path::GatewayMtls, _) => Hop::Proc(&mtls_gateway),
+                    (Path::Nginx, Some((bare, _))) => Hop::Nginx(bare),
+                    (Path::NginxLog, Some((_, logged))) => Hop::Nginx(logged),
+                    // Direct and mesh have no hop; the bare gateway's numbers are not reported.
+                    _ => Hop::Proc(&gateway),
                 };
                 let target = match path {
                     Path::GatewayMtls => &tls_agent,
                     _ => &agent,
                 };
-                let cell = measure(
-                    path,
-                    &clients[index],
-                    concurrency,
-                    plan.measure,
-                    [None, Some(target), Some(hop)],
-                )
-                .await?;
+                let cell = measure(path, client, concurrency, plan.measure, target, hop).await?;
                 println!(
                     "round {} c={concurrency:>2} {:<24}: {:>7.0} calls/s, p50 {:>8}, p99 {:>8}, {} errors",
                     round + 1,
@@ -618,11 +729,40 @@ async fn run(plan: &Plan) -> Result<Vec<Cell>> {
             }
         }
     }
+    if let Some((_, logged)) = &nginx {
+        println!(
+            "nginx (access log) wrote {} lines to its access log",
+            logged.access_log_lines()
+        );
+    }
     // The agents served every cell: they must still be passing.
     wait_passing(&consul, SERVICE).await?;
     wait_passing(&consul, TLS_SERVICE).await?;
     drop(mesh);
     Ok(cells)
+}
+
+/// The process of a path between the bench and the agent: a gateway or proxy, or an nginx.
+#[derive(Clone, Copy)]
+enum Hop<'a> {
+    Proc(&'a Proc),
+    Nginx(&'a Nginx),
+}
+
+impl Hop<'_> {
+    fn cpu(self) -> Duration {
+        match self {
+            Hop::Proc(p) => p.cpu(),
+            Hop::Nginx(n) => n.cpu(),
+        }
+    }
+
+    fn rss_kib(self) -> u64 {
+        match self {
+            Hop::Proc(p) => p.memory().map_or(0, |m| m.rss_kib),
+            Hop::Nginx(n) => n.rss_kib(),
+        }
+    }
 }
 
 /// One cell: `concurrency` callers, warm-up, then the measured window.
@@ -631,7 +771,8 @@ async fn measure(
     client: &Client,
     concurrency: usize,
     window: Duration,
-    procs: [Option<&Proc>; 3],
+    agent: &Proc,
+    hop: Hop<'_>,
 ) -> Result<Cell> {
     let start = Instant::now() + Duration::from_millis(5);
     let from = start + WARMUP;
@@ -661,16 +802,12 @@ async fn measure(
             (latencies, errors)
         });
     }
-    let cpu_now = |procs: &[Option<&Proc>; 3]| {
-        procs.map(|p| match p {
-            Some(p) => p.cpu(),
-            None => cpu_of("self"),
-        })
-    };
+    let cpu_now = || [cpu_of("self"), agent.cpu(), hop.cpu()];
     tokio::time::sleep_until(from).await;
-    let cpu_from = cpu_now(&procs);
+    let cpu_from = cpu_now();
     tokio::time::sleep_until(until).await;
-    let cpu_until = cpu_now(&procs);
+    let cpu_until = cpu_now();
+    let hop_rss_kib = hop.rss_kib();
     // Every caller stops sending at `until`; its last call is bounded by its grpc-timeout.
     let bound = REQUEST_TIMEOUT + Duration::from_secs(2);
     let mut latencies = Vec::new();
@@ -701,6 +838,7 @@ async fn measure(
         errors,
         latencies,
         cpu,
+        hop_rss_kib,
     })
 }
 
@@ -716,6 +854,8 @@ struct Summary {
     p50: Duration,
     p99: Duration,
     cpu_per_call: [f64; 3],
+    /// RSS of the path's gateway, proxy or nginx at the end of a cell, MB.
+    hop_rss_mb: f64,
     errors: usize,
 }
 
@@ -736,6 +876,7 @@ fn summarize(cells: &[Cell], path: Path, concurrency: usize) -> Option<Summary> 
         p50: median(mine.iter().map(|c| c.pct(50.0)).collect()),
         p99: median(mine.iter().map(|c| c.pct(99.0)).collect()),
         cpu_per_call: [cpu(0), cpu(1), cpu(2)],
+        hop_rss_mb: median(mine.iter().map(|c| c.hop_rss_kib as f64 / 1024.0).collect()),
         errors: mine.iter().map(|c| c.errors).sum(),
     })
 }
@@ -752,25 +893,22 @@ fn added(a: Duration, b: Duration) -> f64 {
 fn print_report(plan: &Plan, cells: &[Cell]) {
     println!("\n## Results (median of {} rounds)\n", plan.rounds);
     println!(
-        "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway or proxy | errors |"
+        "| path | concurrency | calls/s (min–max) | p50 | p99 | CPU µs/call: bench process | agent | gateway, proxy or nginx | RSS MB: gateway, proxy or nginx | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &concurrency in &plan.concurrency {
         for path in PATHS {
             let Some(s) = summarize(cells, path, concurrency) else {
                 continue;
             };
             let [client, agent, gateway] = s.cpu_per_call;
-            let gateway = if matches!(
-                path,
-                Path::Proxy | Path::Gateway | Path::Policed | Path::GatewayMtls
-            ) {
-                format!("{gateway:.1}")
+            let (gateway, rss) = if path.has_hop() {
+                (format!("{gateway:.1}"), format!("{:.1}", s.hop_rss_mb))
             } else {
-                "–".into()
+                ("–".into(), "–".into())
             };
             println!(
-                "| {} | {concurrency} | {:.0} ({:.0}–{:.0}) | {} | {} | {client:.1} | {agent:.1} | {gateway} | {} |",
+                "| {} | {concurrency} | {:.0} ({:.0}–{:.0}) | {} | {} | {client:.1} | {agent:.1} | {gateway} | {rss} | {} |",
                 path.label(),
                 s.per_second,
                 s.min_per_second,
@@ -877,6 +1015,7 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
             gateway.cpu_per_call[1],
         );
     }
+    print_nginx_comparison(plan, cells);
     let sharing = if plan.gateway_cpu.is_some() {
         "shares its CPUs with the agent, and the gateway runs on a CPU of its own, so at \
          concurrency 64 the load generator's CPUs are saturated on every path and the gateway's \
@@ -889,4 +1028,72 @@ fn print_report(plan: &Plan, cells: &[Cell]) {
         "\nThe bench process is the load generator plus, on the mesh path, the in-process mesh; it \
          {sharing}."
     );
+}
+
+/// Issue 16's table: each gateway beside nginx without an access log, and its goals (reported,
+/// not failed): the policed gateway (the default configuration) at or under nginx in CPU per
+/// call at every concurrency and in added p50 at concurrency 1, at or above it in calls/s at 64.
+fn print_nginx_comparison(plan: &Plan, cells: &[Cell]) {
+    if !plan.paths.contains(&Path::Nginx) {
+        return;
+    }
+    println!();
+    println!(
+        "| concurrency | path | calls/s | × nginx | added p50 | added p99 | CPU µs/call of the hop | × nginx | RSS MB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut goals = Vec::new();
+    for &concurrency in &plan.concurrency {
+        let (Some(direct), Some(nginx)) = (
+            summarize(cells, Path::Direct, concurrency),
+            summarize(cells, Path::Nginx, concurrency),
+        ) else {
+            continue;
+        };
+        for path in [Path::Nginx, Path::NginxLog, Path::Gateway, Path::Policed] {
+            let Some(s) = summarize(cells, path, concurrency) else {
+                continue;
+            };
+            println!(
+                "| {concurrency} | {} | {:.0} | {:.3} | {:+.0} µs | {:+.0} µs | {:.1} | {:.2} | {:.1} |",
+                path.label(),
+                s.per_second,
+                s.per_second / nginx.per_second,
+                added(s.p50, direct.p50),
+                added(s.p99, direct.p99),
+                s.cpu_per_call[2],
+                s.cpu_per_call[2] / nginx.cpu_per_call[2],
+                s.hop_rss_mb,
+            );
+        }
+        let Some(policed) = summarize(cells, Path::Policed, concurrency) else {
+            continue;
+        };
+        goals.push(format!(
+            "c={concurrency}: policed gateway CPU per call {:.1} µs ≤ nginx's {:.1} µs: {}",
+            policed.cpu_per_call[2],
+            nginx.cpu_per_call[2],
+            verdict(policed.cpu_per_call[2] <= nginx.cpu_per_call[2]),
+        ));
+        if concurrency == 1 {
+            let (gateway, proxy) = (added(policed.p50, direct.p50), added(nginx.p50, direct.p50));
+            goals.push(format!(
+                "c=1: policed gateway added p50 {gateway:+.0} µs ≤ nginx's {proxy:+.0} µs: {}",
+                verdict(gateway <= proxy),
+            ));
+        } else {
+            goals.push(format!(
+                "c={concurrency}: policed gateway calls/s {:.0} ≥ nginx's {:.0}: {}",
+                policed.per_second,
+                nginx.per_second,
+                verdict(policed.per_second >= nginx.per_second),
+            ));
+        }
+    }
+    if !goals.is_empty() {
+        println!("\nIssue 16's goals (policed gateway = the default configuration, against nginx without an access log):");
+        for goal in goals {
+            println!("- {goal}");
+        }
+    }
 }

@@ -2,12 +2,14 @@
 //! their listening line, killed and reaped on drop), `/proc` readings (memory, CPU time, where
 //! the resident pages are), percentiles, the report's header lines, a bounded wait for a
 //! service to be passing in the registry, CPU placement (`sched_setaffinity`), a byte-copying
-//! TCP proxy (`tcp_proxy`) and a fleet of real SDK agents in a few processes (`agents`).
+//! TCP proxy (`tcp_proxy`), a fleet of real SDK agents in a few processes (`agents`) and nginx as
+//! a gRPC proxy (`nginx`).
 //!
 //! Each bench includes this file with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod nginx;
 pub mod tcp_proxy;
 
 use std::fs::File;
