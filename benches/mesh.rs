@@ -130,8 +130,9 @@ const REPEATS: usize = 5;
 
 /// What one run measures. The defaults are the run in docs/benchmarks.md; `MESH_BENCH_PATHS`
 /// (`direct,mesh,proxy,gateway,policed,gateway-mtls,nginx,nginx-log`), `MESH_BENCH_CONCURRENCY`
-/// (`1,64`), `MESH_BENCH_SECONDS` and `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold one path under a profiler
-/// (`perf record -p PID`; the processes' pids are printed at the start).
+/// (`1,64`), `MESH_BENCH_SECONDS` and `MESH_BENCH_ROUNDS` narrow or lengthen it, e.g. to hold
+/// one path under a profiler (`perf record -p PID`; the processes' pids are printed at the
+/// start).
 struct Plan {
     paths: Vec<Path>,
     concurrency: Vec<usize>,
