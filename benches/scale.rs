@@ -40,6 +40,14 @@
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
+//!
+//! For profiling, not for the recorded numbers: `SCALE_BENCH_CASES=1000` runs only the cases
+//! named (comma-separated beamline counts), and `SCALE_BENCH_GATEWAY_ENV="K=V K2=V2"` sets
+//! environment variables of the gateway alone, e.g. heaptrack's preload library and its pipe
+//! (`LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so
+//! DUMP_HEAPTRACK_OUTPUT=/tmp/gw.fifo`, with `heaptrack_interpret < /tmp/gw.fifo` reading it)
+//! or `MALLOC_ARENA_MAX=1`. The gateway is killed (SIGKILL) when its case ends, so what such a
+//! profiler saw still allocated then is what the gateway held after the steady window.
 
 mod support;
 
@@ -103,7 +111,7 @@ fn main() -> Result<()> {
     println!("load average at the start: {}", load_average());
     let runtime = support::runtime()?;
     let mut cases = Vec::new();
-    for beamlines in CASES {
+    for beamlines in chosen_cases()? {
         println!("\n--- {beamlines} beamlines ---");
         let case = runtime.block_on(run_case(beamlines));
         if let Err(why) = &case {
@@ -114,6 +122,34 @@ fn main() -> Result<()> {
     print_report(&cases);
     println!("\nload average at the end: {}", load_average());
     Ok(())
+}
+
+/// [`CASES`], or those `SCALE_BENCH_CASES` names.
+fn chosen_cases() -> Result<Vec<usize>> {
+    match std::env::var("SCALE_BENCH_CASES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .context("SCALE_BENCH_CASES: beamline counts")
+            })
+            .collect(),
+        Err(_) => Ok(CASES.to_vec()),
+    }
+}
+
+/// `SCALE_BENCH_GATEWAY_ENV`'s `K=V` pairs (space-separated), for the gateway alone.
+fn gateway_env() -> Result<Vec<(String, String)>> {
+    let list = std::env::var("SCALE_BENCH_GATEWAY_ENV").unwrap_or_default();
+    list.split_whitespace()
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .context("SCALE_BENCH_GATEWAY_ENV: K=V pairs")?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// What one case measured.
@@ -199,7 +235,8 @@ async fn run_case(beamlines: usize) -> Result<Case> {
         .args(["gateway", "--listen", "127.0.0.1:0", "--consul", &consul])
         .arg("--auth-file")
         .arg(&policy_path)
-        .args(["--allow-plaintext", "--metrics-listen", "127.0.0.1:0"]);
+        .args(["--allow-plaintext", "--metrics-listen", "127.0.0.1:0"])
+        .envs(gateway_env()?);
     support::limit_nofile(&mut gateway, GATEWAY_NOFILE);
     support::die_with_parent(&mut gateway);
     let gateway_started = Instant::now();
@@ -233,6 +270,14 @@ async fn run_case(beamlines: usize) -> Result<Case> {
         .iter()
         .filter(|r| r.local_port == registry_port)
         .count();
+    let [image, libraries, other] = gateway.breakdown()?.0;
+    println!(
+        "gateway resident after steady: executable image {:.1} MB, libraries {:.1} MB, \
+         heap, stacks and other anonymous {:.1} MB",
+        image as f64 * 1024.0 / 1e6,
+        libraries as f64 * 1024.0 / 1e6,
+        other as f64 * 1024.0 / 1e6,
+    );
     let mut agents_rss = 0;
     for process in &agents {
         agents_rss += process.rss()?;

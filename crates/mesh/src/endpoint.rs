@@ -70,12 +70,13 @@ pub struct Endpoint {
     /// Why the health Watch last failed to open (a refused connection, a TLS handshake that
     /// failed), until it opens again: what a call that found no instance ready is told.
     failure: watch::Receiver<Option<Arc<str>>>,
-    /// The instance's AgentCard, once it answered Describe (what its capabilities allow).
-    card: watch::Receiver<Option<Arc<AgentCard>>>,
-    /// Where the card learnt is published, until the first keyed Execute routed here wants it:
-    /// only then is the card worth a Describe (and its task worth spawning: an endpoint that
-    /// never needs it holds no task for it).
-    card_tx: std::sync::Mutex<Option<watch::Sender<Option<Arc<AgentCard>>>>>,
+    /// The instance's AgentCard, once it answered Describe (what its capabilities allow). The
+    /// channel is made when the first keyed Execute routed here wants the card: only then is
+    /// the card worth a Describe (and its channel and task worth their memory: an endpoint
+    /// that never needs it holds neither).
+    card: std::sync::OnceLock<watch::Receiver<Option<Arc<AgentCard>>>>,
+    /// Whether wanting the card describes the instance (not for a test endpoint).
+    learns_card: bool,
     health_task: tokio::task::JoinHandle<()>,
     card_task: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
@@ -102,7 +103,6 @@ impl Endpoint {
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
         let (failure_tx, failure) = watch::channel(None);
-        let (card_tx, card) = watch::channel(None);
         let health_task = tokio::spawn(health::watch(
             connection.clone(),
             health::Health {
@@ -120,8 +120,8 @@ impl Endpoint {
             gate,
             alive,
             failure,
-            card,
-            card_tx: std::sync::Mutex::new(Some(card_tx)),
+            card: std::sync::OnceLock::new(),
+            learns_card: true,
             health_task,
             card_task: std::sync::OnceLock::new(),
         })
@@ -151,8 +151,8 @@ impl Endpoint {
             gate,
             alive,
             failure: watch::channel(None).1,
-            card: watch::channel(None).1,
-            card_tx: std::sync::Mutex::new(None),
+            card: std::sync::OnceLock::new(),
+            learns_card: false,
             health_task: tokio::spawn(std::future::pending()),
             card_task: std::sync::OnceLock::new(),
         }
@@ -162,19 +162,17 @@ impl Endpoint {
     /// call of its own to an instance that never gets one.
     pub fn want_card(&self) {
         self.card_task.get_or_init(|| {
-            let card_tx = self
-                .card_tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            match card_tx {
-                Some(card_tx) => tokio::spawn(learn_card(
+            let (card_tx, card) = watch::channel(None);
+            let _ = self.card.set(card);
+            if self.learns_card {
+                tokio::spawn(learn_card(
                     self.connection.clone(),
                     self.gate.clone(),
                     card_tx,
-                )),
+                ))
+            } else {
                 // A test endpoint: nothing to learn.
-                None => tokio::spawn(async {}),
+                tokio::spawn(async {})
             }
         });
     }
@@ -182,10 +180,12 @@ impl Endpoint {
     /// Whether the instance's card says `capability` may run twice to the effect of once. An
     /// instance whose card is not known yet, or an older SDK's (no such field): no.
     pub fn is_idempotent(&self, capability: &str) -> bool {
-        self.card.borrow().as_ref().is_some_and(|card| {
-            card.capabilities
-                .iter()
-                .any(|c| c.name == capability && c.idempotent)
+        self.card.get().is_some_and(|card| {
+            card.borrow().as_ref().is_some_and(|card| {
+                card.capabilities
+                    .iter()
+                    .any(|c| c.name == capability && c.idempotent)
+            })
         })
     }
 
