@@ -93,17 +93,10 @@ fn main() -> Result<()> {
 }
 
 fn policy() -> String {
-    let caller = |name: &str, key: &str, role: &str| {
-        format!(
-            "[[caller]]\nname = \"{name}\"\napi_key_sha256 = \"{}\"\nrole = \"{role}\"\nbeamlines = [\"*\"]\n",
-            sha256_hex(key.as_bytes())
-        )
-    };
-    format!(
-        "{}{}[limits]\nper_beamline = {{ rate = 1000000, burst = 1000000 }}\nper_caller = {{ rate = 1000000, burst = 1000000 }}\n",
-        caller("bench", OPERATOR_KEY, "operator"),
-        caller("desk", SAFETY_KEY, "safety"),
-    )
+    support::policy_of(&[
+        ("bench", &sha256_hex(OPERATOR_KEY.as_bytes()), "operator"),
+        ("desk", &sha256_hex(SAFETY_KEY.as_bytes()), "safety"),
+    ])
 }
 
 /// A request as `key`'s caller, routed to `beamline` when given.

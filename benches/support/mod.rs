@@ -585,16 +585,27 @@ pub fn die_with_parent(command: &mut Command) {
 /// the SHA-256 (hex) of its API key, with per-beamline and per-caller limits (10⁶/s, burst 10⁶)
 /// no bench comes near, so every call passes every policy layer.
 pub fn open_policy(api_key_sha256: &str) -> String {
-    format!(
-        "[[caller]]\n\
-         name = \"bench\"\n\
-         api_key_sha256 = \"{api_key_sha256}\"\n\
-         role = \"operator\"\n\
-         beamlines = [\"*\"]\n\
-         [limits]\n\
-         per_beamline = {{ rate = 1000000, burst = 1000000 }}\n\
-         per_caller = {{ rate = 1000000, burst = 1000000 }}\n"
-    )
+    policy_of(&[("bench", api_key_sha256, "operator")])
+}
+
+/// The same with these callers (name, SHA-256 of the API key, role), each for every beamline.
+pub fn policy_of(callers: &[(&str, &str, &str)]) -> String {
+    let mut text = String::new();
+    for (name, api_key_sha256, role) in callers {
+        text.push_str(&format!(
+            "[[caller]]\n\
+             name = \"{name}\"\n\
+             api_key_sha256 = \"{api_key_sha256}\"\n\
+             role = \"{role}\"\n\
+             beamlines = [\"*\"]\n"
+        ));
+    }
+    text.push_str(
+        "[limits]\n\
+         per_beamline = { rate = 1000000, burst = 1000000 }\n\
+         per_caller = { rate = 1000000, burst = 1000000 }\n",
+    );
+    text
 }
 
 /// TIME_WAIT sockets in `table`: all of them, or those with one of `ports` at either end.

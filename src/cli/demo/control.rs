@@ -15,6 +15,7 @@ use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 use beamline_mesh::agent::capabilities::json_to_struct;
+use beamline_mesh::agent::tasks::is_terminal;
 use beamline_mesh::proto::beamline_agent_client::BeamlineAgentClient;
 use beamline_mesh::proto::fleet_client::FleetClient;
 use beamline_mesh::proto::{
@@ -286,15 +287,7 @@ async fn until(events: &mut Events, wanted: impl Fn(&TaskEvent) -> bool) -> anyh
 /// Reads to the terminal event; its task.
 async fn last(events: &mut Events) -> anyhow::Result<Task> {
     until(events, |e| {
-        e.task.as_ref().is_some_and(|t| {
-            matches!(
-                t.state(),
-                TaskState::Completed
-                    | TaskState::Failed
-                    | TaskState::Cancelled
-                    | TaskState::Rejected
-            )
-        })
+        e.task.as_ref().is_some_and(|t| is_terminal(t.state))
     })
     .await
 }
