@@ -30,13 +30,18 @@
 //!   connection per check would leave ≈ 15 per instance: 30 s / 2 s);
 //! - and, not against a goal: the gateway's open descriptors and connections to agents, the
 //!   registry's RSS, descriptors and connections (inbound: the agents' keep-alives and the
-//!   gateway; outbound: the health checks), the agent processes' RSS, the load average.
+//!   gateway; outbound: the health checks), the agent processes' RSS, the load average;
+//! - **idle**: then no call for the gateway's idle bound (`--idle-connection-timeout`, 60 s by
+//!   default, left at it): how long after routing until the gateway holds no agent connection
+//!   (polled every second; deadline [`IDLE_DEADLINE`]), its RSS [`SETTLE`] later (goal ≤ 50 MB
+//!   at 1,000 here too: this is a fleet at rest), descriptors and connections; and every beamline
+//!   Described again the same way (each connection dialled again): the time and the failures.
 //!
 //! Everything shares the machine's cores (the agents' processes too), so the times include
 //! queueing behind 1,000 agents' checks and keep-alives; the load average is printed for that.
 //! Bounded in every way: every process is killed and reaped on drop (and killed by the kernel if
 //! this bench dies), every wait polls with a deadline, every request has a timeout. The run
-//! takes about 90 s after the build.
+//! takes about 4 minutes after the build.
 //!
 //! `cargo bench` passes `--bench`; without it (e.g. `cargo test --benches`) the binary only says
 //! how to run it and exits.
@@ -89,6 +94,12 @@ const PASSING_DEADLINE: Duration = Duration::from_secs(180);
 const ROUTABLE_DEADLINE: Duration = Duration::from_secs(60);
 /// Health checks (and keep-alives) run this long before TIME_WAIT and memory are read.
 const STEADY: Duration = Duration::from_secs(30);
+/// From the end of routing, the longest wait for the gateway to let every idle agent connection
+/// go: its 60 s bound, a quarter of it (it looks four times per bound), and 15 s of slack.
+const IDLE_DEADLINE: Duration = Duration::from_secs(90);
+/// How long the gateway's resident size is followed once its idle connections are gone: its
+/// heap trim runs every 10 s.
+const SETTLE: Duration = Duration::from_secs(15);
 
 const GOAL_REGISTRY_CONNS: usize = 10;
 const GOAL_GATEWAY_RSS_MB: f64 = 50.0;
@@ -172,6 +183,20 @@ struct Case {
     /// After the steady window, TIME_WAIT with an agent's port at either end.
     time_wait_agents: usize,
     load: String,
+    idle: Idle,
+}
+
+/// The fleet at rest, after the gateway's idle bound.
+struct Idle {
+    /// From the end of routing until the gateway held no agent connection; None if it still
+    /// held some at [`IDLE_DEADLINE`].
+    let_go_after: Option<Duration>,
+    agent_conns: usize,
+    rss: u64,
+    anon: u64,
+    fds: usize,
+    /// Every beamline Described again.
+    again: Routing,
 }
 
 /// How routing every beamline through the gateway went.
@@ -242,6 +267,7 @@ async fn run_case(beamlines: usize) -> Result<Case> {
     let gateway_started = Instant::now();
     let gateway = Proc::start("gateway", gateway)?;
     let routing = route_all(gateway.authority(), beamlines, gateway_started).await?;
+    let routed_at = Instant::now();
     let conns_to = |pid: u32, table: &[support::TcpRow]| -> Result<usize> {
         Ok(tcp_sockets_of(pid, table)?
             .iter()
@@ -282,24 +308,72 @@ async fn run_case(beamlines: usize) -> Result<Case> {
     for process in &agents {
         agents_rss += process.rss()?;
     }
+    let gateway_agent_conns = |table: &[support::TcpRow]| -> Result<usize> {
+        Ok(tcp_sockets_of(gateway.pid(), table)?
+            .iter()
+            .filter(on_agent_port)
+            .count())
+    };
+    let steady_agent_conns = gateway_agent_conns(&table)?;
+    let steady_rss = gateway.rss()?;
+    let steady_anon = gateway.memory()?.anon_kib * 1024;
+    let steady_fds = support::open_fds(gateway.pid())?;
+    let load = load_average();
+
+    // At rest: no call until the gateway lets its agent connections go.
+    let mut idle_conns = steady_agent_conns;
+    while idle_conns > 0 && routed_at.elapsed() < IDLE_DEADLINE {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        idle_conns = gateway_agent_conns(&tcp_table()?)?;
+    }
+    let let_go_after = (idle_conns == 0).then(|| routed_at.elapsed());
+    // The gateway gives freed heap back to the kernel on its own clock (every 10 s, when
+    // malloc's free bytes grew): the resident size is read for the next [`SETTLE`], and the
+    // last reading kept.
+    let settle_until = Instant::now() + SETTLE;
+    let mut rss = gateway.rss()?;
+    while Instant::now() < settle_until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss = gateway.rss()?;
+    }
+    let [image, libraries, other] = gateway.breakdown()?.0;
+    println!(
+        "idle: {idle_conns} agent connections {} s after routing; gateway resident: executable \
+         image {:.1} MB, libraries {:.1} MB, heap, stacks and other anonymous {:.1} MB",
+        routed_at.elapsed().as_secs(),
+        image as f64 * 1024.0 / 1e6,
+        libraries as f64 * 1024.0 / 1e6,
+        other as f64 * 1024.0 / 1e6,
+    );
+    let (anon, fds) = (
+        gateway.memory()?.anon_kib * 1024,
+        support::open_fds(gateway.pid())?,
+    );
+    let again = route_all(gateway.authority(), beamlines, Instant::now()).await?;
+    let idle = Idle {
+        let_go_after,
+        agent_conns: idle_conns,
+        rss,
+        anon,
+        fds,
+        again,
+    };
     Ok(Case {
         passing_after,
         routing,
         gateway_registry_conns: [routable_conns, conns_to(gateway.pid(), &table)?],
-        gateway_agent_conns: tcp_sockets_of(gateway.pid(), &table)?
-            .iter()
-            .filter(on_agent_port)
-            .count(),
-        gateway_rss: gateway.rss()?,
-        gateway_anon: gateway.memory()?.anon_kib * 1024,
-        gateway_fds: support::open_fds(gateway.pid())?,
+        gateway_agent_conns: steady_agent_conns,
+        gateway_rss: steady_rss,
+        gateway_anon: steady_anon,
+        gateway_fds: steady_fds,
         registry_rss: registry.rss()?,
         registry_fds: support::open_fds(registry.pid())?,
         registry_conns: [accepted, registry_sockets.len() - accepted],
         agents_rss,
         time_wait: [time_wait_before, support::time_wait(&table, None)],
         time_wait_agents: support::time_wait(&table, Some(&agent_ports)),
-        load: load_average(),
+        load,
+        idle,
     })
 }
 
@@ -374,7 +448,7 @@ async fn route_all(gateway: &str, beamlines: usize, started: Instant) -> Result<
 // ---------------------------------------------------------------------------------------------
 
 /// The report's rows: label and goal at 1,000 (empty: none).
-const ROWS: [(&str, &str); 14] = [
+const ROWS: [(&str, &str); 18] = [
     ("agents passing in the registry after", ""),
     ("time to routable, all beamlines (from spawn)", "≤ 5 s"),
     ("failed Describe attempts while routing", ""),
@@ -389,10 +463,14 @@ const ROWS: [(&str, &str); 14] = [
     ("TIME_WAIT on agents' ports after steady", "≤ 1,000"),
     ("agent processes' RSS (all)", ""),
     ("load average at measurement", ""),
+    ("idle: agent conns let go after (from routed)", ""),
+    ("idle: gateway RSS (anonymous)", "≤ 50 MB"),
+    ("idle: gateway open fds / agent conns", ""),
+    ("idle: all called again in (failed attempts)", "≤ 5 s"),
 ];
 
 /// One case's cells, in the order of [`ROWS`], each with whether it meets its goal.
-type Cells = [(String, Option<bool>); 14];
+type Cells = [(String, Option<bool>); 18];
 
 fn cells(c: &Case) -> Cells {
     let r = &c.routing;
@@ -400,6 +478,8 @@ fn cells(c: &Case) -> Cells {
         format!("{:.2} s", d.as_secs_f64())
     });
     let [at_routable, steady] = c.gateway_registry_conns;
+    let i = &c.idle;
+    let again = &i.again;
     [
         (format!("{:.1} s", c.passing_after.as_secs_f64()), None),
         (
@@ -430,6 +510,30 @@ fn cells(c: &Case) -> Cells {
         ),
         (format!("{:.0} MB", mb(c.agents_rss)), None),
         (c.load.clone(), None),
+        (
+            i.let_go_after
+                .map_or(format!("{} held", i.agent_conns), |d| {
+                    format!("{:.0} s", d.as_secs_f64())
+                }),
+            None,
+        ),
+        (
+            format!("{:.1} MB ({:.1})", mb(i.rss), mb(i.anon)),
+            Some(mb(i.rss) <= GOAL_GATEWAY_RSS_MB),
+        ),
+        (format!("{} / {}", i.fds, i.agent_conns), None),
+        (
+            format!(
+                "{} ({})",
+                again
+                    .elapsed
+                    .map_or(format!("{} routed", again.routed), |d| {
+                        format!("{:.2} s", d.as_secs_f64())
+                    }),
+                again.failures.values().sum::<usize>()
+            ),
+            Some(again.elapsed.is_some_and(|d| d <= GOAL_ROUTABLE)),
+        ),
     ]
 }
 

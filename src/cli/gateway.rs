@@ -70,6 +70,11 @@ pub struct GatewayArgs {
     /// rotation (its connection closed, its calls failed) until its health watch answers again.
     #[arg(long, default_value = "1s", value_parser = duration_flag)]
     unresponsive_after: Duration,
+    /// A connection to an agent instance that carried no call this long is closed, with its
+    /// health watch (Consul's check is trusted meanwhile); the next call opens it again. 0s
+    /// keeps connections open for as long as their beamline is routed.
+    #[arg(long, default_value = "60s", value_parser = duration_flag)]
+    idle_connection_timeout: Duration,
     /// Dial agents over TLS, trusting certificates from this PEM CA bundle; each agent's
     /// certificate must name its beamline (beamline-5-3-1.service.consul). Without it, agents
     /// are dialled in plaintext. Reloaded when the file changes.
@@ -152,12 +157,17 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         max_message_bytes: args.max_message_bytes,
         endpoint: EndpointSettings {
             unresponsive_after: args.unresponsive_after,
+            idle_after: (!args.idle_connection_timeout.is_zero())
+                .then_some(args.idle_connection_timeout),
             ..EndpointSettings::default()
         },
         upstream_tls,
         ..MeshSettings::default()
     };
     let mesh = Mesh::new(consul.clone(), settings);
+    // Idle agent connections are let go (and routes of vanished beamlines dropped): their pages
+    // go back to the kernel, not only to malloc.
+    tokio::spawn(super::heap::return_freed_memory());
     let facility = Facility::start(&mesh, consul);
     let metrics = Arc::new(GatewayMetrics::new());
     let (listener, addr) = gateway::bind(args.listen).await.context("--listen")?;

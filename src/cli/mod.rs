@@ -8,6 +8,7 @@ pub mod demo;
 pub mod dev;
 pub mod gateway;
 pub mod hash_key;
+pub mod heap;
 pub mod log_writer;
 pub mod printable;
 pub mod registry;

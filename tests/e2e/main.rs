@@ -25,6 +25,7 @@ mod fleet_halt;
 mod fleet_lock;
 mod gateway_balance;
 mod gateway_errors;
+mod gateway_idle;
 mod gateway_mtls;
 mod gateway_policy;
 mod gateway_policy_identity;

@@ -1,7 +1,9 @@
 //! One instance as the mesh sees it: a lazily opened connection and a readiness gate driven by
-//! a long-lived grpc.health.v1 `Watch` over that connection. The gate closes on
-//! NOT_SERVING (an agent starting to drain says so before Consul notices) and on any stream
-//! error (a dead instance), and reopens once the instance answers SERVING again.
+//! a grpc.health.v1 `Watch` over that connection. The gate closes on NOT_SERVING (an agent
+//! starting to drain says so before Consul notices) and on any stream error (a dead instance),
+//! and reopens once the instance answers SERVING again. An endpoint no call used for
+//! [`EndpointSettings::idle_after`] lets its connection and Watch go and trusts Consul's check
+//! until the next call (`idle`).
 //!
 //! Owns per-instance connection and health; choosing between instances is the balancer's.
 
@@ -17,6 +19,7 @@ use tower::load::Load;
 use tower::Service;
 
 mod health;
+mod idle;
 
 use super::connection::{Connection, ConnectionSettings, TlsDial};
 use beamline_consul::backoff::{jitter, Backoff};
@@ -34,7 +37,15 @@ pub struct EndpointSettings {
     /// Health-watch reconnect backoff, doubled up to the max, with jitter.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// A connection that carried no call this long is closed, with its health Watch, until
+    /// the next call opens it again (or the instance leaves discovery: then whether it still
+    /// answers is watched until it stops); `None` keeps connections for the endpoint's life.
+    pub idle_after: Option<Duration>,
 }
+
+/// The default of [`EndpointSettings::idle_after`], and nginx's for its upstream keepalive
+/// connections (`keepalive_timeout`).
+pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(60);
 
 impl Default for EndpointSettings {
     fn default() -> Self {
@@ -44,6 +55,7 @@ impl Default for EndpointSettings {
             unresponsive_after: Duration::from_secs(1),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            idle_after: Some(DEFAULT_IDLE_AFTER),
         }
     }
 }
@@ -77,6 +89,8 @@ pub struct Endpoint {
     card: std::sync::OnceLock<watch::Receiver<Option<Arc<AgentCard>>>>,
     /// Whether wanting the card describes the instance (not for a test endpoint).
     learns_card: bool,
+    /// Set when the instance leaves discovery: its connection is kept from then on.
+    held: watch::Sender<bool>,
     health_task: tokio::task::JoinHandle<()>,
     card_task: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
 }
@@ -103,12 +117,14 @@ impl Endpoint {
         let (tx, gate) = watch::channel(false);
         let (alive_tx, alive) = watch::channel(false);
         let (failure_tx, failure) = watch::channel(None);
+        let (held, held_rx) = watch::channel(false);
         let health_task = tokio::spawn(health::watch(
             connection.clone(),
             health::Health {
                 gate: tx,
                 alive: alive_tx,
                 failure: failure_tx,
+                held: held_rx,
             },
             id.to_string(),
             settings.clone(),
@@ -122,6 +138,7 @@ impl Endpoint {
             failure,
             card: std::sync::OnceLock::new(),
             learns_card: true,
+            held,
             health_task,
             card_task: std::sync::OnceLock::new(),
         })
@@ -153,6 +170,7 @@ impl Endpoint {
             failure: watch::channel(None).1,
             card: std::sync::OnceLock::new(),
             learns_card: false,
+            held: watch::channel(false).0,
             health_task: tokio::spawn(std::future::pending()),
             card_task: std::sync::OnceLock::new(),
         }
@@ -189,9 +207,17 @@ impl Endpoint {
         })
     }
 
-    /// Whether the instance answers its health Watch now (serving or not).
+    /// Whether the instance answers its health Watch now (serving or not); an endpoint that let
+    /// its idle connection go counts as answering (as it did when it let go) until
+    /// [`Endpoint::hold`] looks again.
     pub fn is_alive(&self) -> bool {
         *self.alive.borrow()
+    }
+
+    /// The instance left discovery: keep (or open again) its connection and health Watch, so
+    /// that whether it still answers is known while its tasks may still be asked about.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
     }
 
     /// Resolves once the health Watch is no longer open: the instance stopped answering.

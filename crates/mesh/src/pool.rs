@@ -93,6 +93,9 @@ pub async fn follow(
                         let Some(endpoint) = next.remove(&id) else {
                             continue;
                         };
+                        // An endpoint that let its idle connection go opens it again to
+                        // learn whether the instance still answers.
+                        endpoint.hold();
                         if endpoint.is_alive() {
                             leaving.push(until_gone(endpoint.clone(), drain_bound));
                             gone.insert(id, endpoint);

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod mtls;
 pub mod policy;
 pub mod signal;
+pub mod sockets;
 
 mod deadline;
 mod json;

@@ -11,15 +11,18 @@
 //! Readiness is not this module's business (the connection is always ready; the endpoint's
 //! health gate decides), and neither is choosing an instance.
 
+mod activity;
 mod body;
 mod dial;
 mod error;
 
+pub use activity::Sample;
+use activity::{Activity, CallInFlight};
 pub(crate) use dial::TlsDial;
 pub use dial::{UpstreamTls, RELOAD_EVERY};
 pub use error::{never_sent, ConnectionError};
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -79,28 +82,8 @@ struct Shared {
     attempts: AtomicU64,
     /// Distinguishes connections, so a closing one never clears its successor.
     generations: AtomicU64,
-    /// Calls in flight (the health watch aside), and a wake-up for the PING loop when the first
-    /// starts.
-    calls: AtomicUsize,
-    busy: Arc<tokio::sync::Notify>,
-}
-
-/// One call in flight on a connection, counted until its response ends or it fails.
-pub(super) struct CallInFlight(Arc<Shared>);
-
-impl CallInFlight {
-    fn start(shared: &Arc<Shared>) -> CallInFlight {
-        if shared.calls.fetch_add(1, Ordering::AcqRel) == 0 {
-            shared.busy.notify_one();
-        }
-        CallInFlight(shared.clone())
-    }
-}
-
-impl Drop for CallInFlight {
-    fn drop(&mut self) {
-        self.0.calls.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Calls started and in flight (the health watch aside), with their wake-ups.
+    activity: Arc<Activity>,
 }
 
 #[derive(Clone)]
@@ -127,10 +110,29 @@ impl Connection {
                 connecting: tokio::sync::Mutex::new(None),
                 attempts: AtomicU64::new(0),
                 generations: AtomicU64::new(0),
-                calls: AtomicUsize::new(0),
-                busy: Arc::default(),
+                activity: Arc::default(),
             }),
         })
+    }
+
+    /// The calls started on this connection so far and those in flight now.
+    pub fn activity(&self) -> Sample {
+        self.shared.activity.sample()
+    }
+
+    /// Resolves once a call has started since `since` (a [`Sample::started`]).
+    pub async fn resumed(&self, since: u64) {
+        self.shared.activity.resumed(since).await
+    }
+
+    /// Lets the open connection go: it closes once the streams on it end (h2 sends GOAWAY when
+    /// no handle and no stream is left), and the next call opens a new one.
+    pub fn release(&self) {
+        self.shared
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Sends `request` and returns its response head (the body streams on).
@@ -140,7 +142,7 @@ impl Connection {
     ) -> Result<http::Response<Body>, ConnectionError> {
         let shared = &self.shared;
         // The health watch is always open: only calls count as traffic to watch over.
-        let call = (!parts_is_health(request.uri())).then(|| CallInFlight::start(shared));
+        let call = (!parts_is_health(request.uri())).then(|| CallInFlight::start(&shared.activity));
         let (mut parts, body) = request.into_parts();
         parts.uri = shared.target(&parts.uri);
         parts.version = http::Version::HTTP_2;
@@ -357,17 +359,17 @@ async fn keep_alive(ping_pong: Option<h2::PingPong>, shared: Weak<Shared>) {
         let Some(now) = shared.upgrade() else {
             return std::future::pending().await;
         };
-        let calls = now.calls.load(Ordering::Acquire);
+        let calls = now.activity.in_flight();
         let (pause, bound) = now.settings.ping_plan(calls);
         // While idle, a call starting cuts the pause short: it is watched over from the start.
         let idle = calls == 0;
         // Only the wake-up is kept across the pause: the loop must not keep the connection's
         // handle (and so the connection) alive.
-        let busy = now.busy.clone();
+        let activity = now.activity.clone();
         drop(now);
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = busy.notified(), if idle => continue,
+            () = activity.busy.notified(), if idle => continue,
         }
         match tokio::time::timeout(bound, ping_pong.ping(h2::Ping::opaque())).await {
             Ok(Ok(_pong)) => {}

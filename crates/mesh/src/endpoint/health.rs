@@ -1,20 +1,25 @@
 //! An instance's health, as its agent says it: one `grpc.health.v1.Health/Watch` stream for
-//! the service the mesh calls, held for as long as the endpoint lives, which opens and closes
-//! the endpoint's gate and says whether the instance answers at all (and why not). Restarted
-//! after a back-off when it ends.
+//! the service the mesh calls, which opens and closes the endpoint's gate and says whether the
+//! instance answers at all (and why not). Restarted after a back-off when it ends. Held while
+//! the endpoint is in use: once no call has started for the idle bound ([`super::idle`]) the
+//! stream and the connection are let go, and both come back with the next call, or when the
+//! instance leaves discovery (whether it still answers decides if its tasks are still reached).
 //!
 //! Owns that stream; it must not route calls or decide retries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::codec::{BufferSettings, Codec};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use super::super::connection::Connection;
+use super::idle::{IdleClock, Verdict};
 use super::EndpointSettings;
 use beamline_consul::backoff::{jitter, Backoff};
 use beamline_contract::causes::chain;
@@ -66,6 +71,17 @@ pub(super) struct Health {
     pub gate: watch::Sender<bool>,
     pub alive: watch::Sender<bool>,
     pub failure: watch::Sender<Option<Arc<str>>>,
+    /// Set once the instance left discovery: from then on the connection is never let go,
+    /// so that whether the instance still answers is known (and its tasks still reached).
+    pub held: watch::Receiver<bool>,
+}
+
+/// How the Watch stream ended.
+enum Ended {
+    /// The stream failed or the instance closed it.
+    Broken,
+    /// Let go, idle; the endpoint trusts Consul until a call or a departure wakes it.
+    Released,
 }
 
 pub(super) async fn watch(
@@ -78,6 +94,7 @@ pub(super) async fn watch(
         gate,
         alive,
         failure,
+        mut held,
     } = health;
     let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
     loop {
@@ -88,14 +105,26 @@ pub(super) async fn watch(
             Ok(response) => {
                 failure.send_replace(None);
                 alive.send_replace(true);
-                let mut stream = response.into_inner();
-                while let Ok(Some(message)) = stream.message().await {
-                    let serving = message.status() == ServingStatus::Serving;
-                    if gate.send_replace(serving) != serving {
-                        tracing::debug!(instance = %id, serving, "endpoint gate");
-                    }
-                    if serving {
+                let stream = response.into_inner();
+                let watched = Watched {
+                    gate: &gate,
+                    held: &held,
+                    connection: &connection,
+                    idle_after: settings.idle_after,
+                    id: &id,
+                };
+                match watched.follow(stream, &mut backoff).await {
+                    Ended::Broken => {}
+                    Ended::Released => {
+                        let since = connection.activity().started;
+                        connection.release();
+                        tracing::debug!(instance = %id, "idle: connection let go");
+                        tokio::select! {
+                            () = connection.resumed(since) => {}
+                            _ = held.wait_for(|held| *held) => {}
+                        }
                         backoff.reset();
+                        continue;
                     }
                 }
             }
@@ -125,5 +154,63 @@ pub(super) async fn watch(
             tracing::debug!(instance = %id, "endpoint gate closed: health watch ended");
         }
         tokio::time::sleep(backoff.next(jitter())).await;
+    }
+}
+
+/// What [`Watched::follow`] reads and publishes.
+struct Watched<'a> {
+    gate: &'a watch::Sender<bool>,
+    held: &'a watch::Receiver<bool>,
+    connection: &'a Connection,
+    idle_after: Option<Duration>,
+    id: &'a str,
+}
+
+impl Watched<'_> {
+    /// Reads the Watch stream into the gate until it ends, or until the connection has carried
+    /// no call for the idle bound while the instance serves and is still in discovery.
+    async fn follow(
+        &self,
+        mut stream: tonic::Streaming<HealthCheckResponse>,
+        backoff: &mut Backoff,
+    ) -> Ended {
+        let start = |after| IdleClock::new(after, Instant::now(), self.connection.activity());
+        let mut clock = self.idle_after.map(start);
+        loop {
+            let look = async {
+                match &clock {
+                    Some(clock) => tokio::time::sleep_until(clock.next_look()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = stream.message() => {
+                    let Ok(Some(message)) = message else {
+                        return Ended::Broken;
+                    };
+                    let serving = message.status() == ServingStatus::Serving;
+                    if self.gate.send_replace(serving) != serving {
+                        tracing::debug!(instance = %self.id, serving, "endpoint gate");
+                    }
+                    if serving {
+                        backoff.reset();
+                    }
+                }
+                () = look => {
+                    let Some(running) = clock.as_mut() else {
+                        continue;
+                    };
+                    let verdict = running.look(Instant::now(), self.connection.activity());
+                    if verdict == Verdict::Release {
+                        if *self.gate.borrow() && !*self.held.borrow() {
+                            return Ended::Released;
+                        }
+                        // Not serving (its drain is watched to the end) or departed: kept, and
+                        // the bound counts again from now.
+                        clock = self.idle_after.map(start);
+                    }
+                }
+            }
+        }
     }
 }
