@@ -18,7 +18,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
-use super::super::connection::Connection;
+use super::super::connection::{Connection, Sample};
 use super::idle::{IdleClock, Verdict};
 use super::EndpointSettings;
 use beamline_consul::backoff::{jitter, Backoff};
@@ -80,8 +80,9 @@ pub(super) struct Health {
 enum Ended {
     /// The stream failed or the instance closed it.
     Broken,
-    /// Let go, idle; the endpoint trusts Consul until a call or a departure wakes it.
-    Released,
+    /// Let go, idle, as of the connection's counts the clock decided on; the endpoint trusts
+    /// Consul until a call (one started after that reading) or a departure wakes it.
+    Released(Sample),
 }
 
 pub(super) async fn watch(
@@ -115,12 +116,11 @@ pub(super) async fn watch(
                 };
                 match watched.follow(stream, &mut backoff).await {
                     Ended::Broken => {}
-                    Ended::Released => {
-                        let since = connection.activity().started;
+                    Ended::Released(seen) => {
                         connection.release();
                         tracing::debug!(instance = %id, "idle: connection let go");
                         tokio::select! {
-                            () = connection.resumed(since) => {}
+                            () = connection.resumed(seen.started) => {}
                             _ = held.wait_for(|held| *held) => {}
                         }
                         backoff.reset();
@@ -200,10 +200,10 @@ impl Watched<'_> {
                     let Some(running) = clock.as_mut() else {
                         continue;
                     };
-                    let verdict = running.look(Instant::now(), self.connection.activity());
-                    if verdict == Verdict::Release {
+                    let seen = self.connection.activity();
+                    if running.look(Instant::now(), seen) == Verdict::Release {
                         if *self.gate.borrow() && !*self.held.borrow() {
-                            return Ended::Released;
+                            return Ended::Released(seen);
                         }
                         // Not serving (its drain is watched to the end) or departed: kept, and
                         // the bound counts again from now.
