@@ -221,7 +221,7 @@ where
                 let caller = request
                     .extensions()
                     .get::<Caller>()
-                    .map_or(ANONYMOUS, |c| c.name.as_str());
+                    .map_or(ANONYMOUS, |c| &*c.name);
                 let beamline = beamline.as_ref().map(|b| b.as_str());
                 if let Err((scope, status)) = self.buckets.admit(beamline, caller) {
                     if let Some(metrics) = &self.metrics {

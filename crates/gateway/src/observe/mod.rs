@@ -10,7 +10,8 @@
 //! the request's (if this layer runs after authentication); with neither it is "anonymous".
 //!
 //! Owns what is recorded of a call and when; the pieces live beside it: the metric families
-//! and their recording (`metrics`), a scrape's text (`exposition`), the log line (`access_log`)
+//! and their recording (`metrics`), the metric handles kept per beamline label so a call builds
+//! no label strings (`series`), a scrape's text (`exposition`), the log line (`access_log`)
 //! and its queue (`line_queue`), one call's record and body (`record`), the beamline a Fleet
 //! control RPC names in its message (`fleet_scope`). It must not refuse or change a call: it
 //! only watches.
@@ -21,6 +22,7 @@ mod fleet_scope;
 mod line_queue;
 mod metrics;
 mod record;
+mod series;
 
 pub use access_log::{AccessLine, TARGET};
 pub use exposition::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
