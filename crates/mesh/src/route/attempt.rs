@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use http_body_util::BodyExt;
 use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -215,14 +214,12 @@ fn read_whole(
     // Split before the future starts: it holds the head and the collecting body, not the
     // response they came from as well.
     let (parts, body) = response.into_parts();
-    let collect = http_body_util::Limited::new(body, max_message.saturating_add(5)).collect();
+    let reading = super::whole::read(body, max_message.saturating_add(5));
     async move {
-        let collected = collect.await?;
-        let trailers = collected.trailers().cloned();
-        let data = collected.to_bytes();
+        let whole = reading.await?;
         let frames = [
-            Some(http_body::Frame::data(data)),
-            trailers.map(http_body::Frame::trailers),
+            Some(http_body::Frame::data(whole.data)),
+            whole.trailers.map(http_body::Frame::trailers),
         ];
         let body = http_body_util::StreamBody::new(futures::stream::iter(
             frames.into_iter().flatten().map(Ok::<_, Status>),

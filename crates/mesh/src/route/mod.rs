@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, Either};
-use http_body_util::BodyExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
@@ -44,6 +43,7 @@ use beamline_contract::wire::Rpc;
 mod attempt;
 mod request;
 mod target;
+mod whole;
 
 pub use request::CallFacts;
 
@@ -224,11 +224,10 @@ impl Route {
                     // Read under a bound: past it, RESOURCE_EXHAUSTED with nothing more
                     // buffered (the gRPC frame's 5-byte header is not the message's).
                     let body = call.body.take().unwrap_or_default();
-                    let bytes = http_body_util::Limited::new(body, max_message.saturating_add(5))
-                        .collect()
+                    let bytes = whole::read(body, max_message.saturating_add(5))
                         .await
                         .map_err(|e| read_failed(e.as_ref(), max_message))?
-                        .to_bytes();
+                        .data;
                     let facts = CallFacts::of(call.rpc, bytes.get(5..).unwrap_or_default());
                     seen = Some(facts.clone());
                     self.budget.deposit();
