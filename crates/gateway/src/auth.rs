@@ -9,10 +9,12 @@
 //! PERMISSION_DENIED) built here: nothing rejected reaches the inner service, so never an agent.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use futures::future::BoxFuture;
+use futures::future::{Either, Ready};
 use http::header::AUTHORIZATION;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -308,7 +310,9 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    /// The inner service's future with the caller handed on, or the refusal: no allocation of
+    /// this layer's own per call.
+    type Future = Either<Admitted<S::Future>, Ready<Result<http::Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -322,20 +326,40 @@ where
                 if let Some(caller) = caller {
                     response.extensions_mut().insert(caller);
                 }
-                return Box::pin(async move { Ok(response) });
+                return Either::Right(futures::future::ready(Ok(response)));
             }
         };
-        // The clone that was driven to readiness serves this call; a fresh clone waits for
-        // the next poll_ready (tower's usual rule for cloning inner services).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            // Layers outside this one (access log, metrics) see the response, not the request
-            // this layer changed: hand them the caller there.
-            response.extensions_mut().insert(caller);
-            Ok(response)
+        Either::Left(Admitted {
+            inner: self.inner.call(request),
+            caller: Some(caller),
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An admitted call's response to come; the caller goes into its extensions.
+    pub struct Admitted<F> {
+        #[pin]
+        inner: F,
+        caller: Option<Caller>,
+    }
+}
+
+impl<F> Future for Admitted<F>
+where
+    F: Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        // Layers outside this one (access log, metrics) see the response, not the request this
+        // layer changed: hand them the caller there.
+        if let Some(caller) = this.caller.take() {
+            response.extensions_mut().insert(caller);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

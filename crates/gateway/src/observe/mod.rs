@@ -30,10 +30,11 @@ pub use line_queue::LineQueue;
 pub use metrics::{CallEnd, CallTotals, GatewayMetrics, KnownBeamline, OTHER, UNKNOWN};
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::Code;
 use tower::{Layer, Service};
@@ -110,25 +111,54 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    type Future = Observed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let mut record = CallRecord::start(&mut request, self.metrics.clone(), self.log.clone());
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            record.learn(response.extensions());
-            if let Some(code) = grpc_status(response.headers()) {
-                // Trailers-only: the call ends here (dropping the record reports it).
-                record.end(code);
-                return Ok(response);
-            }
-            Ok(response.map(|inner| Body::new(RecordedBody::new(inner, record))))
-        })
+        let record = CallRecord::start(&mut request, self.metrics.clone(), self.log.clone());
+        Observed {
+            inner: self.inner.call(request),
+            record: Some(record),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's response to come, and its record: dropped before the response (the caller went
+    /// away), the record reports the call CANCELLED. A concrete future: no allocation of this
+    /// layer's own per call but the response body's wrapper.
+    pub struct Observed<F> {
+        #[pin]
+        inner: F,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let Some(mut record) = this.record.take() else {
+            // Polled again after its response: nothing more to record.
+            return Poll::Ready(Ok(response));
+        };
+        record.learn(response.extensions());
+        if let Some(code) = grpc_status(response.headers()) {
+            // Trailers-only: the call ends here (dropping the record reports it).
+            record.end(code);
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Ok(
+            response.map(|inner| Body::new(RecordedBody::new(inner, record)))
+        ))
     }
 }
 
