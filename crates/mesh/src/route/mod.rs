@@ -228,11 +228,10 @@ impl Route {
                         .await
                         .map_err(|e| read_failed(e.as_ref(), max_message))?
                         .data;
-                    let facts = CallFacts::of(call.rpc, bytes.get(5..).unwrap_or_default());
-                    seen = Some(facts.clone());
+                    seen = Some(CallFacts::of(call.rpc, bytes.get(5..).unwrap_or_default()));
                     self.budget.deposit();
                     let response = self.attempts(call.rpc, &mut call.head, bytes).await?;
-                    Ok::<_, BoxError>((response, facts))
+                    Ok::<_, BoxError>(response)
                 };
                 let mut work = std::pin::pin!(work);
                 let timer = &mut call.timer;
@@ -245,9 +244,13 @@ impl Route {
                 .await
             };
             match answered {
-                Some(Ok((mut response, facts))) => {
+                Some(Ok(mut response)) => {
                     deadline::fix_timeout_status(response.headers_mut());
-                    response.extensions_mut().insert(facts);
+                    // A call with nothing to tell (a Describe) adds no extension: it would be
+                    // an allocation per call to say what the default says.
+                    if let Some(facts) = seen.filter(|facts| *facts != CallFacts::default()) {
+                        response.extensions_mut().insert(facts);
+                    }
                     Ok(match call.body_deadline {
                         Some(at) => response.map(|body| {
                             Body::new(deadline::DeadlineBody::new(body, call.timer, at))
