@@ -66,6 +66,11 @@ impl BeamlineId {
     }
 
     /// `beamline-` + the id in lower case with dots as dashes (`5.3.1` → `beamline-5-3-1`).
+    /// The id as a shared string: a clone is a reference count, not a copy.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     pub fn service_name(&self) -> String {
         format!("beamline-{}", self.0.to_ascii_lowercase().replace('.', "-"))
     }

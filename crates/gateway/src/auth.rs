@@ -9,10 +9,12 @@
 //! PERMISSION_DENIED) built here: nothing rejected reaches the inner service, so never an agent.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use futures::future::BoxFuture;
+use futures::future::{Either, Ready};
 use http::header::AUTHORIZATION;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
@@ -47,10 +49,12 @@ pub fn sha256_hex(key: &[u8]) -> String {
         .collect()
 }
 
-/// A configured API key: the caller it identifies, by the digest of the key.
+/// A configured API key: the caller it identifies, by the digest of the key, and the caller's
+/// `x-caller` value, built once here: a clone of it per call is a reference count.
 struct KeyedCaller {
     digest: [u8; 32],
     caller: Caller,
+    name: HeaderValue,
 }
 
 /// Who is calling, from the request's credential; built once from the policy file.
@@ -74,12 +78,22 @@ impl Authenticator {
             let digest = decode_hex32(&c.api_key_sha256)
                 .ok_or_else(|| invalid("expected 64 hex digits".to_string()))?;
             let beamlines = beamlines_of(&c.beamlines).map_err(invalid)?;
+            let name = caller_header(&c.name).map_err(|_| ConfigError::Invalid {
+                path: "policy".to_string(),
+                line: 0,
+                field: format!("caller[{}].name", i + 1),
+                message: "not valid gRPC metadata".to_string(),
+            })?;
             let caller = Caller {
-                name: c.name.clone(),
+                name: Arc::from(c.name.as_str()),
                 role: c.role,
-                beamlines,
+                beamlines: Arc::new(beamlines),
             };
-            callers.push(KeyedCaller { digest, caller });
+            callers.push(KeyedCaller {
+                digest,
+                caller,
+                name,
+            });
         }
         let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
         Ok(Authenticator { callers, jwt })
@@ -98,6 +112,12 @@ impl Authenticator {
     /// The caller a request's headers identify, or UNAUTHENTICATED. Messages never contain the
     /// credential: they end up in clients' logs and ours.
     pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        self.identify(headers).map(|(caller, _)| caller)
+    }
+
+    /// The caller, as [`Authenticator::authenticate`], and its `x-caller` value (prebuilt for
+    /// an API key's caller; a JWT's is built now, UNAUTHENTICATED if it is not metadata).
+    fn identify(&self, headers: &http::HeaderMap) -> Result<(Caller, HeaderValue), Status> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(Status::unauthenticated(
@@ -108,24 +128,27 @@ impl Authenticator {
             Status::unauthenticated("authorization must be `Bearer <API key or JWT>`")
         })?;
         if looks_like_jwt(credential) {
-            self.verify_jwt(credential)
+            let caller = self.verify_jwt(credential)?;
+            let name = caller_header(&caller.name)
+                .map_err(|_| Status::unauthenticated("caller name is not valid metadata"))?;
+            Ok((caller, name))
         } else {
             self.caller_by_key(credential)
         }
     }
 
-    fn caller_by_key(&self, key: &str) -> Result<Caller, Status> {
+    fn caller_by_key(&self, key: &str) -> Result<(Caller, HeaderValue), Status> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare against every configured digest, in constant time and without stopping at a
         // match, so that timing tells an attacker nothing about how close a guess came.
         let mut found = None;
         for keyed in &self.callers {
             if bool::from(keyed.digest.ct_eq(&digest)) {
-                found = Some(&keyed.caller);
+                found = Some(keyed);
             }
         }
         found
-            .cloned()
+            .map(|keyed| (keyed.caller.clone(), keyed.name.clone()))
             .ok_or_else(|| Status::unauthenticated("unknown API key"))
     }
 
@@ -144,9 +167,9 @@ impl Authenticator {
         let beamlines = beamlines_of(&claims.beamlines)
             .map_err(|e| Status::unauthenticated(format!("invalid JWT: `beamlines`: {e}")))?;
         Ok(Caller {
-            name: claims.sub,
+            name: Arc::from(claims.sub),
             role: claims.role,
-            beamlines,
+            beamlines: Arc::new(beamlines),
         })
     }
 }
@@ -168,6 +191,12 @@ pub fn authorize(caller: &Caller, path: &str, beamline: &BeamlineId) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// A caller's `x-caller` value, in a buffer whose clones share it (a value parsed from a
+/// `&str` would be copied again on its first clone).
+fn caller_header(name: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(name.to_owned()))
 }
 
 /// `Bearer <credential>` (the scheme is case-insensitive, RFC 6750), or None.
@@ -245,9 +274,9 @@ impl<S> Auth<S> {
     /// The admitted caller, or the refusal — with the caller when it is known, so the access
     /// log names who was denied.
     fn admit(&self, request: &mut http::Request<Body>) -> Result<Caller, (Status, Option<Caller>)> {
-        let caller = self
+        let (caller, name) = self
             .auth
-            .authenticate(request.headers())
+            .identify(request.headers())
             .map_err(|status| (status, None))?;
         if request.uri().path().starts_with(FleetRpc::PATH_PREFIX) {
             // The Fleet service names its beamlines in the request message: it authorizes each
@@ -264,12 +293,6 @@ impl<S> Auth<S> {
         let headers = request.headers_mut();
         headers.remove(AUTHORIZATION);
         // insert() replaces every value a client may have sent: the identity must be ours.
-        let name = HeaderValue::from_str(&caller.name).map_err(|_| {
-            (
-                Status::unauthenticated("caller name is not valid metadata"),
-                None,
-            )
-        })?;
         headers.insert(header::CALLER, name);
         headers.insert(header::ROLE, HeaderValue::from_static(caller.role.as_str()));
         request.extensions_mut().insert(caller.clone());
@@ -287,7 +310,9 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    /// The inner service's future with the caller handed on, or the refusal: no allocation of
+    /// this layer's own per call.
+    type Future = Either<Admitted<S::Future>, Ready<Result<http::Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -301,20 +326,40 @@ where
                 if let Some(caller) = caller {
                     response.extensions_mut().insert(caller);
                 }
-                return Box::pin(async move { Ok(response) });
+                return Either::Right(futures::future::ready(Ok(response)));
             }
         };
-        // The clone that was driven to readiness serves this call; a fresh clone waits for
-        // the next poll_ready (tower's usual rule for cloning inner services).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            // Layers outside this one (access log, metrics) see the response, not the request
-            // this layer changed: hand them the caller there.
-            response.extensions_mut().insert(caller);
-            Ok(response)
+        Either::Left(Admitted {
+            inner: self.inner.call(request),
+            caller: Some(caller),
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An admitted call's response to come; the caller goes into its extensions.
+    pub struct Admitted<F> {
+        #[pin]
+        inner: F,
+        caller: Option<Caller>,
+    }
+}
+
+impl<F> Future for Admitted<F>
+where
+    F: Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        // Layers outside this one (access log, metrics) see the response, not the request this
+        // layer changed: hand them the caller there.
+        if let Some(caller) = this.caller.take() {
+            response.extensions_mut().insert(caller);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

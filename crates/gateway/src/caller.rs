@@ -4,6 +4,7 @@
 //! Owns the caller's shape; it must not decide who a caller is (`auth`) or what it may do.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use beamline_contract::wire;
 
@@ -53,12 +54,14 @@ impl Beamlines {
     }
 }
 
-/// An authenticated caller, in the request's extensions.
+/// An authenticated caller, in the request's extensions. Cloned per call (into the request for
+/// the layers after authentication, into the response for the access log): its name and
+/// beamlines are shared, so a clone allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub name: String,
+    pub name: Arc<str>,
     pub role: Role,
-    pub beamlines: Beamlines,
+    pub beamlines: Arc<Beamlines>,
 }
 
 /// The RPC of a gateway request, from its path (`/beamline.v1.BeamlineAgent/Execute`).

@@ -20,13 +20,15 @@ mod trailers;
 pub use server::{bind, serve, GatewayError, GatewayOptions, TlsFiles};
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
-use tower::{Service, ServiceExt};
+use tower::{BoxError, Service};
 
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::{header, Rpc};
@@ -69,10 +71,37 @@ pub fn beamline_of<B>(request: &mut http::Request<B>) -> Result<BeamlineId, Stat
     Ok(beamline)
 }
 
+/// The future of a call through [`GatewayService`]: the mesh's answer, its body ending in
+/// trailers, or its failure as a gRPC status. A concrete type, not a box of its own: the mesh's
+/// future is already one allocation per call.
+pub enum Routed {
+    /// Answered without the mesh (a bad routing key); taken when polled.
+    Answered(Option<http::Response<Body>>),
+    Routing(BoxFuture<'static, Result<http::Response<Body>, BoxError>>),
+}
+
+impl Future for Routed {
+    type Output = Result<http::Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Both variants are `Unpin`.
+        Poll::Ready(Ok(match self.get_mut() {
+            Routed::Answered(response) => response
+                .take()
+                .unwrap_or_else(|| Status::internal("polled after its answer").into_http()),
+            Routed::Routing(future) => match ready!(future.as_mut().poll(cx)) {
+                Ok(response) => response.map(|body| Body::new(trailers::StatusTrailers::new(body))),
+                // With what the mesh learnt of the call, for the access log and metrics.
+                Err(error) => CallFailed::from_error(error).into_http(),
+            },
+        }))
+    }
+}
+
 impl Service<http::Request<Body>> for GatewayService {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    type Future = Routed;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -87,18 +116,11 @@ impl Service<http::Request<Body>> for GatewayService {
         }
         let beamline = match beamline_of(&mut request) {
             Ok(beamline) => beamline,
-            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+            Err(status) => return Routed::Answered(Some(status.into_http())),
         };
-        let channel = self.mesh.channel(&beamline);
-        Box::pin(async move {
-            match channel.oneshot(request).await {
-                Ok(response) => {
-                    Ok(response.map(|body| Body::new(trailers::StatusTrailers::new(body))))
-                }
-                // With what the mesh learnt of the call, for the access log and metrics.
-                Err(error) => Ok(CallFailed::from_error(error).into_http()),
-            }
-        })
+        // A mesh channel is always ready (`poll_ready` is `Ready(Ok)`): readiness is decided
+        // per call, inside the route.
+        Routed::Routing(self.mesh.channel(&beamline).call(request))
     }
 }
 

@@ -30,6 +30,7 @@ use tower::{Layer, Service};
 use super::caller::Caller;
 use super::config::{Limit, LimitsConfig};
 use super::observe::GatewayMetrics;
+use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::FleetRpc;
 
 /// The caller name of calls without an authenticated caller (`--insecure-no-auth`).
@@ -52,10 +53,11 @@ impl Scope {
 }
 
 /// Keyed buckets sharing one limit. Keys seen once stay in the map until their bucket is full
-/// again; `sweep` drops those now and then so arbitrary ids do not grow it forever.
+/// again; `sweep` drops those now and then so arbitrary ids do not grow it forever. Keyed by
+/// shared strings (the caller's name, the beamline id): checking a key copies nothing.
 struct Keyed {
     limit: Limit,
-    buckets: DefaultKeyedRateLimiter<String>,
+    buckets: DefaultKeyedRateLimiter<Arc<str>>,
 }
 
 /// Every bucket of the gateway, shared by all clones of the service.
@@ -65,6 +67,8 @@ struct Buckets {
     /// Overrides are fixed at start: one direct bucket each.
     overrides: BTreeMap<String, (Limit, DefaultDirectRateLimiter)>,
     calls: AtomicU64,
+    /// [`ANONYMOUS`] as a key.
+    anonymous: Arc<str>,
 }
 
 /// Calls between sweeps of idle keys.
@@ -98,12 +102,16 @@ impl Buckets {
 
     /// Takes a token for the call, or says which limit refused it. A Fleet call names no
     /// beamline in its metadata (`beamline` None): only the caller's limit applies to it.
-    fn admit(&self, beamline: Option<&str>, caller: &str) -> Result<(), (Scope, Status)> {
+    fn admit(
+        &self,
+        beamline: Option<&BeamlineId>,
+        caller: &Arc<str>,
+    ) -> Result<(), (Scope, Status)> {
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
         if let Some(keyed) = &self.per_caller {
-            if keyed.buckets.check_key(&caller.to_string()).is_err() {
+            if keyed.buckets.check_key(caller).is_err() {
                 let message = format!(
                     "rate limit of caller {caller} exceeded ({})",
                     per_second(keyed.limit)
@@ -121,12 +129,12 @@ impl Buckets {
             );
             Err((Scope::Beamline, Status::resource_exhausted(message)))
         };
-        if let Some((limit, bucket)) = self.overrides.get(beamline) {
+        if let Some((limit, bucket)) = self.overrides.get(beamline.as_str()) {
             if bucket.check().is_err() {
                 return refused(*limit);
             }
         } else if let Some(keyed) = &self.per_beamline {
-            if keyed.buckets.check_key(&beamline.to_string()).is_err() {
+            if keyed.buckets.check_key(&beamline.shared()).is_err() {
                 return refused(keyed.limit);
             }
         }
@@ -161,6 +169,7 @@ impl RateLimitLayer {
                 per_caller: keyed(config.per_caller),
                 overrides,
                 calls: AtomicU64::new(0),
+                anonymous: Arc::from(ANONYMOUS),
             }),
             metrics: None,
         }
@@ -218,14 +227,11 @@ where
                 super::beamline_of(&mut request).ok().map(Some)
             };
             if let Some(beamline) = beamline {
-                let caller = request
-                    .extensions()
-                    .get::<Caller>()
-                    .map_or(ANONYMOUS, |c| c.name.as_str());
-                let beamline = beamline.as_ref().map(|b| b.as_str());
-                if let Err((scope, status)) = self.buckets.admit(beamline, caller) {
+                let caller = (request.extensions().get::<Caller>())
+                    .map_or(&self.buckets.anonymous, |c| &c.name);
+                if let Err((scope, status)) = self.buckets.admit(beamline.as_ref(), caller) {
                     if let Some(metrics) = &self.metrics {
-                        metrics.rate_limited(beamline.unwrap_or(""), scope);
+                        metrics.rate_limited(beamline.as_ref().map_or("", |b| b.as_str()), scope);
                     }
                     return Either::Right(futures::future::ready(Ok(status.into_http())));
                 }

@@ -231,10 +231,7 @@ impl<S> Enforce<S> {
             return None;
         }
         let beamline = crate::beamline_of(request).ok()?;
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.name.as_str());
+        let caller = request.extensions().get::<Caller>().map(|c| &*c.name);
         match check(&view, rpc, beamline.as_str(), caller, SystemTime::now) {
             Check::Pass => None,
             check => Some((check, beamline)),

@@ -24,9 +24,9 @@ fn request(beamline: Option<&str>, caller: Option<&str>) -> http::Request<Body> 
     let mut request = request.body(Body::empty()).unwrap();
     if let Some(name) = caller {
         request.extensions_mut().insert(Caller {
-            name: name.to_string(),
+            name: name.into(),
             role: Role::Operator,
-            beamlines: Beamlines::All,
+            beamlines: Beamlines::All.into(),
         });
     }
     request
@@ -191,9 +191,9 @@ async fn call_fleet(layer: &RateLimitLayer, caller: &str) -> Status {
         .body(Body::empty())
         .unwrap();
     request.extensions_mut().insert(Caller {
-        name: caller.to_string(),
+        name: caller.into(),
         role: Role::Observer,
-        beamlines: Beamlines::All,
+        beamlines: Beamlines::All.into(),
     });
     let response = layer.layer(agent).oneshot(request).await.unwrap();
     Status::from_header_map(response.headers()).expect("a trailers-only status")

@@ -15,19 +15,56 @@ use std::time::{Duration, SystemTime};
 use tonic::Code;
 
 use super::code_name;
+use crate::caller::method_of;
 use crate::fleet::enforce::RefusedBy;
 use crate::limits::ANONYMOUS;
+use beamline_contract::wire::{FleetRpc, Rpc};
 
 /// The `tracing` target of access log lines.
 pub const TARGET: &str = "access";
+
+/// The method a line names: the RPC's own name for the gateway's and the Fleet service's RPCs
+/// (no copy per call), or the last segment of any other path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Static(&'static str),
+    Other(String),
+}
+
+impl Method {
+    /// The method of a request's `path` (`/beamline.v1.BeamlineAgent/Execute`: `Execute`).
+    pub fn of_path(path: &str) -> Method {
+        if let Some(rpc) = Rpc::of_path(path) {
+            return Method::Static(rpc.name());
+        }
+        if let Some(rpc) = FleetRpc::of_path(path) {
+            return Method::Static(rpc.name());
+        }
+        Method::Other(method_of(path).to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Static(name) => name,
+            Method::Other(name) => name,
+        }
+    }
+}
+
+impl std::ops::Deref for Method {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// Everything a line says about one call.
 #[derive(Debug, Clone)]
 pub struct AccessLine {
     pub started: SystemTime,
-    pub caller: Option<String>,
-    pub beamline: String,
-    pub method: String,
+    pub caller: Option<Arc<str>>,
+    pub beamline: Arc<str>,
+    pub method: Method,
     pub capability: Option<String>,
     pub task_id: Option<String>,
     pub instance: Option<Arc<str>>,
@@ -46,7 +83,7 @@ impl AccessLine {
             target: TARGET,
             started = %started,
             caller = self.caller.as_deref().unwrap_or(ANONYMOUS),
-            beamline = self.beamline.as_str(),
+            beamline = &*self.beamline,
             method = self.method.as_str(),
             capability = self.capability.as_deref().unwrap_or(""),
             task_id = self.task_id.as_deref().unwrap_or(""),

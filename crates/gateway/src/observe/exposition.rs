@@ -126,6 +126,7 @@ impl GatewayMetrics {
             beamlines: Capped::new(MAX_BEAMLINES),
             capabilities: Capped::new(MAX_CAPABILITIES),
             totals: RwLock::new(HashMap::new()),
+            series: RwLock::new(HashMap::new()),
             scrape: Mutex::new(0),
             known: std::sync::OnceLock::new(),
         }

@@ -36,6 +36,7 @@ use super::exposition::{
     beamline_labels, BeamlineLabels, CallLabels, CodeLabels, LimitLabels, MethodLabels,
     RefusalLabels,
 };
+use super::series::Series;
 
 /// Distinct beamlines and capabilities kept as label values before `_other`.
 pub(super) const MAX_BEAMLINES: usize = 1000;
@@ -121,6 +122,8 @@ pub struct GatewayMetrics {
     pub(super) beamlines: Capped,
     pub(super) capabilities: Capped,
     pub(super) totals: RwLock<HashMap<String, Arc<AtomicTotals>>>,
+    /// The metric handles per beamline label (`series`), as bounded as the labels.
+    pub(super) series: RwLock<HashMap<Arc<str>, Arc<Series>>>,
     /// Serialises scrapes (they reset the instance gauges) and holds the mesh's update sum at
     /// the last scrape: the sum drops when an idle route goes, so the counter adds increases.
     pub(super) scrape: Mutex<u64>,
@@ -146,48 +149,102 @@ impl GatewayMetrics {
 
     /// A call began; returns the beamline label to pass back in [`CallEnd`].
     pub fn call_started(&self, beamline: Option<&str>) -> String {
-        let label = self.beamline_label(beamline);
-        self.in_flight.get_or_create(&beamline_labels(&label)).inc();
-        label
+        self.started(beamline).label.to_string()
     }
 
     pub fn call_ended(&self, end: &CallEnd<'_>) {
-        let beamline = end.beamline_label.to_string();
-        self.in_flight
-            .get_or_create(&beamline_labels(&beamline))
-            .dec();
+        self.ended(&self.series_of_label(end.beamline_label), end);
+    }
+
+    /// A call began: counted in flight under the handles of its beamline's label, which the
+    /// call keeps until [`GatewayMetrics::ended`].
+    pub(super) fn started(&self, beamline: Option<&str>) -> Arc<Series> {
+        let series = self.series(beamline);
+        series.in_flight.inc();
+        series
+    }
+
+    /// A call of `series` ended (`end.beamline_label` is the series' label).
+    pub(super) fn ended(&self, series: &Series, end: &CallEnd<'_>) {
+        series.in_flight.dec();
         let method = method_label(end.method);
-        // An unknown capability is the caller's invention (NOT_FOUND / INVALID_ARGUMENT).
-        let capability = match (end.capability, end.code) {
-            (None, _) => String::new(),
-            (Some(_), Code::NotFound | Code::InvalidArgument) => OTHER.to_string(),
-            (Some(c), _) => self.capabilities.label(c),
+        let labels_of = || MethodLabels {
+            beamline: series.label.to_string(),
+            method: method.to_string(),
         };
-        let code = code_name(end.code).to_string();
-        let labels = CallLabels {
-            beamline: beamline.clone(),
+        let handles = series.method(method, || self.latency.get_or_create(&labels_of()).clone());
+        handles.latency.observe(end.duration.as_secs_f64());
+        let call_labels = |capability: String| CallLabels {
+            beamline: series.label.to_string(),
             method: method.to_string(),
             capability,
-            code: code.clone(),
+            code: code_name(end.code).to_string(),
         };
-        self.calls.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&MethodLabels {
-                beamline: beamline.clone(),
-                method: method.to_string(),
-            })
-            .observe(end.duration.as_secs_f64());
+        match (end.capability, end.code) {
+            (None, _) => handles
+                .calls(end.code, || {
+                    self.calls
+                        .get_or_create(&call_labels(String::new()))
+                        .clone()
+                })
+                .inc(),
+            // An unknown capability is the caller's invention (NOT_FOUND / INVALID_ARGUMENT).
+            (Some(_), Code::NotFound | Code::InvalidArgument) => self
+                .calls
+                .get_or_create(&call_labels(OTHER.to_string()))
+                .inc(),
+            (Some(c), _) => self
+                .calls
+                .get_or_create(&call_labels(self.capabilities.label(c)))
+                .inc(),
+        };
         if !end.reached_agent && matches!(end.code, Code::Unauthenticated | Code::PermissionDenied)
         {
+            let code = code_name(end.code).to_string();
             self.auth_rejected.get_or_create(&CodeLabels { code }).inc();
         }
-        if !beamline.is_empty() && beamline != UNKNOWN {
-            let totals = self.totals_of(&beamline);
+        if let Some(totals) = &series.totals {
             totals.calls.fetch_add(1, Ordering::Relaxed);
             if end.code != Code::Ok {
                 totals.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The handles of `beamline`'s label. A beamline already labelled as itself is one lookup;
+    /// the label is only worked out (and a new series made) the first time.
+    fn series(&self, beamline: Option<&str>) -> Arc<Series> {
+        let Some(beamline) = beamline else {
+            return self.series_of_label("");
+        };
+        if self.known.get().is_some_and(|known| !known(beamline)) {
+            return self.series_of_label(UNKNOWN);
+        }
+        let cached = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = cached.get(beamline) {
+            return series.clone();
+        }
+        drop(cached);
+        self.series_of_label(&self.beamlines.label(beamline))
+    }
+
+    /// The handles of the beamline label `label`, made the first time.
+    fn series_of_label(&self, label: &str) -> Arc<Series> {
+        let cached = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = cached.get(label) {
+            return series.clone();
+        }
+        drop(cached);
+        let mut cached = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let series = cached.entry(Arc::from(label)).or_insert_with(|| {
+            let in_flight = self
+                .in_flight
+                .get_or_create(&beamline_labels(label))
+                .clone();
+            let totals = (!label.is_empty() && label != UNKNOWN).then(|| self.totals_of(label));
+            Arc::new(Series::new(label, in_flight, totals))
+        });
+        series.clone()
     }
 
     /// The rate-limit layer refused a call.

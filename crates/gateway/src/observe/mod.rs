@@ -10,7 +10,8 @@
 //! the request's (if this layer runs after authentication); with neither it is "anonymous".
 //!
 //! Owns what is recorded of a call and when; the pieces live beside it: the metric families
-//! and their recording (`metrics`), a scrape's text (`exposition`), the log line (`access_log`)
+//! and their recording (`metrics`), the metric handles kept per beamline label so a call builds
+//! no label strings (`series`), a scrape's text (`exposition`), the log line (`access_log`)
 //! and its queue (`line_queue`), one call's record and body (`record`), the beamline a Fleet
 //! control RPC names in its message (`fleet_scope`). It must not refuse or change a call: it
 //! only watches.
@@ -21,6 +22,7 @@ mod fleet_scope;
 mod line_queue;
 mod metrics;
 mod record;
+mod series;
 
 pub use access_log::{AccessLine, TARGET};
 pub use exposition::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
@@ -28,10 +30,11 @@ pub use line_queue::LineQueue;
 pub use metrics::{CallEnd, CallTotals, GatewayMetrics, KnownBeamline, OTHER, UNKNOWN};
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::Code;
 use tower::{Layer, Service};
@@ -108,25 +111,54 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+    type Future = Observed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let mut record = CallRecord::start(&mut request, self.metrics.clone(), self.log.clone());
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            record.learn(response.extensions());
-            if let Some(code) = grpc_status(response.headers()) {
-                // Trailers-only: the call ends here (dropping the record reports it).
-                record.end(code);
-                return Ok(response);
-            }
-            Ok(response.map(|inner| Body::new(RecordedBody::new(inner, record))))
-        })
+        let record = CallRecord::start(&mut request, self.metrics.clone(), self.log.clone());
+        Observed {
+            inner: self.inner.call(request),
+            record: Some(record),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's response to come, and its record: dropped before the response (the caller went
+    /// away), the record reports the call CANCELLED. A concrete future: no allocation of this
+    /// layer's own per call but the response body's wrapper.
+    pub struct Observed<F> {
+        #[pin]
+        inner: F,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<http::Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let Some(mut record) = this.record.take() else {
+            // Polled again after its response: nothing more to record.
+            return Poll::Ready(Ok(response));
+        };
+        record.learn(response.extensions());
+        if let Some(code) = grpc_status(response.headers()) {
+            // Trailers-only: the call ends here (dropping the record reports it).
+            record.end(code);
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Ok(
+            response.map(|inner| Body::new(RecordedBody::new(inner, record)))
+        ))
     }
 }
 

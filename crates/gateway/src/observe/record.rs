@@ -16,12 +16,14 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tonic::Code;
 
-use super::access_log::AccessLine;
+use super::access_log::{AccessLine, Method};
 use super::fleet_scope::{self, Scope};
 use super::metrics::{CallEnd, GatewayMetrics};
+use super::series::Series;
 use super::LogTo;
-use crate::caller::{method_of, Caller};
+use crate::caller::Caller;
 use crate::fleet::enforce::{Refused, RefusedBy};
+use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::Rpc;
 use beamline_mesh_client::{CallFacts, ServedBy};
 
@@ -37,12 +39,13 @@ pub(super) struct CallRecord {
     start: Instant,
     started: SystemTime,
     metrics: Option<Arc<GatewayMetrics>>,
+    /// The metric handles of the call's beamline label (with `metrics`).
+    series: Option<Arc<Series>>,
     log: Option<LogTo>,
-    beamline: String,
-    beamline_label: String,
+    beamline: Option<BeamlineId>,
     rpc: Option<Rpc>,
-    method: String,
-    caller: Option<String>,
+    method: Method,
+    caller: Option<Arc<str>>,
     facts: CallFacts,
     instance: Option<Arc<str>>,
     code: Code,
@@ -59,21 +62,18 @@ impl CallRecord {
         log: Option<LogTo>,
     ) -> CallRecord {
         let beamline = crate::beamline_of(request).ok();
-        let beamline_label = metrics
-            .as_ref()
-            .map(|m| m.call_started(beamline.as_ref().map(|b| b.as_str())))
-            .unwrap_or_default();
+        let series = (metrics.as_ref()).map(|m| m.started(beamline.as_ref().map(|b| b.as_str())));
         let path = request.uri().path();
         // Until a response says otherwise, a call that goes away was cancelled by its caller.
         CallRecord {
             start: Instant::now(),
             started: SystemTime::now(),
             metrics,
+            series,
             log,
-            beamline: beamline.map(|b| b.to_string()).unwrap_or_default(),
-            beamline_label,
+            beamline,
             rpc: Rpc::of_path(path),
-            method: method_of(path).to_string(),
+            method: Method::of_path(path),
             caller: request.extensions().get::<Caller>().map(|c| c.name.clone()),
             facts: CallFacts::default(),
             instance: None,
@@ -105,31 +105,37 @@ impl CallRecord {
 impl Drop for CallRecord {
     fn drop(&mut self) {
         let duration = self.start.elapsed();
-        if let Some(metrics) = &self.metrics {
-            metrics.call_ended(&CallEnd {
-                beamline_label: &self.beamline_label,
-                method: &self.method,
-                capability: self.facts.capability.as_deref(),
-                code: self.code,
-                duration,
-                reached_agent: self.instance.is_some(),
-            });
+        if let (Some(metrics), Some(series)) = (&self.metrics, &self.series) {
+            metrics.ended(
+                series,
+                &CallEnd {
+                    beamline_label: &series.label,
+                    method: &self.method,
+                    capability: self.facts.capability.as_deref(),
+                    code: self.code,
+                    duration,
+                    reached_agent: self.instance.is_some(),
+                },
+            );
             if let Some(by) = self.refused {
-                metrics.refused(&self.beamline_label, by);
+                metrics.refused(&series.label, by);
             }
         }
         let Some(log) = &self.log else {
             return;
         };
-        let mut beamline = std::mem::take(&mut self.beamline);
-        if let Some(named) = self.scope.as_ref().and_then(|scope| scope.get()) {
-            beamline = named.clone();
-        }
+        let beamline = match self.scope.as_ref().and_then(|scope| scope.get()) {
+            Some(named) => Arc::from(named.as_str()),
+            None => self
+                .beamline
+                .take()
+                .map_or_else(|| Arc::from(""), |b| b.shared()),
+        };
         let line = AccessLine {
             started: self.started,
             caller: self.caller.take(),
             beamline,
-            method: std::mem::take(&mut self.method),
+            method: std::mem::replace(&mut self.method, Method::Static("")),
             capability: self.facts.capability.take(),
             task_id: self.facts.task_id.take(),
             instance: self.instance.take(),

@@ -22,6 +22,7 @@ pub(crate) use dial::TlsDial;
 pub use dial::{UpstreamTls, RELOAD_EVERY};
 pub use error::{never_sent, ConnectionError};
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -135,42 +136,54 @@ impl Connection {
             .take();
     }
 
-    /// Sends `request` and returns its response head (the body streams on).
-    async fn send(
+    /// Sends `request` and returns its response head (the body streams on). The head is made
+    /// ready for the instance before the future starts: the future, allocated per call, then
+    /// carries it once (not as the request, its parts and the head, each at full size).
+    fn send(
         self,
         request: http::Request<Body>,
-    ) -> Result<http::Response<Body>, ConnectionError> {
-        let shared = &self.shared;
-        // The health watch is always open: only calls count as traffic to watch over.
-        let call = (!parts_is_health(request.uri())).then(|| CallInFlight::start(&shared.activity));
+    ) -> impl Future<Output = Result<http::Response<Body>, ConnectionError>> + Send + 'static {
+        // The health watch is not a call: only calls count as traffic to watch over.
+        let call =
+            (!parts_is_health(request.uri())).then(|| CallInFlight::start(&self.shared.activity));
         let (mut parts, body) = request.into_parts();
-        parts.uri = shared.target(&parts.uri);
+        parts.uri = self.shared.target(&parts.uri);
         parts.version = http::Version::HTTP_2;
         strip_connection_headers(&mut parts.headers);
         let head = http::Request::from_parts(parts, ());
-
-        // A connection found closed before anything was written is replaced once.
-        let open = shared.sender().await?;
-        let mut sender = match open.sender.ready().await {
-            Ok(sender) => sender,
-            Err(_) => {
-                shared.forget(open.generation);
-                let open = shared.sender().await?;
-                open.sender
-                    .ready()
-                    .await
-                    .map_err(|source| shared.unsent(source))?
+        // Written on the open connection (opened first if there is none), then the response
+        // awaited: an `async` block, which uses what it captured in place (an `async fn` would
+        // move its arguments into locals and hold both).
+        async move {
+            let shared = &self.shared;
+            // A connection found closed before anything was written is replaced once. Opening
+            // one (TCP, TLS, the h2 handshake) is a large future that a call on an open
+            // connection never enters: boxed apart, so this future stays small on the hot path.
+            let open = match shared.current() {
+                Some(open) => open,
+                None => Box::pin(shared.sender()).await?,
+            };
+            let mut sender = match open.sender.ready().await {
+                Ok(sender) => sender,
+                Err(_) => {
+                    shared.forget(open.generation);
+                    let open = Box::pin(shared.sender()).await?;
+                    open.sender
+                        .ready()
+                        .await
+                        .map_err(|source| shared.unsent(source))?
+                }
+            };
+            let eos = http_body::Body::is_end_stream(&body);
+            let (response, stream) = sender
+                .send_request(head, eos)
+                .map_err(|source| shared.refused(source))?;
+            if !eos {
+                body::send(body, stream).await;
             }
-        };
-        let eos = http_body::Body::is_end_stream(&body);
-        let (response, stream) = sender
-            .send_request(head, eos)
-            .map_err(|source| shared.refused(source))?;
-        if !eos {
-            body::send(body, stream).await;
+            let response = response.await.map_err(|source| shared.failed(source))?;
+            Ok(response.map(|received| Body::new(body::Received::new(received, call))))
         }
-        let response = response.await.map_err(|source| shared.failed(source))?;
-        Ok(response.map(|received| Body::new(body::Received::new(received, call))))
     }
 }
 

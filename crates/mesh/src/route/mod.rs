@@ -15,15 +15,14 @@
 //! instance), within a budget of a fraction of recent requests plus a small floor. Deadlines: the caller's grpc-timeout bounds everything; a
 //! default applies to unary calls only; streams get a bound on the time to the response headers.
 
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use http_body_util::BodyExt;
+use futures::future::{BoxFuture, Either};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::body::Body;
@@ -34,16 +33,18 @@ use tower::{BoxError, Service};
 use super::deadline;
 use super::failfast::FailFast;
 use super::pool::Endpoints;
-use super::wire::grpc_timeout;
 use super::MeshSettings;
 use crate::discovery::{BeamlineWatch, Snapshot};
 use beamline_contract::beamline::BeamlineId;
 use beamline_contract::wire::Rpc;
 
 mod attempt;
+mod call;
 mod request;
 mod target;
+mod whole;
 
+use call::{read_failed, Call};
 pub use request::CallFacts;
 
 pub type Request = http::Request<Body>;
@@ -125,118 +126,94 @@ impl Route {
         self.epoch.elapsed().saturating_sub(last)
     }
 
-    /// Routes one call, with retries and deadlines.
-    pub async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response, BoxError> {
+    /// Routes one call, with retries and deadlines. What can be decided before anything is
+    /// awaited (the metadata's size, the deadline, an expired one) is decided first
+    /// (`Route::prepare`, in `call.rs`); the rest is [`Route::run`]'s future.
+    pub fn dispatch(
+        self: Arc<Self>,
+        request: Request,
+    ) -> Either<Ready<Result<Response, BoxError>>, impl Future<Output = Result<Response, BoxError>>>
+    {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.last_used.store(now, Ordering::Relaxed);
-        let (mut parts, body) = request.into_parts();
-        // Refused here, for this call alone: an agent that got it would close the connection
-        // every caller of this instance shares (HTTP/2's header limit is per connection).
-        let header_bytes = request::header_list_size(&parts.headers);
-        // h2 counts a list of exactly the limit as over it.
-        if header_bytes >= request::MAX_HEADER_LIST_BYTES {
-            return Err(BoxError::from(Status::resource_exhausted(format!(
-                "the request's metadata is {header_bytes} bytes, more than the {} an agent \
-                 accepts",
-                request::MAX_HEADER_LIST_BYTES
-            ))));
-        }
-        let rpc = Rpc::of_path(parts.uri.path());
-        let caller_deadline = grpc_timeout(&parts.headers);
-        if caller_deadline.is_none() && !rpc.is_some_and(Rpc::is_stream) {
-            // The agent enforces the default too, so an abandoned unary call does not run on.
-            let header = format!("{}m", self.settings.unary_timeout.as_millis());
-            if let Ok(value) = http::HeaderValue::from_str(&header) {
-                parts.headers.insert("grpc-timeout", value);
-            }
-        }
-        // Answer a little before the caller's deadline, counted from the call's arrival: a
-        // server in front of the mesh (the gateway) expires at the deadline itself, with tonic's
-        // CANCELLED instead of DEADLINE_EXCEEDED.
-        let caller_deadline = caller_deadline.map(deadline::answer_by);
-        let now = Instant::now();
-        let started = parts
-            .extensions
-            .get::<deadline::Arrival>()
-            .map_or(now, |arrival| arrival.0);
-        let body_deadline = caller_deadline.map(|d| later(started, d));
-        if body_deadline.is_some_and(|at| at <= now) {
-            // Said now, not at the next timer tick, where tonic's own expiry may come first.
-            return Err(BoxError::from(Status::deadline_exceeded(format!(
-                "beamline {}: the caller's deadline passed before the call could be sent",
-                self.beamline
-            ))));
-        }
-        let bound = match (caller_deadline, rpc.is_some_and(Rpc::is_stream)) {
-            (Some(d), true) => d.min(self.settings.first_message_timeout),
-            (Some(d), false) => d,
-            (None, true) => self.settings.first_message_timeout,
-            (None, false) => self.settings.unary_timeout,
-        };
-        let beamline = self.beamline.clone();
-        // One timer per call: it bounds reading the request and the attempts, then (moved if a
-        // stream's deadline is later) the response body. Registering a timer can wake the
-        // thread parked on the runtime's timer driver (a syscall), so a call registers one, not
-        // one per bound.
-        let mut timer = Box::pin(tokio::time::sleep_until(later(started, bound)));
-        let max_message = self.settings.max_message_bytes;
-        // What the call turned out to be, for the error if it fails.
-        let seen = std::sync::OnceLock::new();
-        let call = async {
-            // Read under a bound: past it, RESOURCE_EXHAUSTED with nothing more buffered (the
-            // gRPC frame's 5-byte header is not the message's).
-            let bytes = http_body_util::Limited::new(body, max_message.saturating_add(5))
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        Status::resource_exhausted(format!(
-                            "the request message is larger than {max_message} bytes"
-                        ))
-                    } else {
-                        Status::cancelled(format!("reading the request: {e}"))
-                    }
-                })?
-                .to_bytes();
-            let facts = CallFacts::of(rpc, bytes.get(5..).unwrap_or_default());
-            let _ = seen.set(facts.clone());
-            self.budget.deposit();
-            let response = Arc::clone(&self).attempts(rpc, parts, bytes).await?;
-            Ok::<_, BoxError>((response, facts))
-        };
-        let mut call = std::pin::pin!(call);
-        let answered = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = call.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            timer.as_mut().poll(cx).map(|()| None)
-        })
-        .await;
-        match answered {
-            Some(Ok((mut response, facts))) => {
-                deadline::fix_timeout_status(response.headers_mut());
-                response.extensions_mut().insert(facts);
-                Ok(match body_deadline {
-                    Some(at) => {
-                        response.map(|body| Body::new(deadline::DeadlineBody::new(body, timer, at)))
-                    }
-                    None => response,
-                })
-            }
-            Some(Err(e)) => Err(attempt::failed(e, seen.get())),
-            None => Err(attempt::failed(
-                BoxError::from(Status::deadline_exceeded(format!(
-                    "beamline {beamline}: no answer within {bound:?}"
-                ))),
-                seen.get(),
-            )),
+        match self.prepare(request) {
+            Ok(call) => Either::Right(self.run(call)),
+            Err(error) => Either::Left(std::future::ready(Err(error))),
         }
     }
 
-    async fn attempts(
+    /// The call's future: reads the request, sends it (again where that is safe), and answers
+    /// within its bound. The call is used in place, never moved into a nested future: this
+    /// future is allocated and moved once per call, so its size is a per-call cost.
+    // Not an `async fn`: one moves its arguments into locals and holds both, here the whole
+    // prepared call twice.
+    #[allow(clippy::manual_async_fn)]
+    fn run(
         self: Arc<Self>,
+        mut call: Call,
+    ) -> impl Future<Output = Result<Response, BoxError>> + Send + 'static {
+        async move {
+            let max_message = self.settings.max_message_bytes;
+            // What the call turned out to be, for the error if it fails.
+            let mut seen = None;
+            let answered = {
+                let work = async {
+                    // Read under a bound: past it, RESOURCE_EXHAUSTED with nothing more
+                    // buffered (the gRPC frame's 5-byte header is not the message's).
+                    let body = call.body.take().unwrap_or_default();
+                    let bytes = whole::read(body, max_message.saturating_add(5))
+                        .await
+                        .map_err(|e| read_failed(e.as_ref(), max_message))?
+                        .data;
+                    seen = Some(CallFacts::of(call.rpc, bytes.get(5..).unwrap_or_default()));
+                    self.budget.deposit();
+                    let response = self.attempts(call.rpc, &mut call.head, bytes).await?;
+                    Ok::<_, BoxError>(response)
+                };
+                let mut work = std::pin::pin!(work);
+                let timer = &mut call.timer;
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                        return Poll::Ready(Some(result));
+                    }
+                    timer.as_mut().poll(cx).map(|()| None)
+                })
+                .await
+            };
+            match answered {
+                Some(Ok(mut response)) => {
+                    deadline::fix_timeout_status(response.headers_mut());
+                    // A call with nothing to tell (a Describe) adds no extension: it would be
+                    // an allocation per call to say what the default says.
+                    if let Some(facts) = seen.filter(|facts| *facts != CallFacts::default()) {
+                        response.extensions_mut().insert(facts);
+                    }
+                    Ok(match call.body_deadline {
+                        Some(at) => response.map(|body| {
+                            Body::new(deadline::DeadlineBody::new(body, call.timer, at))
+                        }),
+                        None => response,
+                    })
+                }
+                Some(Err(e)) => Err(attempt::failed(e, seen.as_ref())),
+                None => Err(attempt::failed(
+                    BoxError::from(Status::deadline_exceeded(format!(
+                        "beamline {}: no answer within {:?}",
+                        self.beamline, call.bound
+                    ))),
+                    seen.as_ref(),
+                )),
+            }
+        }
+    }
+
+    /// Sends the call until an attempt is done or no retry is allowed. h2 takes the head it
+    /// sends, so an attempt that may be followed by another sends a copy; the last one the
+    /// settings allow sends `head` itself (with no retries configured, no copy is ever made).
+    async fn attempts(
+        &self,
         rpc: Option<Rpc>,
-        parts: http::request::Parts,
+        head: &mut Option<http::request::Parts>,
         bytes: Bytes,
     ) -> Result<Response, BoxError> {
         let message = if bytes.len() >= 5 {
@@ -249,8 +226,15 @@ impl Route {
         let mut tried = Vec::new();
         loop {
             attempt += 1;
-            let request = http::Request::from_parts(parts.clone(), replay(&bytes));
-            match self.attempt(rpc, &message, request, &mut tried).await {
+            // Built and handed over in one statement: the head is never held across an await.
+            let sent = self
+                .request(head, attempt, &bytes)
+                .and_then(|request| self.send(rpc, &message, request, &tried));
+            let outcome = match sent {
+                Ok(sent) => self.attempt(rpc, &message, sent, &mut tried).await,
+                Err(status) => Outcome::Done(Err(BoxError::from(status))),
+            };
+            match outcome {
                 Outcome::Done(result) => return result,
                 Outcome::Retry(last) => {
                     if attempt > self.settings.max_retries || !self.budget.withdraw() {
@@ -260,6 +244,23 @@ impl Route {
                 }
             }
         }
+    }
+
+    /// The request of attempt number `attempt`: a copy of `head` while another attempt may
+    /// follow, `head` itself for the last one.
+    fn request(
+        &self,
+        head: &mut Option<http::request::Parts>,
+        attempt: usize,
+        bytes: &Bytes,
+    ) -> Result<Request, Status> {
+        let parts = if attempt > self.settings.max_retries {
+            head.take()
+        } else {
+            head.clone()
+        };
+        let parts = parts.ok_or_else(|| Status::internal("no request head left to send"))?;
+        Ok(http::Request::from_parts(parts, replay(bytes)))
     }
 
     /// Through p2c: whoever holds the lock waits for readiness (failfast bounds it), dispatches,

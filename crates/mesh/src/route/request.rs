@@ -10,7 +10,8 @@ use beamline_contract::proto;
 use beamline_contract::quote::quote;
 use beamline_contract::wire::Rpc;
 
-/// What the mesh read from a call, in the response's extensions (for access logs above it).
+/// What the mesh read from a call, in the response's extensions (for access logs above it);
+/// absent when it read nothing (a Describe): read absence as the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallFacts {
     pub capability: Option<String>,

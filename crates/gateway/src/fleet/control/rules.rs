@@ -63,7 +63,7 @@ impl fmt::Display for Scope {
 
 /// The name a write is recorded under: the caller's, or [`ANONYMOUS`].
 pub fn actor(caller: Option<&Caller>) -> &str {
-    caller.map_or(ANONYMOUS, |c| c.name.as_str())
+    caller.map_or(ANONYMOUS, |c| &*c.name)
 }
 
 /// A Halt's or Resume's scope: exactly one of a valid `beamline` and `all`.

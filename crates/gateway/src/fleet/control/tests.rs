@@ -24,9 +24,9 @@ fn caller(name: &str, role: Role, beamlines: &[&str]) -> Caller {
         )
     };
     Caller {
-        name: name.to_string(),
+        name: name.into(),
         role,
-        beamlines,
+        beamlines: beamlines.into(),
     }
 }
 

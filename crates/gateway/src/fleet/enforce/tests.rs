@@ -267,9 +267,9 @@ fn request(rpc: Rpc, beamline: &str, caller: Option<&str>, body: Body) -> http::
         .unwrap();
     if let Some(name) = caller {
         request.extensions_mut().insert(Caller {
-            name: name.to_string(),
+            name: name.into(),
             role: Role::Operator,
-            beamlines: Beamlines::All,
+            beamlines: Beamlines::All.into(),
         });
     }
     request

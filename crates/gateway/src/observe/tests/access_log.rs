@@ -64,9 +64,9 @@ pub(super) fn request(path: &str, beamline: &str) -> http::Request<Body> {
 
 fn operator(name: &str) -> Caller {
     Caller {
-        name: name.to_string(),
+        name: name.into(),
         role: Role::Operator,
-        beamlines: Beamlines::All,
+        beamlines: Beamlines::All.into(),
     }
 }
 

@@ -60,12 +60,7 @@ fn the_authorization_table() {
                 assert_eq!(status.code(), Code::PermissionDenied, "{label}");
                 let c = who.unwrap();
                 let message = status.message();
-                for part in [
-                    c.name.as_str(),
-                    c.role.as_str(),
-                    act.rpc(),
-                    &scope.to_string(),
-                ] {
+                for part in [&*c.name, c.role.as_str(), act.rpc(), &scope.to_string()] {
                     assert!(message.contains(part), "{label}: {message}");
                 }
             }
