@@ -14,6 +14,7 @@
 mod activity;
 mod body;
 mod dial;
+mod drive;
 mod error;
 
 pub use activity::Sample;
@@ -24,7 +25,7 @@ pub use error::{never_sent, ConnectionError};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -273,7 +274,7 @@ impl Shared {
             .await
             .map_err(std::io::Error::other)?;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        tokio::spawn(drive(connection, Arc::downgrade(self), generation));
+        tokio::spawn(drive::drive(connection, Arc::downgrade(self), generation));
         Ok(Open { sender, generation })
     }
 
@@ -334,61 +335,6 @@ impl Shared {
         ConnectionError::Stream {
             addr: self.origin.to_string(),
             source,
-        }
-    }
-}
-
-/// Drives one connection's socket until it closes, or until a PING goes unanswered; then
-/// makes the next call reconnect.
-async fn drive<T: AsyncRead + AsyncWrite + Unpin>(
-    mut connection: h2::client::Connection<T, Bytes>,
-    shared: Weak<Shared>,
-    generation: u64,
-) {
-    let ping_pong = connection.ping_pong();
-    tokio::select! {
-        biased;
-        ended = &mut connection => {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "connection to an instance ended");
-            }
-        }
-        () = keep_alive(ping_pong, shared.clone()) => {
-            tracing::debug!("no PING answer: closing the connection to an instance");
-        }
-    }
-    if let Some(shared) = shared.upgrade() {
-        shared.forget(generation);
-    }
-}
-
-/// Returns when a PING goes unanswered as long as [`ConnectionSettings::ping_plan`] allows;
-/// never while the connection answers (or once nothing holds the connection).
-async fn keep_alive(ping_pong: Option<h2::PingPong>, shared: Weak<Shared>) {
-    let Some(mut ping_pong) = ping_pong else {
-        return std::future::pending().await;
-    };
-    loop {
-        let Some(now) = shared.upgrade() else {
-            return std::future::pending().await;
-        };
-        let calls = now.activity.in_flight();
-        let (pause, bound) = now.settings.ping_plan(calls);
-        // While idle, a call starting cuts the pause short: it is watched over from the start.
-        let idle = calls == 0;
-        // Only the wake-up is kept across the pause: the loop must not keep the connection's
-        // handle (and so the connection) alive.
-        let activity = now.activity.clone();
-        drop(now);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = activity.busy.notified(), if idle => continue,
-        }
-        match tokio::time::timeout(bound, ping_pong.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            // The connection failed; its own future reports that.
-            Ok(Err(_)) => return std::future::pending().await,
-            Err(_) => return,
         }
     }
 }
