@@ -65,12 +65,12 @@ impl BeamlineId {
         &self.0
     }
 
-    /// `beamline-` + the id in lower case with dots as dashes (`5.3.1` → `beamline-5-3-1`).
     /// The id as a shared string: a clone is a reference count, not a copy.
     pub fn shared(&self) -> Arc<str> {
         self.0.clone()
     }
 
+    /// `beamline-` + the id in lower case with dots as dashes (`5.3.1` → `beamline-5-3-1`).
     pub fn service_name(&self) -> String {
         format!("beamline-{}", self.0.to_ascii_lowercase().replace('.', "-"))
     }

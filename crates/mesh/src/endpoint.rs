@@ -39,7 +39,8 @@ pub struct EndpointSettings {
     pub max_backoff: Duration,
     /// A connection that carried no call this long is closed, with its health Watch, until
     /// the next call opens it again (or the instance leaves discovery: then whether it still
-    /// answers is watched until it stops); `None` keeps connections for the endpoint's life.
+    /// answers is watched until it stops); `None` or zero keeps connections for the endpoint's
+    /// life.
     pub idle_after: Option<Duration>,
 }
 

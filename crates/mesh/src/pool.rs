@@ -1,6 +1,6 @@
 //! The endpoints of one beamline: a task that follows discovery's snapshots (with or without
 //! traffic) and keeps one [`Endpoint`] per healthy instance — so health gates are warm before
-//! the first call — and the `Discover` stream that feeds those endpoints to tower's p2c.
+//! the first call (and, once an endpoint went idle, Consul's check alone gates it) — and the `Discover` stream that feeds those endpoints to tower's p2c.
 //!
 //! An endpoint's identity is the [`Endpoint`] itself (its connection and health watch), not its
 //! id and address: an instance that leaves and comes back gets a new endpoint, and the balancer

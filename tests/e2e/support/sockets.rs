@@ -1,12 +1,14 @@
 //! The TCP connections a process holds, from `/proc`: its socket descriptors
 //! (`/proc/<pid>/fd/*` → `socket:[inode]`) matched against the kernel's tables
 //! (`/proc/net/tcp`, `/proc/net/tcp6`). What a test counts to say a connection was opened or
-//! closed, without asking the process.
+//! closed, without asking the process. (`benches/support` reads the same tables for the
+//! benches; a bench and the e2e tests are separate crates that share no module.)
 
 use std::collections::HashSet;
 
-/// How many ESTABLISHED connections process `pid` holds to remote port `port`.
-pub fn established_to(pid: u32, port: u16) -> usize {
+/// The local ports of the ESTABLISHED connections process `pid` holds to remote port `port`
+/// (sorted): a connection closed and opened again shows as another port.
+pub fn established_to(pid: u32, port: u16) -> Vec<u16> {
     let inodes: HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("list the process's descriptors")
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
@@ -28,18 +30,20 @@ pub fn established_to(pid: u32, port: u16) -> usize {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
-        .filter(|row| {
+        .filter_map(|row| {
             // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
             let fields: Vec<&str> = row.split_whitespace().collect();
-            let remote_port = fields
-                .get(2)
-                .and_then(|addr| addr.rsplit_once(':'))
-                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            let port_of = |addr: &str| {
+                let (_, hex) = addr.rsplit_once(':')?;
+                u16::from_str_radix(hex, 16).ok()
+            };
             let established = fields.get(3) == Some(&"01");
-            let inode = fields.get(9).and_then(|inode| inode.parse::<u64>().ok());
-            established
-                && remote_port == Some(port)
-                && inode.is_some_and(|inode| inodes.contains(&inode))
+            let inode = fields.get(9)?.parse::<u64>().ok()?;
+            (established && port_of(fields.get(2)?) == Some(port) && inodes.contains(&inode))
+                .then(|| port_of(fields.get(1)?))
+                .flatten()
         })
-        .count()
+        .collect::<std::collections::BTreeSet<u16>>()
+        .into_iter()
+        .collect()
 }

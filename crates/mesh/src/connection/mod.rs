@@ -339,7 +339,8 @@ impl Shared {
     }
 }
 
-/// Whether a request is for the gRPC health service (the endpoint's long-lived watch).
+/// Whether a request is for the gRPC health service (the endpoint's Watch, held while the
+/// endpoint is in use).
 fn parts_is_health(uri: &http::Uri) -> bool {
     uri.path().starts_with("/grpc.health.v1.Health/")
 }

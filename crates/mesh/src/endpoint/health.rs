@@ -26,8 +26,8 @@ use beamline_contract::causes::chain;
 use beamline_contract::wire::Rpc;
 
 /// The codec's buffers for the Watch stream. Its messages are a few bytes, and the stream is
-/// held open per instance for the endpoint's life: tonic's default 8 KiB decode buffer would
-/// be most of what an idle instance costs the mesh (about 47 KB per called instance was
+/// held open per instance while the endpoint is in use: tonic's default 8 KiB decode buffer
+/// would be most of what such an instance costs the mesh (about 47 KB per called instance was
 /// measured at 1,000 beamlines). The buffer still grows if a message ever needs it.
 fn watch_buffer() -> BufferSettings {
     BufferSettings::new(128, 32 * 1024)
@@ -98,6 +98,8 @@ pub(super) async fn watch(
         mut held,
     } = health;
     let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
+    // Zero would let every connection go after each call: taken as no bound.
+    let idle_after = settings.idle_after.filter(|after| !after.is_zero());
     loop {
         let request = HealthCheckRequest {
             service: Rpc::SERVICE.to_string(),
@@ -107,22 +109,16 @@ pub(super) async fn watch(
                 failure.send_replace(None);
                 alive.send_replace(true);
                 let stream = response.into_inner();
-                let watched = Watched {
+                let idle = Idle {
                     gate: &gate,
                     held: &held,
                     connection: &connection,
-                    idle_after: settings.idle_after,
-                    id: &id,
+                    after: idle_after,
                 };
-                match watched.follow(stream, &mut backoff).await {
+                match follow(stream, &gate, idle, &id, &mut backoff).await {
                     Ended::Broken => {}
                     Ended::Released(seen) => {
-                        connection.release();
-                        tracing::debug!(instance = %id, "idle: connection let go");
-                        tokio::select! {
-                            () = connection.resumed(seen.started) => {}
-                            _ = held.wait_for(|held| *held) => {}
-                        }
+                        let_go(&connection, seen, &mut held, &id).await;
                         backoff.reset();
                         continue;
                     }
@@ -130,10 +126,18 @@ pub(super) async fn watch(
             }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 // An agent without health Watch: trust Consul's check alone (and take it as
-                // answering for as long as the endpoint lives).
+                // answering while the endpoint lives); its connection still goes when idle.
                 gate.send_replace(true);
                 alive.send_replace(true);
-                return std::future::pending().await;
+                let idle = Idle {
+                    gate: &gate,
+                    held: &held,
+                    connection: &connection,
+                    after: idle_after,
+                };
+                let seen = idle.due().await;
+                let_go(&connection, seen, &mut held, &id).await;
+                continue;
             }
             Err(status) => {
                 // The connection's own error, with every cause (tonic's message has only the
@@ -157,59 +161,74 @@ pub(super) async fn watch(
     }
 }
 
-/// What [`Watched::follow`] reads and publishes.
-struct Watched<'a> {
+/// Lets the idle connection go, and waits for a call started after `seen` or for the
+/// instance to leave discovery.
+async fn let_go(connection: &Connection, seen: Sample, held: &mut watch::Receiver<bool>, id: &str) {
+    connection.release();
+    tracing::debug!(instance = %id, "idle: connection let go");
+    tokio::select! {
+        () = connection.resumed(seen.started) => {}
+        _ = held.wait_for(|held| *held) => {}
+    }
+}
+
+/// Reads the Watch stream into the gate until it ends, or until the connection is due to go.
+async fn follow(
+    mut stream: tonic::Streaming<HealthCheckResponse>,
+    gate: &watch::Sender<bool>,
+    idle: Idle<'_>,
+    id: &str,
+    backoff: &mut Backoff,
+) -> Ended {
+    let due = idle.due();
+    tokio::pin!(due);
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let Ok(Some(message)) = message else {
+                    return Ended::Broken;
+                };
+                let serving = message.status() == ServingStatus::Serving;
+                if gate.send_replace(serving) != serving {
+                    tracing::debug!(instance = %id, serving, "endpoint gate");
+                }
+                if serving {
+                    backoff.reset();
+                }
+            }
+            seen = &mut due => return Ended::Released(seen),
+        }
+    }
+}
+
+/// When an endpoint's connection is due to go.
+struct Idle<'a> {
     gate: &'a watch::Sender<bool>,
     held: &'a watch::Receiver<bool>,
     connection: &'a Connection,
-    idle_after: Option<Duration>,
-    id: &'a str,
+    /// `None`: never.
+    after: Option<Duration>,
 }
 
-impl Watched<'_> {
-    /// Reads the Watch stream into the gate until it ends, or until the connection has carried
-    /// no call for the idle bound while the instance serves and is still in discovery.
-    async fn follow(
-        &self,
-        mut stream: tonic::Streaming<HealthCheckResponse>,
-        backoff: &mut Backoff,
-    ) -> Ended {
-        let start = |after| IdleClock::new(after, Instant::now(), self.connection.activity());
-        let mut clock = self.idle_after.map(start);
+impl Idle<'_> {
+    /// Resolves, with the counts it decided on, once the connection has carried no call for
+    /// the bound while the instance serves and is still in discovery; never without a bound.
+    async fn due(&self) -> Sample {
+        let Some(after) = self.after else {
+            return std::future::pending().await;
+        };
+        let start = || IdleClock::new(after, Instant::now(), self.connection.activity());
+        let mut clock = start();
         loop {
-            let look = async {
-                match &clock {
-                    Some(clock) => tokio::time::sleep_until(clock.next_look()).await,
-                    None => std::future::pending().await,
+            tokio::time::sleep_until(clock.next_look()).await;
+            let seen = self.connection.activity();
+            if clock.look(Instant::now(), seen) == Verdict::Release {
+                if *self.gate.borrow() && !*self.held.borrow() {
+                    return seen;
                 }
-            };
-            tokio::select! {
-                message = stream.message() => {
-                    let Ok(Some(message)) = message else {
-                        return Ended::Broken;
-                    };
-                    let serving = message.status() == ServingStatus::Serving;
-                    if self.gate.send_replace(serving) != serving {
-                        tracing::debug!(instance = %self.id, serving, "endpoint gate");
-                    }
-                    if serving {
-                        backoff.reset();
-                    }
-                }
-                () = look => {
-                    let Some(running) = clock.as_mut() else {
-                        continue;
-                    };
-                    let seen = self.connection.activity();
-                    if running.look(Instant::now(), seen) == Verdict::Release {
-                        if *self.gate.borrow() && !*self.held.borrow() {
-                            return Ended::Released(seen);
-                        }
-                        // Not serving (its drain is watched to the end) or departed: kept, and
-                        // the bound counts again from now.
-                        clock = self.idle_after.map(start);
-                    }
-                }
+                // Not serving (its drain is watched to the end) or departed: kept, and the
+                // bound counts again from now.
+                clock = start();
             }
         }
     }
