@@ -16,7 +16,7 @@
 //! `exposition`'s; this must not render, nor watch calls (the observer in `observe` does).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use super::exposition::{
     beamline_labels, BeamlineLabels, CallLabels, CodeLabels, LimitLabels, MethodLabels,
     RefusalLabels,
 };
-use super::series::Series;
+use super::series::{AtomicTotals, Series};
 
 /// Distinct beamlines and capabilities kept as label values before `_other`.
 pub(super) const MAX_BEAMLINES: usize = 1000;
@@ -53,12 +53,6 @@ pub type KnownBeamline = Box<dyn Fn(&str) -> bool + Send + Sync>;
 pub struct CallTotals {
     pub calls: u64,
     pub errors: u64,
-}
-
-#[derive(Default)]
-pub(super) struct AtomicTotals {
-    calls: AtomicU64,
-    errors: AtomicU64,
 }
 
 /// A bounded set of label values.

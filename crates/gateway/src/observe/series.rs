@@ -9,6 +9,7 @@
 //! label (capped there), one per method label, one counter per gRPC code.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tonic::Code;
 
-use super::metrics::AtomicTotals;
+/// Calls and failed calls of one beamline since start, counted as they end.
+#[derive(Default)]
+pub(super) struct AtomicTotals {
+    pub(super) calls: AtomicU64,
+    pub(super) errors: AtomicU64,
+}
 
 /// gRPC codes: `OK` (0) to `UNAUTHENTICATED` (16).
 const CODES: usize = 17;
