@@ -98,8 +98,13 @@ pub(super) async fn watch(
         mut held,
     } = health;
     let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
-    // Zero would let every connection go after each call: taken as no bound.
-    let idle_after = settings.idle_after.filter(|after| !after.is_zero());
+    let idle = Idle {
+        gate: &gate,
+        held: held.clone(),
+        connection: &connection,
+        // Zero would let every connection go after each call: taken as no bound.
+        after: settings.idle_after.filter(|after| !after.is_zero()),
+    };
     loop {
         let request = HealthCheckRequest {
             service: Rpc::SERVICE.to_string(),
@@ -108,14 +113,7 @@ pub(super) async fn watch(
             Ok(response) => {
                 failure.send_replace(None);
                 alive.send_replace(true);
-                let stream = response.into_inner();
-                let idle = Idle {
-                    gate: &gate,
-                    held: &held,
-                    connection: &connection,
-                    after: idle_after,
-                };
-                match follow(stream, &gate, idle, &id, &mut backoff).await {
+                match follow(response.into_inner(), &idle, &id, &mut backoff).await {
                     Ended::Broken => {}
                     Ended::Released(seen) => {
                         let_go(&connection, seen, &mut held, &id).await;
@@ -129,12 +127,6 @@ pub(super) async fn watch(
                 // answering while the endpoint lives); its connection still goes when idle.
                 gate.send_replace(true);
                 alive.send_replace(true);
-                let idle = Idle {
-                    gate: &gate,
-                    held: &held,
-                    connection: &connection,
-                    after: idle_after,
-                };
                 let seen = idle.due().await;
                 let_go(&connection, seen, &mut held, &id).await;
                 continue;
@@ -175,8 +167,7 @@ async fn let_go(connection: &Connection, seen: Sample, held: &mut watch::Receive
 /// Reads the Watch stream into the gate until it ends, or until the connection is due to go.
 async fn follow(
     mut stream: tonic::Streaming<HealthCheckResponse>,
-    gate: &watch::Sender<bool>,
-    idle: Idle<'_>,
+    idle: &Idle<'_>,
     id: &str,
     backoff: &mut Backoff,
 ) -> Ended {
@@ -189,7 +180,7 @@ async fn follow(
                     return Ended::Broken;
                 };
                 let serving = message.status() == ServingStatus::Serving;
-                if gate.send_replace(serving) != serving {
+                if idle.gate.send_replace(serving) != serving {
                     tracing::debug!(instance = %id, serving, "endpoint gate");
                 }
                 if serving {
@@ -204,7 +195,7 @@ async fn follow(
 /// When an endpoint's connection is due to go.
 struct Idle<'a> {
     gate: &'a watch::Sender<bool>,
-    held: &'a watch::Receiver<bool>,
+    held: watch::Receiver<bool>,
     connection: &'a Connection,
     /// `None`: never.
     after: Option<Duration>,
